@@ -1,0 +1,139 @@
+"""Every error ``ogpu`` raises, rooted at :class:`OGPUError`.
+
+::
+
+    OGPUError
+    ├── ConfigError                    the library is pointed somewhere it cannot work
+    │   ├── ChainNotSupportedError     unknown chain id or name
+    │   └── InvalidRpcUrlError         RPC URL that is not http(s)://host[:port][/path]
+    ├── InvalidArgumentError           bad argument to a public call (also a ValueError)
+    │   └── InvalidAddressError        not a 20-byte hex address string
+    ├── RpcError                       talking to the node failed
+    │   ├── RpcTransportError          connection refused/reset, timeout
+    │   ├── RpcHttpError               HTTP status other than 200
+    │   ├── RpcProtocolError           the answer is not JSON-RPC (HTML, garbage, wrong id)
+    │   ├── RpcResponseError           the node answered with a JSON-RPC error object
+    │   └── UnsupportedNodeError       the node offers neither filters nor eth_getLogs
+    └── LogDecodeError                 a log does not match the vendored ABI
+
+Errors from the transport are translated once, in ``ogpu.events._rpc``;
+nothing above that layer sees an ``httpx`` exception.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChainNotSupportedError",
+    "ConfigError",
+    "InvalidAddressError",
+    "InvalidArgumentError",
+    "InvalidRpcUrlError",
+    "LogDecodeError",
+    "OGPUError",
+    "RpcError",
+    "RpcHttpError",
+    "RpcProtocolError",
+    "RpcResponseError",
+    "RpcTransportError",
+    "UnsupportedNodeError",
+]
+
+
+class OGPUError(Exception):
+    """Root of every error raised by ``ogpu``."""
+
+
+class ConfigError(OGPUError):
+    """Raised when the chain configuration cannot be used."""
+
+
+class ChainNotSupportedError(ConfigError):
+    """Raised for a chain id or name that ``ChainId`` does not know."""
+
+
+class InvalidRpcUrlError(ConfigError):
+    """Raised for an RPC URL that is not an absolute http(s) URL."""
+
+
+class InvalidArgumentError(OGPUError, ValueError):
+    """Raised at call time for an argument a public call cannot accept."""
+
+
+class InvalidAddressError(InvalidArgumentError):
+    """Raised for a value that is not a ``0x``-prefixed 20-byte hex string."""
+
+
+class RpcError(OGPUError):
+    """Raised when a JSON-RPC call fails; ``url`` has its credentials masked."""
+
+    def __init__(self, message: str, *, url: str = "", method: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+        self.method = method
+
+    def __str__(self) -> str:
+        where = f" ({self.method} at {self.url})" if self.method or self.url else ""
+        return f"{self.args[0]}{where}"
+
+
+class RpcTransportError(RpcError):
+    """Raised when no answer arrived: refused, reset, or timed out.
+
+    ``maybe_processed`` is true when the request had been sent, so the node
+    may have acted on it (which matters for ``eth_getFilterChanges``).
+    """
+
+    def __init__(
+        self, message: str, *, url: str = "", method: str = "", maybe_processed: bool = True
+    ) -> None:
+        super().__init__(message, url=url, method=method)
+        self.maybe_processed = maybe_processed
+
+
+class RpcHttpError(RpcError):
+    """Raised for an HTTP status other than 200; ``retry_after`` in seconds if sent."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        retry_after: float | None = None,
+        url: str = "",
+        method: str = "",
+    ) -> None:
+        super().__init__(message, url=url, method=method)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class RpcProtocolError(RpcError):
+    """Raised when the body is not a JSON-RPC 2.0 answer to what was asked."""
+
+
+class RpcResponseError(RpcError):
+    """Raised when the node answers with a JSON-RPC error object."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int,
+        data: object = None,
+        url: str = "",
+        method: str = "",
+    ) -> None:
+        super().__init__(message, url=url, method=method)
+        self.code = code
+        self.data = data
+
+    def __str__(self) -> str:
+        return f"JSON-RPC error {self.code}: {super().__str__()}"
+
+
+class UnsupportedNodeError(RpcError):
+    """Raised when the node offers neither log filters nor ``eth_getLogs``."""
+
+
+class LogDecodeError(OGPUError):
+    """Raised when a log's topics or data do not match the vendored Nexus ABI."""

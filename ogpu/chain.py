@@ -1,0 +1,166 @@
+"""Which chain the SDK talks to: chain ids, default RPC URLs, contract addresses.
+
+Precedence for the RPC URL of a chain: ``ChainConfig.set_rpc`` in code, then
+``OGPU_RPC_URL`` in the environment (for the current chain only), then the
+chain's public default. The current chain is ``set_chain`` in code, then
+``OGPU_CHAIN`` (``mainnet``, ``testnet`` or a chain id), then mainnet.
+The environment is read when asked, not at import, so a service can set it
+up before first use.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from enum import IntEnum
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+from ogpu._errors import ChainNotSupportedError, InvalidRpcUrlError
+
+__all__ = ["ChainConfig", "ChainId", "mask_url", "parse_chain", "validate_rpc_url"]
+
+
+class ChainId(IntEnum):
+    OGPU_MAINNET = 1071
+    OGPU_TESTNET = 200820172034
+
+
+_DEFAULT_RPC: dict[ChainId, str] = {
+    ChainId.OGPU_MAINNET: "https://mainnet-rpc.ogpuscan.io",
+    ChainId.OGPU_TESTNET: "https://testnetrpc.ogpuscan.io",
+}
+
+_CONTRACTS: dict[ChainId, dict[str, str]] = {
+    ChainId.OGPU_MAINNET: {
+        "NEXUS": "0x2b0cC6058313801D5feb184a539e3a0C5A87a6a1",
+        "CONTROLLER": "0x8661F4B9c30e07A04d795A192478dfD905625a1D",
+        "TERMINAL": "0xaEBC7b712D38Fc4d841f0732c21B8774339869D3",
+        "VAULT": "0xa5c582254AA313528898311362bc698b041580cC",
+    },
+    ChainId.OGPU_TESTNET: {
+        "NEXUS": "0xF87bb2f3edB991a998992f14d35fE142e6Bb50b1",
+        "CONTROLLER": "0x9fb6022074Fd7Bdb429de0776eb693cA0CB55E09",
+        "TERMINAL": "0x1ea332Fc14a5AFD3AF3852B45C263Ab5b1Dd6f52",
+        "VAULT": "0x15905a2FbD3EF5d3532b931b5656BB9EB493Bb15",
+    },
+}
+
+_CHAIN_NAMES: dict[str, ChainId] = {
+    "mainnet": ChainId.OGPU_MAINNET,
+    "ogpu_mainnet": ChainId.OGPU_MAINNET,
+    "testnet": ChainId.OGPU_TESTNET,
+    "ogpu_testnet": ChainId.OGPU_TESTNET,
+}
+
+_HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._~%-]+)$")
+
+
+def parse_chain(chain: object) -> ChainId:
+    """Turn a ``ChainId``, chain id int or name (``mainnet``/``testnet``) into a ``ChainId``."""
+    if isinstance(chain, ChainId):
+        return chain
+    if isinstance(chain, int) and not isinstance(chain, bool):
+        try:
+            return ChainId(chain)
+        except ValueError:
+            pass
+    elif isinstance(chain, str):
+        key = chain.strip().lower().replace("-", "_")
+        if key in _CHAIN_NAMES:
+            return _CHAIN_NAMES[key]
+        if key.isdigit():
+            return parse_chain(int(key))
+    known = ", ".join(f"{c.name.lower()} ({c.value})" for c in ChainId)
+    raise ChainNotSupportedError(f"unknown chain {chain!r}; known chains: {known}")
+
+
+def validate_rpc_url(url: object) -> str:
+    """Return ``url`` unchanged if it is an absolute http(s) URL with a host."""
+    if not isinstance(url, str):
+        raise InvalidRpcUrlError(f"RPC URL must be a string, got {type(url).__name__}")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise InvalidRpcUrlError(f"malformed RPC URL {mask_url(url)!r}: {exc}") from None
+    host = parts.hostname or ""
+    if (
+        parts.scheme not in ("http", "https")
+        or not host
+        or not _HOST.match(host if ":" not in host else f"[{host}]")
+    ):
+        raise InvalidRpcUrlError(
+            f"RPC URL must look like http(s)://host[:port][/path], got {mask_url(url)!r}"
+        )
+    if port == 0:
+        raise InvalidRpcUrlError(f"RPC URL has port 0: {mask_url(url)!r}")
+    return url
+
+
+def mask_url(url: str) -> str:
+    """Hide credentials (user:password@ and API-key-looking path/query parts) for logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    # Hosted nodes put the API key in the last path segment or the query.
+    path = re.sub(r"/[A-Za-z0-9_-]{16,}", "/***", parts.path)
+    query = "***" if parts.query else ""
+    masked = f"{parts.scheme}://{netloc}{path}"
+    return f"{masked}?{query}" if query else masked
+
+
+class ChainConfig:
+    """Process-wide chain selection, compatible with the existing ``ogpu`` API."""
+
+    _current: ClassVar[ChainId | None] = None
+    _rpc_overrides: ClassVar[dict[ChainId, str]] = {}
+
+    @classmethod
+    def set_chain(cls, chain: ChainId | int | str) -> None:
+        cls._current = parse_chain(chain)
+
+    @classmethod
+    def get_current_chain(cls) -> ChainId:
+        if cls._current is not None:
+            return cls._current
+        env = os.environ.get("OGPU_CHAIN", "").strip()
+        return parse_chain(env) if env else ChainId.OGPU_MAINNET
+
+    @classmethod
+    def _resolve(cls, chain: ChainId | int | str | None) -> ChainId:
+        return cls.get_current_chain() if chain is None else parse_chain(chain)
+
+    @classmethod
+    def set_rpc(cls, url: str, chain: ChainId | int | str | None = None) -> None:
+        cls._rpc_overrides[cls._resolve(chain)] = validate_rpc_url(url)
+
+    @classmethod
+    def get_rpc(cls, chain: ChainId | int | str | None = None) -> str:
+        target = cls._resolve(chain)
+        if target in cls._rpc_overrides:
+            return cls._rpc_overrides[target]
+        env = os.environ.get("OGPU_RPC_URL", "").strip()
+        if env and target == cls.get_current_chain():
+            return validate_rpc_url(env)
+        return _DEFAULT_RPC[target]
+
+    @classmethod
+    def reset_rpc(cls, chain: ChainId | int | str | None = None) -> None:
+        cls._rpc_overrides.pop(cls._resolve(chain), None)
+
+    @classmethod
+    def get_contract_address(cls, name: str, chain: ChainId | int | str | None = None) -> str:
+        contracts = _CONTRACTS[cls._resolve(chain)]
+        try:
+            return contracts[name.upper()]
+        except (KeyError, AttributeError):
+            raise KeyError(f"unknown contract {name!r}; known: {', '.join(sorted(contracts))}") from None
+
+    @classmethod
+    def get_all_supported_chains(cls) -> list[ChainId]:
+        return list(ChainId)

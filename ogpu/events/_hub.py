@@ -1,0 +1,426 @@
+"""The shared stream: one filter and one poll loop per (event loop, RPC URL, Nexus).
+
+Every watcher in a process rides the same hub, so the node sees one
+``eth_getFilterChanges`` (batched with ``eth_blockNumber``) per tick however
+many watchers run. The hub owns fetching and recovery; lanes own delivery.
+
+How each event arrives exactly once:
+
+* The live lane (confirmations=0) reads a filter over every Nexus log. Its
+  cursor moves to the head seen in the *previous* tick after a successful
+  poll: every log of a block the node had already reported must have been
+  in some poll since, so that block is fully delivered.
+* A lost filter, or a poll whose answer may have been lost in transit (the
+  node consumed it), is a gap: the filter is recreated first, then
+  ``eth_getLogs`` refills cursor+1..head, and the lane's memory of recent
+  log identities drops whatever both paths return.
+* A node without filters is followed with ``eth_getLogs`` over
+  cursor+1..head every tick.
+* A lane with confirmations=N reads ``eth_getLogs`` up to head-N only, then
+  checks that each block it got logs from still has the same hash; if not,
+  it reads the range again.
+* A head that moves backwards is ignored: ranges end at the lower of the
+  last two heads seen, and cursors never move back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from ogpu._errors import RpcError, RpcHttpError, RpcResponseError, RpcTransportError
+from ogpu.events._abi import EventSpec, RawLog
+from ogpu.events._faults import Fault, Retrier, classify
+from ogpu.events._lane import Lane, Subscription, chain_order
+from ogpu.events._ranges import LogRangeReader, ProgressCallback
+from ogpu.events._rpc import RpcClient
+
+__all__ = ["Hub", "active_hubs", "hub_for"]
+
+log = logging.getLogger("ogpu.events")
+
+# A filter that fails this many polls in a row is treated as lost.
+_FILTER_FAILURES_BEFORE_RECREATE = 3
+# How often a confirmed range is read again when its blocks keep changing.
+_REORG_REREADS = 5
+_TEARDOWN_TIMEOUT = 2.0
+
+
+class Hub:
+    """One shared, exactly-once stream of Nexus logs for one endpoint."""
+
+    def __init__(self, url: str, nexus: str, registry: dict[tuple[str, str], Hub]) -> None:
+        self.url = url
+        self.nexus = nexus
+        self.client = RpcClient(url)
+        self.reader = LogRangeReader(self.client, nexus)
+        self.lanes: dict[int, Lane] = {}
+        self.head: int | None = None
+        self.ticks = 0
+        self._last_head: int | None = None
+        self._filter_id: str | None = None
+        self._stale_filters: list[str] = []
+        self._filters_supported = True
+        self._filter_failures = 0
+        self._intervals: Counter[float] = Counter()
+        self._wake = asyncio.Event()
+        self._retrier = Retrier(lambda: self.client.ever_answered, self.client.masked_url)
+        self._task: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+        self._registry = registry
+        self._closed = False
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(lane.size for lane in self.lanes.values())
+
+    @property
+    def filter_id(self) -> str | None:
+        return self._filter_id
+
+    # --- joining and leaving ---
+
+    async def subscribe(self, sub: Subscription) -> None:
+        """Add ``sub`` and wait until its lane knows where it starts."""
+        if self._error is not None:
+            raise self._error
+        lane = self.lanes.get(sub.confirmations)
+        if lane is None:
+            lane = self.lanes[sub.confirmations] = Lane(sub.confirmations)
+            self._wake.set()
+        lane.add(sub, self.head)
+        fastest = min(self._intervals) if self._intervals else None
+        self._intervals[sub.poll_interval] += 1
+        if fastest is not None and sub.poll_interval < fastest:
+            self._wake.set()  # the loop is sleeping for longer than this watcher allows
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"ogpu.events {self.client.masked_url}"
+            )
+        try:
+            await lane.ready.wait()
+            if self._error is not None:
+                raise self._error
+        except BaseException:
+            await self.unsubscribe(sub)
+            raise
+
+    async def unsubscribe(self, sub: Subscription) -> None:
+        lane = self.lanes.get(sub.confirmations)
+        if lane is None or not lane.remove(sub):
+            return
+        self._intervals[sub.poll_interval] -= 1
+        if self._intervals[sub.poll_interval] <= 0:
+            del self._intervals[sub.poll_interval]
+        if lane.size == 0:
+            del self.lanes[sub.confirmations]
+        if not self.lanes:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop polling, uninstall the filter, close the HTTP client."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._registry.get((self.url, self.nexus)) is self:
+            del self._registry[(self.url, self.nexus)]
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        elif task is None:
+            await self.client.aclose()
+
+    # --- history for one watcher ---
+
+    async def history(
+        self,
+        specs: Sequence[EventSpec],
+        field: str | None,
+        scope: str | None,
+        first: int,
+        last: int,
+        progress: ProgressCallback | None = None,
+    ) -> AsyncIterator[Any]:
+        """Decoded past events of ``specs`` in ``first..last``, scoped like a watcher."""
+        by_topic = {spec.topic0: spec for spec in specs}
+        topics: list[object] = [list(by_topic)] if len(by_topic) > 1 else [next(iter(by_topic))]
+        async for _, logs in self.reader.read(first, last, topics=topics, progress=progress):
+            logs.sort(key=chain_order)
+            for raw in logs:
+                if raw.get("removed") or raw.get("blockHash") is None:
+                    continue
+                spec = by_topic.get(raw["topics"][0].lower()) if raw.get("topics") else None
+                if spec is None:
+                    continue
+                if field is not None and spec.scope_hex(raw, field) != scope:
+                    continue
+                try:
+                    yield spec.decode(raw)
+                except Exception as exc:  # LogDecodeError: log and skip, as the live path does
+                    log.warning("skipping a log that does not decode: %s", exc)
+
+    # --- the poll loop ---
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.lanes:
+                started = loop.time()
+                try:
+                    await self._tick()
+                except Exception as exc:
+                    if classify(exc) is Fault.FATAL:
+                        raise
+                    await self._retrier.pause(exc, "polling the Nexus stream")
+                    continue
+                self._retrier.succeeded()
+                self.ticks += 1
+                await self._sleep(min(self._intervals) - (loop.time() - started))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("the Nexus stream at %s stopped: %s", self.client.masked_url, exc)
+            self._fail_everyone(exc)
+        finally:
+            await self._teardown()
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        if seconds > 0:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    def _fail_everyone(self, exc: BaseException) -> None:
+        self._error = exc
+        if self._registry.get((self.url, self.nexus)) is self:
+            del self._registry[(self.url, self.nexus)]
+        for lane in self.lanes.values():
+            for sub in lane.subscriptions():
+                sub.fail(exc)
+            lane.ready.set()
+
+    async def _teardown(self) -> None:
+        self._closed = True
+        stale = self._stale_filters + ([self._filter_id] if self._filter_id else [])
+        self._filter_id = None
+        self._stale_filters = []
+        try:
+            for filter_id in stale:
+                with contextlib.suppress(RpcError, asyncio.TimeoutError):
+                    await asyncio.wait_for(
+                        self.client.call("eth_uninstallFilter", [filter_id]), _TEARDOWN_TIMEOUT
+                    )
+        finally:
+            await self.client.aclose()
+
+    async def _tick(self) -> None:
+        live = self.lanes.get(0)
+        if live is not None and self._filters_supported and self._filter_id is None:
+            await self._install_filter(live)
+        if live is None and self._filter_id is not None:
+            self._stale_filters.append(self._filter_id)  # nobody reads it any more
+            self._filter_id = None
+
+        polling = live is not None and self._filter_id is not None
+        calls: list[tuple[str, list[Any]]] = [("eth_blockNumber", [])]
+        if polling:
+            calls.append(("eth_getFilterChanges", [self._filter_id]))
+        head_before = self._last_head
+        try:
+            answers = await self.client.batch(calls)
+        except RpcError as exc:
+            if polling and _answer_may_be_lost(exc):
+                self._lose_filter(f"the answer to eth_getFilterChanges was lost ({exc})")
+            raise
+        head = self._observe_head(answers[0])
+
+        if polling and live is not None:
+            self._take_filter_changes(live, answers[1], head_before)
+        elif live is not None and not self._filters_supported:
+            await self._follow_by_ranges(live, head, verify=False)
+        for depth, lane in list(self.lanes.items()):
+            if depth > 0:
+                await self._follow_by_ranges(lane, head - depth, verify=True)
+        await self._uninstall_stale_filters()
+
+    def _observe_head(self, answer: Any) -> int:
+        if isinstance(answer, BaseException):
+            raise answer
+        seen = int(answer, 16)
+        previous = self._last_head
+        self._last_head = seen
+        if self.head is not None and seen < self.head:
+            log.info(
+                "node reported head %d after %d (a lagging backend?); cursors stay where they are",
+                seen,
+                self.head,
+            )
+        self.head = seen if self.head is None else max(self.head, seen)
+        # Ranges end at the lower of the last two heads: a load-balanced node
+        # may report a head that another of its backends has not reached.
+        return seen if previous is None else min(previous, seen)
+
+    async def _install_filter(self, live: Lane) -> None:
+        # The filter is created before the head is read, so every block after
+        # that head is covered by the filter and everything up to it by the
+        # refill below; the overlap is dropped by the lane's log memory.
+        try:
+            filter_id = await self.client.call("eth_newFilter", [{"address": self.nexus}])
+        except RpcResponseError as exc:
+            if classify(exc) not in (Fault.UNSUPPORTED, Fault.FILTER_LOST):
+                raise
+            log.info(
+                "node at %s offers no log filters (%s); following with eth_getLogs each tick",
+                self.client.masked_url,
+                exc,
+            )
+            self._filters_supported = False
+            if live.cursor is None:
+                head = int(await self.client.call("eth_blockNumber"), 16)
+                self._last_head = self.head = head
+                live.start(head, head)
+            return
+        head = int(await self.client.call("eth_blockNumber"), 16)
+        self._filter_id = str(filter_id)
+        self._filter_failures = 0
+        self._last_head = head
+        self.head = head if self.head is None else max(self.head, head)
+        if live.cursor is None:
+            live.start(head, head)
+            return
+        if head > live.cursor:
+            log.info(
+                "filter %s installed; refilling blocks %d..%d from eth_getLogs",
+                filter_id,
+                live.cursor + 1,
+                head,
+            )
+            async for end, logs in self.reader.read(live.cursor + 1, head):
+                live.deliver(logs)
+                live.advance(end)
+
+    def _take_filter_changes(self, live: Lane, answer: Any, head_before: int | None) -> None:
+        if isinstance(answer, RpcResponseError):
+            fault = classify(answer)
+            if fault is Fault.FILTER_LOST:
+                self._lose_filter(f"the node no longer knows it ({answer})")
+                return
+            if fault is Fault.UNSUPPORTED:
+                log.info("node rejects eth_getFilterChanges (%s); switching to eth_getLogs", answer)
+                self._filters_supported = False
+                self._lose_filter("filters are not supported")
+                return
+            self._filter_failures += 1
+            if self._filter_failures >= _FILTER_FAILURES_BEFORE_RECREATE:
+                self._lose_filter(f"{self._filter_failures} polls in a row failed ({answer})")
+                return
+            raise answer
+        if isinstance(answer, BaseException):
+            raise answer
+        self._filter_failures = 0
+        logs = answer if isinstance(answer, list) else []
+        # Filters over logs return log objects; anything else (block hashes
+        # from a misbehaving proxy) carries no events.
+        live.deliver([raw for raw in logs if isinstance(raw, dict)])
+        if head_before is not None:
+            live.advance(head_before)
+
+    def _lose_filter(self, why: str) -> None:
+        assert self._filter_id is not None
+        live = self.lanes.get(0)
+        cursor = live.cursor if live is not None else None
+        log.warning(
+            "filter %s dropped: %s; will recreate it and refill from block %s",
+            self._filter_id,
+            why,
+            None if cursor is None else cursor + 1,
+        )
+        self._stale_filters.append(self._filter_id)
+        self._filter_id = None
+
+    async def _uninstall_stale_filters(self) -> None:
+        while self._stale_filters:
+            filter_id = self._stale_filters.pop()
+            with contextlib.suppress(RpcError):
+                await self.client.call("eth_uninstallFilter", [filter_id])
+
+    async def _follow_by_ranges(self, lane: Lane, target: int, *, verify: bool) -> None:
+        if lane.cursor is None:
+            lane.start(max(target, 0), self.head if self.head is not None else target)
+            return
+        if target <= lane.cursor:
+            return
+        first = lane.cursor + 1
+        async for end, logs in self.reader.read(first, target):
+            if verify:
+                logs = await self._canonical(logs, first, end)
+            lane.deliver(logs)
+            lane.advance(end)
+            first = end + 1
+
+    async def _canonical(self, logs: list[RawLog], first: int, last: int) -> list[RawLog]:
+        """``logs`` if every block they come from still has the same hash, else a re-read."""
+        for _ in range(_REORG_REREADS):
+            hashes: dict[str, set[str]] = {}
+            for raw in logs:
+                if raw.get("blockHash") is not None and not raw.get("removed"):
+                    hashes.setdefault(raw["blockNumber"], set()).add(raw["blockHash"].lower())
+            if not hashes:
+                return logs
+            numbers = sorted(hashes, key=lambda n: int(n, 16))
+            answers = await self.client.batch(
+                [("eth_getBlockByNumber", [number, False]) for number in numbers]
+            )
+            changed = [
+                int(number, 16)
+                for number, block in zip(numbers, answers, strict=True)
+                if not isinstance(block, dict) or {str(block.get("hash", "")).lower()} != hashes[number]
+            ]
+            if not changed:
+                return logs
+            log.warning(
+                "blocks %s changed since their logs were read (reorg); reading %d..%d again",
+                changed,
+                first,
+                last,
+            )
+            logs = [raw async for _, chunk in self.reader.read(first, last) for raw in chunk]
+        raise RpcError(
+            f"blocks {first}..{last} kept changing while being confirmed",
+            url=self.client.masked_url,
+        )
+
+
+def _answer_may_be_lost(exc: RpcError) -> bool:
+    if isinstance(exc, RpcTransportError):
+        return exc.maybe_processed
+    if isinstance(exc, RpcHttpError):
+        return exc.status != 429  # a 429 is refused before the node does anything
+    return True  # garbled body: the node may well have answered
+
+
+_HUBS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Hub]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def hub_for(url: str, nexus: str) -> Hub:
+    """The hub of this event loop for ``(url, nexus)``, created on first use."""
+    registry = _HUBS.setdefault(asyncio.get_running_loop(), {})
+    hub = registry.get((url, nexus))
+    if hub is None:
+        hub = registry[(url, nexus)] = Hub(url, nexus, registry)
+    return hub
+
+
+def active_hubs() -> list[Hub]:
+    """Hubs of the running event loop (for tests and benchmarks)."""
+    return list(_HUBS.get(asyncio.get_running_loop(), {}).values())

@@ -1,0 +1,261 @@
+"""Routing one ordered stream of raw logs to the watchers that want them.
+
+A lane is the delivery side of the shared stream for one confirmation depth:
+it keeps the cursor (the last block whose logs it has fully delivered),
+remembers recent log identities so no seam can deliver a log twice, and
+routes each log through a dict keyed by (event, scoping field, address), so
+delivering costs the same for ten watchers or ten thousand. A log is decoded
+at most once per lane, and only when some watcher wants it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, deque
+from typing import Any
+
+from ogpu._errors import LogDecodeError
+from ogpu.events._abi import EVENTS_BY_TOPIC, RawLog
+
+__all__ = ["Lane", "Subscription", "chain_order"]
+
+log = logging.getLogger("ogpu.events")
+
+# Log identities are kept this many blocks behind the cursor: a refill after
+# a lost filter starts at cursor + 1, and reorg refetches stay within it.
+_KEEP_BLOCKS = 256
+_FIRST_BACKLOG_WARNING = 1_000
+
+
+def chain_order(raw: RawLog) -> tuple[int, int]:
+    return int(raw["blockNumber"], 16), int(raw["logIndex"], 16)
+
+
+class Subscription:
+    """One watcher's place on a lane: what it wants and its backlog of events."""
+
+    __slots__ = (
+        "_error",
+        "_queue",
+        "_waiter",
+        "_warn_at",
+        "confirmations",
+        "event_names",
+        "field",
+        "floor",
+        "from_block",
+        "join_cursor",
+        "label",
+        "poll_interval",
+        "scope",
+    )
+
+    def __init__(
+        self,
+        event_names: tuple[str, ...],
+        field: str | None,
+        scope: str | None,
+        *,
+        from_block: int | None,
+        poll_interval: float,
+        confirmations: int,
+        label: str,
+    ) -> None:
+        self.event_names = event_names
+        self.field = field
+        self.scope = scope
+        self.from_block = from_block
+        self.poll_interval = poll_interval
+        self.confirmations = confirmations
+        self.label = label
+        # Set when the lane is ready: blocks <= join_cursor come from history,
+        # blocks >= floor are wanted at all.
+        self.join_cursor: int | None = None
+        self.floor = 1 << 256
+        self._queue: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+        self._warn_at = _FIRST_BACKLOG_WARNING
+
+    @property
+    def backlog(self) -> int:
+        return len(self._queue)
+
+    def push(self, event: Any) -> None:
+        self._queue.append(event)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+        if len(self._queue) >= self._warn_at:
+            log.warning(
+                "%s is not keeping up: %d events waiting (kept, not dropped)",
+                self.label,
+                len(self._queue),
+            )
+            self._warn_at *= 2
+
+    def fail(self, exc: BaseException) -> None:
+        """Make ``next`` raise ``exc`` once the events already queued are taken."""
+        self._error = exc
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def next(self) -> Any:
+        while not self._queue:
+            if self._error is not None:
+                raise self._error
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        event = self._queue.popleft()
+        if len(self._queue) < self._warn_at // 4:
+            self._warn_at = max(_FIRST_BACKLOG_WARNING, self._warn_at // 2)
+        return event
+
+
+class Lane:
+    """Delivers logs at one confirmation depth to its subscriptions."""
+
+    def __init__(self, confirmations: int) -> None:
+        self.confirmations = confirmations
+        self.cursor: int | None = None
+        self.ready = asyncio.Event()
+        self._scoped: dict[tuple[str, str, str], set[Subscription]] = {}
+        self._fields: dict[str, Counter[str]] = {}
+        self._unscoped: dict[str, set[Subscription]] = {}
+        self._seen: set[tuple[str, int]] = set()
+        self._seen_order: deque[tuple[int, tuple[str, int]]] = deque()
+        self._pending: list[Subscription] = []
+        self._members: set[Subscription] = set()
+
+    @property
+    def size(self) -> int:
+        return len(self._members)
+
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._members)
+
+    def add(self, sub: Subscription, head: int | None) -> None:
+        self._members.add(sub)
+        for name in sub.event_names:
+            if sub.field is not None and sub.scope is not None:
+                self._scoped.setdefault((name, sub.field, sub.scope), set()).add(sub)
+                self._fields.setdefault(name, Counter())[sub.field] += 1
+            else:
+                self._unscoped.setdefault(name, set()).add(sub)
+        if self.ready.is_set() and head is not None:
+            self._attach(sub, head)
+        else:
+            self._pending.append(sub)
+
+    def remove(self, sub: Subscription) -> bool:
+        """Take ``sub`` off the lane; False if it was not on it."""
+        if sub not in self._members:
+            return False
+        self._members.discard(sub)
+        for name in sub.event_names:
+            if sub.field is not None and sub.scope is not None:
+                key = (name, sub.field, sub.scope)
+                group = self._scoped.get(key)
+                if group is not None and sub in group:
+                    group.discard(sub)
+                    if not group:
+                        del self._scoped[key]
+                    fields = self._fields[name]
+                    fields[sub.field] -= 1
+                    if fields[sub.field] <= 0:
+                        del fields[sub.field]
+                    if not fields:
+                        del self._fields[name]
+            else:
+                unscoped = self._unscoped.get(name)
+                if unscoped is not None:
+                    unscoped.discard(sub)
+                    if not unscoped:
+                        del self._unscoped[name]
+        if sub in self._pending:
+            self._pending.remove(sub)
+        return True
+
+    def start(self, cursor: int, head: int) -> None:
+        """First position of a new lane; subscriptions waiting for it join here."""
+        self.cursor = cursor
+        for sub in self._pending:
+            self._attach(sub, head)
+        self._pending.clear()
+        self.ready.set()
+
+    def _attach(self, sub: Subscription, head: int) -> None:
+        assert self.cursor is not None
+        sub.join_cursor = self.cursor
+        # from_block=None means "mined after the watcher started": after the
+        # head the stream knew when it joined.
+        sub.floor = sub.from_block if sub.from_block is not None else head + 1
+
+    def advance(self, block: int) -> None:
+        """Record that every log up to ``block`` has been delivered."""
+        if self.cursor is None or block <= self.cursor:
+            return
+        self.cursor = block
+        horizon = block - _KEEP_BLOCKS
+        order = self._seen_order
+        while order and order[0][0] < horizon:
+            self._seen.discard(order.popleft()[1])
+
+    def deliver(self, logs: list[RawLog]) -> int:
+        """Route logs, in chain order, to the subscriptions that want them; count new ones."""
+        if len(logs) > 1:
+            logs = sorted(logs, key=chain_order)
+        fresh = 0
+        for raw in logs:
+            block_hash = raw.get("blockHash")
+            if block_hash is None:
+                continue  # a pending log: not on chain yet
+            key = (block_hash.lower(), int(raw["logIndex"], 16))
+            if raw.get("removed"):
+                if key in self._seen:
+                    log.warning(
+                        "a log already delivered was removed by a reorg: block %d, index %d, "
+                        "tx %s (use confirmations > 0 to wait for depth)",
+                        int(raw["blockNumber"], 16),
+                        key[1],
+                        raw.get("transactionHash"),
+                    )
+                continue
+            if key in self._seen:
+                continue
+            block = int(raw["blockNumber"], 16)
+            self._seen.add(key)
+            self._seen_order.append((block, key))
+            fresh += 1
+            topics = raw.get("topics")
+            spec = EVENTS_BY_TOPIC.get(topics[0].lower()) if topics else None
+            if spec is None:
+                continue
+            targets = self._targets(spec.name, spec, raw)
+            if not targets:
+                continue
+            try:
+                event = spec.decode(raw)
+            except LogDecodeError as exc:
+                log.warning("skipping a log that does not decode: %s", exc)
+                continue
+            for sub in targets:
+                if block >= sub.floor:
+                    sub.push(event)
+        return fresh
+
+    def _targets(self, name: str, spec: Any, raw: RawLog) -> list[Subscription]:
+        found: list[Subscription] = []
+        unscoped = self._unscoped.get(name)
+        if unscoped:
+            found.extend(unscoped)
+        fields = self._fields.get(name)
+        if fields:
+            for field in fields:
+                group = self._scoped.get((name, field, spec.scope_hex(raw, field)))
+                if group:
+                    found.extend(group)
+        return found

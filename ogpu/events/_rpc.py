@@ -1,0 +1,202 @@
+"""A small JSON-RPC 2.0 client over ``httpx.AsyncClient``.
+
+This module is the one edge where transport failures become ``ogpu`` errors:
+everything above it sees :mod:`ogpu._errors` types only. It does not retry;
+whether a failed call may be repeated depends on the call (a lost
+``eth_getFilterChanges`` answer must never be simply repeated), so that
+choice belongs to the stream.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import itertools
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from ogpu._errors import (
+    RpcHttpError,
+    RpcProtocolError,
+    RpcResponseError,
+    RpcTransportError,
+)
+from ogpu.chain import mask_url
+
+__all__ = ["Call", "RpcClient"]
+
+log = logging.getLogger("ogpu.events")
+
+Call = tuple[str, Sequence[Any]]
+
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class RpcClient:
+    """Sends single and batched JSON-RPC calls to one URL.
+
+    ``requests_sent`` counts HTTP requests, so tests and benchmarks can see
+    what the node pays.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url
+        self.masked_url = mask_url(url)
+        self._http = httpx.AsyncClient(
+            timeout=timeout,
+            transport=transport,
+            headers={"content-type": "application/json", "accept": "application/json"},
+        )
+        self._ids = itertools.count(1)
+        self._batch_supported = True
+        self.requests_sent = 0
+        # Set after the first well-formed JSON-RPC answer: until then a
+        # persistent failure more likely means a wrong URL than a bad moment.
+        self.ever_answered = False
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def call(self, method: str, params: Sequence[Any] = ()) -> Any:
+        """One call; raises :class:`RpcResponseError` for a JSON-RPC error answer."""
+        request_id = next(self._ids)
+        body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": list(params)}
+        answer = await self._post(body, method)
+        result = self._unwrap(answer, request_id, method)
+        if isinstance(result, RpcResponseError):
+            raise result
+        return result
+
+    async def batch(self, calls: Sequence[Call]) -> list[Any]:
+        """Several calls in one HTTP request where the node allows it.
+
+        Returns one entry per call, in order: the result, or the
+        :class:`RpcResponseError` for that call. Transport-level failures raise.
+        """
+        if len(calls) == 1 or not self._batch_supported:
+            out: list[Any] = []
+            for method, params in calls:
+                try:
+                    out.append(await self.call(method, params))
+                except RpcResponseError as exc:
+                    out.append(exc)
+            return out
+        ids = [next(self._ids) for _ in calls]
+        body = [
+            {"jsonrpc": "2.0", "id": i, "method": m, "params": list(p)}
+            for i, (m, p) in zip(ids, calls, strict=True)
+        ]
+        label = "+".join(m for m, _ in calls)
+        answer = await self._post(body, label)
+        if isinstance(answer, dict):
+            # A single error object for a whole batch: this node does not do
+            # batches. Remember that and send the calls one by one.
+            log.info("node at %s rejected a JSON-RPC batch; sending calls singly", self.masked_url)
+            self._batch_supported = False
+            return await self.batch(calls)
+        if not isinstance(answer, list):
+            raise RpcProtocolError("batch answer is not a JSON array", url=self.masked_url, method=label)
+        by_id = {item.get("id"): item for item in answer if isinstance(item, dict)}
+        return [self._unwrap(by_id.get(i), i, m) for i, (m, _) in zip(ids, calls, strict=True)]
+
+    async def _post(self, body: object, method: str) -> Any:
+        self.requests_sent += 1
+        try:
+            response = await self._http.post(self.url, content=json.dumps(body))
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise RpcTransportError(
+                f"cannot connect: {exc!r}",
+                url=self.masked_url,
+                method=method,
+                maybe_processed=False,
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise RpcTransportError(
+                f"timed out waiting for the answer: {exc!r}", url=self.masked_url, method=method
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise RpcTransportError(
+                f"connection failed mid-request: {exc!r}", url=self.masked_url, method=method
+            ) from exc
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise RpcHttpError(
+                f"HTTP {status}",
+                status=status,
+                retry_after=_retry_after(response),
+                url=self.masked_url,
+                method=method,
+            )
+        try:
+            answer = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if status != 200:
+                raise RpcHttpError(
+                    f"HTTP {status}", status=status, url=self.masked_url, method=method
+                ) from None
+            kind = response.headers.get("content-type", "unknown content type")
+            raise RpcProtocolError(
+                f"answer is not JSON ({kind}, starts {response.text[:40]!r})",
+                url=self.masked_url,
+                method=method,
+            ) from None
+        if status != 200 and not _looks_like_jsonrpc(answer):
+            raise RpcHttpError(f"HTTP {status}", status=status, url=self.masked_url, method=method)
+        return answer
+
+    def _unwrap(self, answer: Any, request_id: int, method: str) -> Any:
+        if not isinstance(answer, dict) or answer.get("jsonrpc") != "2.0":
+            raise RpcProtocolError("answer is not a JSON-RPC 2.0 object", url=self.masked_url, method=method)
+        error = answer.get("error")
+        if error is not None:
+            self.ever_answered = True
+            if not isinstance(error, dict):
+                raise RpcProtocolError(
+                    f"malformed error object {error!r}", url=self.masked_url, method=method
+                )
+            code = error.get("code")
+            return RpcResponseError(
+                str(error.get("message", "")),
+                code=code if isinstance(code, int) else 0,
+                data=error.get("data"),
+                url=self.masked_url,
+                method=method,
+            )
+        if answer.get("id") != request_id or "result" not in answer:
+            raise RpcProtocolError(
+                f"answer id {answer.get('id')!r} does not match request {request_id}",
+                url=self.masked_url,
+                method=method,
+            )
+        self.ever_answered = True
+        return answer["result"]
+
+
+def _looks_like_jsonrpc(answer: Any) -> bool:
+    items = answer if isinstance(answer, list) else [answer]
+    return bool(items) and all(isinstance(i, dict) and i.get("jsonrpc") == "2.0" for i in items)

@@ -1,0 +1,219 @@
+"""The public watchers: thin async generators over the shared stream.
+
+The six scoped watchers differ only in the event, the field they scope by
+and the dataclass they yield; ``_WATCHED`` holds that, ``_follow`` does the
+rest for all of them and for the unscoped ``watch_nexus``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+from ogpu._errors import InvalidArgumentError
+from ogpu.chain import ChainConfig, validate_rpc_url
+from ogpu.events._abi import EVENTS, EventSpec
+from ogpu.events._address import normalize_address
+from ogpu.events._hub import hub_for
+from ogpu.events._lane import Subscription
+from ogpu.events._models import (
+    AttemptedEvent,
+    NexusEvent,
+    RegisteredEvent,
+    ResponseStatusChangedEvent,
+    ResponseSubmittedEvent,
+    TaskPublishedEvent,
+    TaskStatusChangedEvent,
+)
+from ogpu.events._ranges import ProgressCallback
+
+__all__ = [
+    "SCOPED_WATCHERS",
+    "follow",
+    "watch_attempted",
+    "watch_nexus",
+    "watch_registered",
+    "watch_response_status_changed",
+    "watch_response_submitted",
+    "watch_task_published",
+    "watch_task_status_changed",
+]
+
+# watcher name -> (Nexus event, the field whose address scopes it)
+SCOPED_WATCHERS: dict[str, tuple[str, str]] = {
+    "watch_task_published": ("TaskPublished", "source"),
+    "watch_attempted": ("Attempted", "task"),
+    "watch_response_submitted": ("ResponseSubmitted", "task"),
+    "watch_response_status_changed": ("ResponseStatusChanged", "response"),
+    "watch_task_status_changed": ("TaskStatusChanged", "task"),
+    "watch_registered": ("Registered", "source"),
+}
+
+
+def watch_task_published(
+    source: str,
+    *,
+    from_block: int | None = None,
+    poll_interval: float = 2.0,
+    confirmations: int = 0,
+) -> AsyncGenerator[TaskPublishedEvent, None]:
+    """Tasks published against ``source``."""
+    return _scoped("watch_task_published", source, from_block, poll_interval, confirmations)
+
+
+def watch_attempted(
+    task: str, *, from_block: int | None = None, poll_interval: float = 2.0, confirmations: int = 0
+) -> AsyncGenerator[AttemptedEvent, None]:
+    """Provider attempts on ``task``."""
+    return _scoped("watch_attempted", task, from_block, poll_interval, confirmations)
+
+
+def watch_response_submitted(
+    task: str, *, from_block: int | None = None, poll_interval: float = 2.0, confirmations: int = 0
+) -> AsyncGenerator[ResponseSubmittedEvent, None]:
+    """Responses submitted for ``task``."""
+    return _scoped("watch_response_submitted", task, from_block, poll_interval, confirmations)
+
+
+def watch_response_status_changed(
+    response: str,
+    *,
+    from_block: int | None = None,
+    poll_interval: float = 2.0,
+    confirmations: int = 0,
+) -> AsyncGenerator[ResponseStatusChangedEvent, None]:
+    """Status changes of ``response``."""
+    return _scoped("watch_response_status_changed", response, from_block, poll_interval, confirmations)
+
+
+def watch_task_status_changed(
+    task: str, *, from_block: int | None = None, poll_interval: float = 2.0, confirmations: int = 0
+) -> AsyncGenerator[TaskStatusChangedEvent, None]:
+    """Status changes of ``task``."""
+    return _scoped("watch_task_status_changed", task, from_block, poll_interval, confirmations)
+
+
+def watch_registered(
+    source: str,
+    *,
+    from_block: int | None = None,
+    poll_interval: float = 2.0,
+    confirmations: int = 0,
+) -> AsyncGenerator[RegisteredEvent, None]:
+    """Provider registrations to ``source``."""
+    return _scoped("watch_registered", source, from_block, poll_interval, confirmations)
+
+
+def watch_nexus(
+    *event_types: str | type[Any],
+    from_block: int | None = None,
+    poll_interval: float = 2.0,
+    confirmations: int = 0,
+) -> AsyncGenerator[NexusEvent, None]:
+    """Every Nexus event of the given types (all of them when none is given), unscoped.
+
+    Types are event names (``"TaskPublished"``) or event classes
+    (``TaskPublishedEvent``).
+    """
+    specs = tuple(_spec_of(t) for t in event_types) or tuple(EVENTS.values())
+    return follow(specs, None, None, from_block, poll_interval, confirmations, label="watch_nexus")
+
+
+# All watchers start the same way: every argument is checked here, when the
+# watcher is called, so bad input fails before anything touches the network.
+
+
+def _scoped(
+    watcher: str, address: object, from_block: object, poll_interval: object, confirmations: object
+) -> AsyncGenerator[Any, None]:
+    event, field = SCOPED_WATCHERS[watcher]
+    scope = normalize_address(address, what=f"{watcher}() {field} address")
+    return follow(
+        (EVENTS[event],),
+        field,
+        scope,
+        from_block,
+        poll_interval,
+        confirmations,
+        label=f"{watcher}(0x{scope})",
+    )
+
+
+def _spec_of(event_type: str | type[Any]) -> EventSpec:
+    name = event_type if isinstance(event_type, str) else getattr(event_type, "event_name", None)
+    if name not in EVENTS:
+        known = ", ".join(EVENTS)
+        raise InvalidArgumentError(f"unknown Nexus event {event_type!r}; known: {known}")
+    return EVENTS[name]
+
+
+def _check_options(from_block: object, poll_interval: object, confirmations: object) -> None:
+    if from_block is not None and (
+        not isinstance(from_block, int) or isinstance(from_block, bool) or from_block < 0
+    ):
+        raise InvalidArgumentError(f"from_block must be None or a block number >= 0, got {from_block!r}")
+    if (
+        not isinstance(poll_interval, int | float)
+        or isinstance(poll_interval, bool)
+        or not math.isfinite(poll_interval)
+        or poll_interval <= 0
+    ):
+        raise InvalidArgumentError(f"poll_interval must be a number of seconds > 0, got {poll_interval!r}")
+    if not isinstance(confirmations, int) or isinstance(confirmations, bool) or confirmations < 0:
+        raise InvalidArgumentError(f"confirmations must be an int >= 0, got {confirmations!r}")
+
+
+def follow(
+    specs: tuple[EventSpec, ...],
+    field: str | None,
+    scope: str | None,
+    from_block: Any,
+    poll_interval: Any,
+    confirmations: Any,
+    *,
+    label: str,
+    progress: ProgressCallback | None = None,
+) -> AsyncGenerator[Any, None]:
+    """Check the options and the configured endpoint, then return the generator."""
+    _check_options(from_block, poll_interval, confirmations)
+    url = validate_rpc_url(ChainConfig.get_rpc())
+    nexus = ChainConfig.get_contract_address("NEXUS")
+    sub = Subscription(
+        tuple(spec.name for spec in specs),
+        field,
+        scope,
+        from_block=from_block,
+        poll_interval=float(poll_interval),
+        confirmations=confirmations,
+        label=label,
+    )
+    return _follow(specs, sub, url, nexus, progress)
+
+
+async def _follow(
+    specs: tuple[EventSpec, ...],
+    sub: Subscription,
+    url: str,
+    nexus: str,
+    progress: ProgressCallback | None,
+) -> AsyncGenerator[Any, None]:
+    # Cancelling or leaving this generator at any await is safe and loses
+    # nothing: the finally clause takes the watcher off the stream, and the
+    # last one to leave uninstalls the filter and stops the poll task.
+    hub = hub_for(url, nexus)
+    await hub.subscribe(sub)
+    try:
+        joined = sub.join_cursor
+        if sub.from_block is not None and joined is not None and sub.from_block <= joined:
+            past: AsyncIterator[Any] = hub.history(
+                specs, sub.field, sub.scope, sub.from_block, joined, progress
+            )
+            async with contextlib.aclosing(past):  # type: ignore[type-var]
+                async for event in past:
+                    yield event
+        while True:
+            yield await sub.next()
+    finally:
+        await hub.unsubscribe(sub)
