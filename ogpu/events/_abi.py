@@ -60,6 +60,8 @@ _NAMED_UINT8: dict[str, type[Enum]] = {
     "deliveryMethod": DeliveryMethod,
 }
 _ZERO_PAD = "0" * 24
+# checksum_address trusts its input, so a garbled word must stop here.
+_ADDRESS_WORD = re.compile(r"0{24}[0-9a-f]{40}")
 
 
 def load_abi() -> list[dict[str, Any]]:
@@ -174,8 +176,9 @@ def _word_reader(param: dict[str, Any]) -> Callable[[str], Any]:
     if param["type"] == "address":
 
         def read_address(word: str) -> str:
-            if word[:24] != _ZERO_PAD:
-                raise LogDecodeError(f"address word has non-zero padding: 0x{word}")
+            if not _ADDRESS_WORD.fullmatch(word):
+                why = "non-zero padding" if word[:24] != _ZERO_PAD else "non-hex digits"
+                raise LogDecodeError(f"address word has {why}: 0x{word}")
             return checksum_address(word[24:])
 
         return read_address

@@ -40,9 +40,12 @@ class Fault(enum.Enum):
     FATAL = "fatal"  # raise to the user
 
 
+# "filter" as a word: "the method eth_newFilter does not exist" is a node
+# without filters, not a lost one. Nethermind says "Filter with id: '5' does
+# not exist.", Frontier "Filter id 22 does not exist.", geth "filter not found".
 _FILTER_LOST = re.compile(
-    r"filter (not found|does not exist|id \S+ (not found|does not exist))|unknown filter"
-    r"|filter (has )?expired|invalid filter|no filter",
+    r"\bfilter\b[^.;]{0,40}?\b(not found|does not exist|doesn't exist|(has )?expired)"
+    r"|unknown filter|invalid filter|no filter",
     re.IGNORECASE,
 )
 _UNSUPPORTED = re.compile(

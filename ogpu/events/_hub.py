@@ -67,6 +67,9 @@ class Hub:
         self._stale_filters: list[str] = []
         self._filters_supported = True
         self._filter_failures = 0
+        # The head read when the filter was installed, until a later head read
+        # confirms where the filter's coverage really starts (see below).
+        self._install_head: int | None = None
         self._intervals: Counter[float] = Counter()
         self._wake = asyncio.Event()
         self._retrier = Retrier(lambda: self.client.ever_answered, self.client.masked_url)
@@ -243,6 +246,8 @@ class Hub:
         head = self._observe_head(answers[0])
 
         if polling and live is not None:
+            if self._install_head is not None and not isinstance(answers[1], BaseException):
+                await self._cover_install_lag(live)
             self._take_filter_changes(live, answers[1], head_before)
         elif live is not None and not self._filters_supported:
             await self._follow_by_ranges(live, head, verify=False)
@@ -291,6 +296,7 @@ class Hub:
         head = int(await self.client.call("eth_blockNumber"), 16)
         self._filter_id = str(filter_id)
         self._filter_failures = 0
+        self._install_head = head
         self._last_head = head
         self.head = head if self.head is None else max(self.head, head)
         if live.cursor is None:
@@ -306,6 +312,39 @@ class Hub:
             async for end, logs in self.reader.read(live.cursor + 1, head):
                 live.deliver(logs)
                 live.advance(end)
+
+    async def _cover_install_lag(self, live: Lane) -> None:
+        """Read the blocks between the head seen at install and the head seen now.
+
+        The filter covers blocks mined after it was created. A lagging
+        backend may have reported a head below the real one at that moment,
+        and the blocks in between would be in neither the refill nor the
+        filter. This tick's head was read after the filter existed, so
+        reading up to it closes that hole; the lane drops what the filter
+        also returns. It runs before the filter's logs are delivered, so
+        order holds.
+        """
+        covered, self._install_head = self._install_head, None
+        seen = self._last_head
+        if covered is None or seen is None or seen <= covered or live.cursor is None:
+            return
+        first = max(covered, live.cursor) + 1
+        if seen < first:
+            return
+        log.info(
+            "filter %s: reading blocks %d..%d from eth_getLogs (the head seen at install may have lagged)",
+            self._filter_id,
+            first,
+            seen,
+        )
+        try:
+            async for end, logs in self.reader.read(first, seen):
+                live.deliver(logs)
+                live.advance(end)
+        except Exception:
+            # The filter's answer in hand is consumed and not delivered: a gap.
+            self._lose_filter(f"blocks {first}..{seen} could not be read before its changes")
+            raise
 
     def _take_filter_changes(self, live: Lane, answer: Any, head_before: int | None) -> None:
         if isinstance(answer, RpcResponseError):

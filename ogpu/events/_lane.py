@@ -69,8 +69,8 @@ class Subscription:
         self.poll_interval = poll_interval
         self.confirmations = confirmations
         self.label = label
-        # Set when the lane is ready: blocks <= join_cursor come from history,
-        # blocks >= floor are wanted at all.
+        # Set when the lane is ready: blocks from_block..join_cursor come from
+        # history, live logs are taken from block ``floor`` on.
         self.join_cursor: int | None = None
         self.floor = 1 << 256
         self._queue: deque[Any] = deque()
@@ -121,6 +121,7 @@ class Lane:
     def __init__(self, confirmations: int) -> None:
         self.confirmations = confirmations
         self.cursor: int | None = None
+        self.newest_delivered = -1
         self.ready = asyncio.Event()
         self._scoped: dict[tuple[str, str, str], set[Subscription]] = {}
         self._fields: dict[str, Counter[str]] = {}
@@ -189,10 +190,16 @@ class Lane:
 
     def _attach(self, sub: Subscription, head: int) -> None:
         assert self.cursor is not None
-        sub.join_cursor = self.cursor
-        # from_block=None means "mined after the watcher started": after the
-        # head the stream knew when it joined.
-        sub.floor = sub.from_block if sub.from_block is not None else head + 1
+        # Everything the lane has already delivered, it will not deliver
+        # again, so a joining watcher reads blocks up to the newest of them
+        # from history and takes live logs only above that.
+        joined = max(self.cursor, self.newest_delivered)
+        sub.join_cursor = joined
+        if sub.from_block is None:
+            # "Mined after the watcher started": above the head known at joining.
+            sub.floor = max(head, joined) + 1
+        else:
+            sub.floor = max(sub.from_block, joined + 1)
 
     def advance(self, block: int) -> None:
         """Record that every log up to ``block`` has been delivered."""
@@ -227,6 +234,8 @@ class Lane:
             if key in self._seen:
                 continue
             block = int(raw["blockNumber"], 16)
+            if block > self.newest_delivered:
+                self.newest_delivered = block
             self._seen.add(key)
             self._seen_order.append((block, key))
             fresh += 1

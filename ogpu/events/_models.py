@@ -27,10 +27,8 @@ __all__ = [
     "TaskStatusChangedEvent",
 ]
 
-_EVENT = dataclass(frozen=True, slots=True)
 
-
-@_EVENT
+@dataclass(frozen=True, slots=True)
 class TaskPublishedEvent:
     event_name: ClassVar[str] = "TaskPublished"
     task: str
@@ -41,7 +39,7 @@ class TaskPublishedEvent:
     block_hash: str
 
 
-@_EVENT
+@dataclass(frozen=True, slots=True)
 class AttemptedEvent:
     event_name: ClassVar[str] = "Attempted"
     task: str
@@ -53,7 +51,7 @@ class AttemptedEvent:
     block_hash: str
 
 
-@_EVENT
+@dataclass(frozen=True, slots=True)
 class ResponseSubmittedEvent:
     event_name: ClassVar[str] = "ResponseSubmitted"
     response: str
@@ -64,7 +62,7 @@ class ResponseSubmittedEvent:
     block_hash: str
 
 
-@_EVENT
+@dataclass(frozen=True, slots=True)
 class ResponseStatusChangedEvent:
     event_name: ClassVar[str] = "ResponseStatusChanged"
     response: str
@@ -75,7 +73,7 @@ class ResponseStatusChangedEvent:
     block_hash: str
 
 
-@_EVENT
+@dataclass(frozen=True, slots=True)
 class TaskStatusChangedEvent:
     event_name: ClassVar[str] = "TaskStatusChanged"
     task: str
@@ -86,7 +84,7 @@ class TaskStatusChangedEvent:
     block_hash: str
 
 
-@_EVENT
+@dataclass(frozen=True, slots=True)
 class RegisteredEvent:
     event_name: ClassVar[str] = "Registered"
     provider: str
@@ -99,7 +97,7 @@ class RegisteredEvent:
     block_hash: str
 
 
-@_EVENT
+@dataclass(frozen=True, slots=True)
 class SourcePublishedEvent:
     event_name: ClassVar[str] = "SourcePublished"
     source: str
@@ -109,7 +107,7 @@ class SourcePublishedEvent:
     block_hash: str
 
 
-@_EVENT
+@dataclass(frozen=True, slots=True)
 class SourceStatusChangedEvent:
     event_name: ClassVar[str] = "SourceStatusChanged"
     source: str
@@ -120,7 +118,7 @@ class SourceStatusChangedEvent:
     block_hash: str
 
 
-@_EVENT
+@dataclass(frozen=True, slots=True)
 class SourceParams:
     """The ``SourceParams`` struct of a ``SourceUpdated`` log."""
 
@@ -136,7 +134,7 @@ class SourceParams:
     last_update_time: int
 
 
-@_EVENT
+@dataclass(frozen=True, slots=True)
 class SourceUpdatedEvent:
     event_name: ClassVar[str] = "SourceUpdated"
     source: str
@@ -147,7 +145,7 @@ class SourceUpdatedEvent:
     block_hash: str
 
 
-@_EVENT
+@dataclass(frozen=True, slots=True)
 class OwnershipTransferredEvent:
     event_name: ClassVar[str] = "OwnershipTransferred"
     previous_owner: str

@@ -1,0 +1,483 @@
+"""``ogpu-events``: follow the Nexus from a terminal.
+
+Three commands over the library's shared stream: ``watch`` runs one of the
+six scoped watchers, ``tail`` the unscoped ``watch_nexus`` stream, ``demo``
+the README's walk through a task lifecycle on a local anvil. Only the
+standard library's ``argparse`` is used, so the command costs no dependency.
+
+The process ends in one of a few ways, each with its own exit code, and
+never with a traceback: the events asked for arrived (0), the node failed
+(1), the input was wrong (2), nothing came in time (3), Ctrl-C (130). On
+every path the watcher's generator is closed before the event loop ends,
+which takes it off the stream and uninstalls the node filter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import signal
+import sys
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Any, TextIO
+
+from ogpu._errors import ConfigError, InvalidArgumentError, OGPUError, RpcError, RpcResponseError
+from ogpu.chain import ChainConfig, mask_url, validate_rpc_url
+from ogpu.events import _faults
+from ogpu.events._abi import EVENTS, EventSpec, snake_case
+from ogpu.events._address import normalize_address
+from ogpu.events._devnode import AnvilNotFoundError
+from ogpu.events._faults import Fault, Retrier, classify
+from ogpu.events._hub import active_hubs
+from ogpu.events._output import CatchUpProgress, human_line, json_line
+from ogpu.events._rpc import RpcClient
+from ogpu.events._watchers import SCOPED_WATCHERS, follow
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TIMEOUT",
+    "EXIT_USAGE",
+    "KINDS",
+    "build_parser",
+    "main",
+    "stream_events",
+]
+
+PROG = "ogpu-events"
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 3
+EXIT_INTERRUPTED = 130
+
+# Read by the command only (the library keeps its own deadline): lets tests
+# and impatient operators give up on a dead endpoint sooner than 10 s.
+STARTUP_DEADLINE_ENV = "OGPU_STARTUP_DEADLINE"
+
+
+def _kebab(event_name: str) -> str:
+    return snake_case(event_name).replace("_", "-")
+
+
+# watch KIND -> watcher name, e.g. "task-status-changed" -> "watch_task_status_changed"
+KINDS: dict[str, str] = {_kebab(event): watcher for watcher, (event, _) in SCOPED_WATCHERS.items()}
+
+_EXAMPLES = """\
+examples:
+  # every attempt on one task, as it happens
+  ogpu-events watch attempted 0xTASK --rpc https://mainnet-rpc.ogpuscan.io
+
+  # wait at most two minutes for the task to be finalized, as JSON for jq
+  ogpu-events watch task-status-changed 0xTASK --json --count 1 --timeout 120
+
+  # the last 5,000 blocks of a source's registrations, then live
+  ogpu-events watch registered 0xSOURCE --from-block -5000
+
+  # every Nexus event on testnet; or only some kinds of them
+  ogpu-events tail --chain testnet
+  ogpu-events tail SourceUpdated source-status-changed --json
+
+  # a local anvil, one task lifecycle, the six watchers printing
+  ogpu-events demo
+
+options shared by watch and tail:
+  --timeout S counts from the start and again after each event: the command
+  exits with code 3 when S seconds pass with no (further) event.
+  --from-block -N starts N blocks before the head (read once at start).
+
+exit codes:
+  0 done (--count reached), 1 the node failed, 2 bad input,
+  3 --timeout passed without an event, 130 interrupted (Ctrl-C)
+
+environment:
+  OGPU_RPC_URL, OGPU_CHAIN   defaults for --rpc and --chain
+"""
+
+
+class _Failure(Exception):
+    """A failure the command reports in one line and exits with ``code``."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- argument parsing ---
+
+
+def _number(
+    kind: Callable[[str], Any], what: str, minimum: float, *, strict: bool = False
+) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+            bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+            raise argparse.ArgumentTypeError(f"{what} must be {bound}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _block(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a block number (negative: that many blocks before the head), got {text!r}"
+        ) from None
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection")
+    group.add_argument(
+        "--rpc", metavar="URL", help="JSON-RPC endpoint (default: $OGPU_RPC_URL, else the chain's)"
+    )
+    group.add_argument(
+        "--chain", choices=("mainnet", "testnet"), help="Nexus to follow (default: $OGPU_CHAIN or mainnet)"
+    )
+    group = common.add_argument_group("stream")
+    group.add_argument(
+        "--from-block",
+        type=_block,
+        metavar="N",
+        help="start at block N, history first; -N = N blocks before the head (default: new events only)",
+    )
+    group.add_argument(
+        "--poll-interval",
+        type=_number(float, "--poll-interval", 0, strict=True),
+        default=2.0,
+        metavar="S",
+        help="seconds between polls (default: 2)",
+    )
+    group.add_argument(
+        "--confirmations",
+        type=_number(int, "--confirmations", 0),
+        default=0,
+        metavar="N",
+        help="only show events N blocks deep, safe from reorgs (default: 0)",
+    )
+    group = common.add_argument_group("output")
+    group.add_argument("--count", type=_number(int, "--count", 1), metavar="N", help="exit 0 after N events")
+    group.add_argument(
+        "--timeout",
+        type=_number(float, "--timeout", 0, strict=True),
+        metavar="S",
+        help="exit 3 when no (further) event comes within S seconds",
+    )
+    group.add_argument("--json", action="store_true", help="one JSON object per line")
+    group.add_argument(
+        "-v", "--verbose", action="store_true", help="log the library's retries and recoveries"
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Follow the OpenGPU Nexus contract's events from a terminal.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = _common_options()
+    watch = commands.add_parser(
+        "watch",
+        parents=[common],
+        help="one of the six scoped watchers",
+        description="Run one scoped watcher: events of KIND whose scoping address is ADDRESS.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    watch.add_argument(
+        "kind",
+        metavar="KIND",
+        choices=list(KINDS),
+        help="; ".join(f"{kind} (by {SCOPED_WATCHERS[w][1]})" for kind, w in KINDS.items()),
+    )
+    watch.add_argument("address", metavar="ADDRESS", help="the task, source or response address")
+    tail = commands.add_parser(
+        "tail",
+        parents=[common],
+        help="every Nexus event, unscoped",
+        description="Follow every Nexus event, or only the EVENT kinds named.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tail.add_argument(
+        "events",
+        metavar="EVENT",
+        nargs="*",
+        help="event names like TaskPublished or source-updated (default: all): " + ", ".join(EVENTS),
+    )
+    commands.add_parser(
+        "demo",
+        help="local anvil, one task lifecycle, the six watchers printing",
+        description="Start anvil, play one task lifecycle and show the six watchers yielding its events.",
+    )
+    return parser
+
+
+# --- what to follow ---
+
+
+def _event_spec(name: str) -> EventSpec:
+    wanted = name.replace("-", "").replace("_", "").lower()
+    for spec in EVENTS.values():
+        if spec.name.lower() == wanted:
+            return spec
+    known = ", ".join(_kebab(n) for n in EVENTS)
+    raise _Failure(f"unknown event {name!r}; known: {known}", EXIT_USAGE)
+
+
+def _target(args: argparse.Namespace) -> tuple[tuple[EventSpec, ...], str | None, str | None, str]:
+    """(specs, scoping field, scoping address, label) of the stream the command asked for."""
+    if args.command == "watch":
+        watcher = KINDS[args.kind]
+        event, field = SCOPED_WATCHERS[watcher]
+        scope = normalize_address(args.address, what=f"{args.kind} {field} address")
+        return (EVENTS[event],), field, scope, f"{watcher}(0x{scope})"
+    named = {spec.name: spec for spec in map(_event_spec, args.events)}  # dedupe, keep order
+    specs = tuple(named.values()) or tuple(EVENTS.values())
+    return specs, None, None, "watch_nexus"
+
+
+def _configure_chain(args: argparse.Namespace) -> str:
+    if args.chain is not None:
+        ChainConfig.set_chain(args.chain)
+    if args.rpc is not None:
+        ChainConfig.set_rpc(args.rpc)
+    return validate_rpc_url(ChainConfig.get_rpc())
+
+
+def _startup_deadline() -> None:
+    text = os.environ.get(STARTUP_DEADLINE_ENV)
+    if not text:
+        return
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise _Failure(
+            f"{STARTUP_DEADLINE_ENV} must be a number of seconds, got {text!r}", EXIT_USAGE
+        ) from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise _Failure(f"{STARTUP_DEADLINE_ENV} must be > 0, got {text!r}", EXIT_USAGE)
+    _faults.STARTUP_DEADLINE = seconds
+
+
+async def _head(url: str) -> int:
+    """The node's head block, retried like the stream retries until the startup deadline."""
+    client = RpcClient(url)
+    retrier = Retrier(lambda: client.ever_answered, client.masked_url)
+    try:
+        while True:
+            try:
+                answer = await client.call("eth_blockNumber")
+                break
+            except RpcError as exc:
+                if classify(exc) is not Fault.TRANSIENT:
+                    raise
+                await retrier.pause(exc, "reading the head block")
+    finally:
+        await client.aclose()
+    try:
+        return int(answer, 16)
+    except (TypeError, ValueError):
+        raise _Failure(
+            f"the node at {client.masked_url} answered eth_blockNumber with {answer!r}", EXIT_FAILED
+        ) from None
+
+
+# --- the stream commands ---
+
+
+async def stream_events(
+    args: argparse.Namespace,
+    out: TextIO,
+    err: TextIO,
+    progress: CatchUpProgress | None = None,
+) -> int:
+    """Print the events ``args`` asks for until --count, --timeout or cancellation."""
+    specs, field, scope, label = _target(args)
+    url = _configure_chain(args)
+    from_block = args.from_block
+    if from_block is not None and from_block < 0:
+        from_block = max(0, await _head(url) + from_block)
+    progress = progress if progress is not None else CatchUpProgress(err)
+    render = json_line if args.json else human_line
+    events: AsyncGenerator[Any, None] = follow(
+        specs,
+        field,
+        scope,
+        from_block,
+        args.poll_interval,
+        args.confirmations,
+        label=label,
+        progress=progress,
+    )
+    shown = 0
+    try:
+        while args.count is None or shown < args.count:
+            try:
+                # A fresh wait per event: --timeout is the longest quiet spell allowed.
+                event = await asyncio.wait_for(events.__anext__(), args.timeout)
+            except asyncio.TimeoutError:
+                progress.clear()
+                err.write(f"{PROG}: no event within {args.timeout:g}s\n")
+                return EXIT_TIMEOUT
+            except StopAsyncIteration:
+                return EXIT_OK
+            progress.clear()
+            out.write(render(event) + "\n")
+            out.flush()  # a pipe into jq or a log shipper sees each event as it happens
+            shown += 1
+        return EXIT_OK
+    finally:
+        # Runs on every exit, cancellation (Ctrl-C) included: the stream is
+        # left and its filter uninstalled before the event loop closes.
+        await events.aclose()
+
+
+# --- logging, errors, signals ---
+
+
+class _LogGate(logging.Filter):
+    """Lets the library's warnings through once the node has answered.
+
+    Before that, retries are the startup deadline at work, and their end is
+    reported as the one error line; errors are always reported by the
+    command itself, so the library's own ERROR records would repeat it.
+    """
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
+        self.progress: CatchUpProgress | None = None
+        self._answered = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return False
+        if self.verbose:
+            return self._show()
+        if not self._answered:
+            try:
+                self._answered = any(hub.client.ever_answered for hub in active_hubs())
+            except RuntimeError:  # no running event loop
+                return False
+        return self._answered and self._show()
+
+    def _show(self) -> bool:
+        if self.progress is not None:
+            self.progress.clear()
+        return True
+
+
+def _setup_logging(verbose: bool) -> _LogGate:
+    gate = _LogGate(verbose)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    handler.addFilter(gate)
+    logger = logging.getLogger("ogpu.events")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    return gate
+
+
+def _describe(exc: BaseException) -> tuple[str, int]:
+    """One line saying what failed, and the exit code for it."""
+    if isinstance(exc, _Failure | AnvilNotFoundError):
+        return str(exc), exc.code if isinstance(exc, _Failure) else EXIT_FAILED
+    if isinstance(exc, RpcError):
+        try:
+            url = mask_url(ChainConfig.get_rpc())
+        except OGPUError:
+            url = exc.url
+        what = exc.method or "a call"
+        if isinstance(exc, RpcResponseError):
+            return f"the node at {url} refused {what}: JSON-RPC error {exc.code}: {exc.args[0]}", EXIT_FAILED
+        return f"{what} to {url} failed: {exc.args[0]}", EXIT_FAILED
+    if isinstance(exc, InvalidArgumentError | ConfigError):
+        return str(exc), EXIT_USAGE
+    if isinstance(exc, OGPUError):
+        return str(exc), EXIT_FAILED
+    return f"unexpected {type(exc).__name__}: {exc}", EXIT_FAILED
+
+
+def _scrub(message: str) -> str:
+    """Mask the configured URL wherever a lower layer quoted it verbatim."""
+    try:
+        url = ChainConfig.get_rpc()
+    except OGPUError:
+        return message
+    return message.replace(url, mask_url(url)) if url in message else message
+
+
+async def _run(args: argparse.Namespace, gate: _LogGate) -> int:
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    interrupted = False
+
+    def on_sigint() -> None:
+        nonlocal interrupted
+        if interrupted:  # a second Ctrl-C while cleaning up: stop now
+            sys.stdout.flush()
+            os._exit(EXIT_INTERRUPTED)
+        interrupted = True
+        main_task.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread, or no signals
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    try:
+        if args.command == "demo":
+            from ogpu.events._demo import run_demo  # starts processes: imported only when asked
+
+            return await run_demo(sys.stdout)
+        progress = CatchUpProgress(sys.stderr)
+        gate.progress = progress
+        return await stream_events(args, sys.stdout, sys.stderr, progress)
+    except asyncio.CancelledError:
+        if interrupted:
+            return EXIT_INTERRUPTED
+        raise
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    gate = _setup_logging(getattr(args, "verbose", False))
+    try:
+        _startup_deadline()
+        return asyncio.run(_run(args, gate))
+    except KeyboardInterrupt:  # Ctrl-C before the loop could take it over
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing more to say, and saying it
+        # at exit would fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except Exception as exc:
+        message, code = _describe(exc)
+        print(f"{PROG}: error: {_scrub(message)}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
