@@ -25,7 +25,7 @@ from ogpu.events import (
 )
 from ogpu.events._devnode import Anvil
 from ogpu.events._hub import active_hubs
-from ogpu.types import Environment, ResponseStatus, TaskStatus
+from ogpu.types import Environment, TaskStatus
 from tests.anvil_helpers import ogpu_tasks, random_address, take, wait_joined
 from tests.conftest import NEXUS
 

@@ -24,7 +24,7 @@ from eth_abi.abi import encode as abi_encode
 
 from ogpu.events._abi import EVENTS, canonical_type, load_abi
 
-__all__ = ["EMITTER_CODE", "ANVIL_VERSION", "Anvil", "AnvilNotFoundError", "find_anvil"]
+__all__ = ["ANVIL_VERSION", "EMITTER_CODE", "Anvil", "AnvilNotFoundError", "find_anvil"]
 
 EMITTER_CODE = "0x366000600037600051602036036020a100"
 ANVIL_VERSION = "1.7.1"
