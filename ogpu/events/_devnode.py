@@ -150,6 +150,17 @@ class Anvil:
         )
 
 
+    def receipt(self, tx_hash: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The receipt of ``tx_hash`` once mined (automine can answer before it has mined)."""
+        deadline = time.monotonic() + timeout
+        while (found := self.rpc("eth_getTransactionReceipt", tx_hash)) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{tx_hash} not mined within {timeout}s")
+            time.sleep(0.01)
+        receipt: dict[str, Any] = found
+        return receipt
+
+
 def event_calldata(event: str, *values: Any) -> str:
     """Calldata for the emitter: topic0 of ``event`` followed by its ABI-encoded fields."""
     entry = next(e for e in load_abi() if e.get("name") == event and e["type"] == "event")
