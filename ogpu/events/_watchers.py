@@ -10,14 +10,12 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ogpu._errors import InvalidArgumentError
 from ogpu.chain import ChainConfig, validate_rpc_url
 from ogpu.events._abi import EVENTS, EventSpec
 from ogpu.events._address import normalize_address
-from ogpu.events._hub import hub_for
-from ogpu.events._lane import Subscription
 from ogpu.events._models import (
     AttemptedEvent,
     NexusEvent,
@@ -27,7 +25,10 @@ from ogpu.events._models import (
     TaskPublishedEvent,
     TaskStatusChangedEvent,
 )
-from ogpu.events._ranges import ProgressCallback
+
+if TYPE_CHECKING:
+    from ogpu.events._lane import Subscription
+    from ogpu.events._ranges import ProgressCallback
 
 __all__ = [
     "SCOPED_WATCHERS",
@@ -177,6 +178,10 @@ def follow(
     progress: ProgressCallback | None = None,
 ) -> AsyncGenerator[Any, None]:
     """Check the options and the configured endpoint, then return the generator."""
+    # The stream machinery (asyncio, httpx client, hub) loads on the first
+    # watch, not at import: code that only needs the event types stays light.
+    from ogpu.events._lane import Subscription
+
     _check_options(from_block, poll_interval, confirmations)
     url = validate_rpc_url(ChainConfig.get_rpc())
     nexus = ChainConfig.get_contract_address("NEXUS")
@@ -202,6 +207,8 @@ async def _follow(
     # Cancelling or leaving this generator at any await is safe and loses
     # nothing: the finally clause takes the watcher off the stream, and the
     # last one to leave uninstalls the filter and stops the poll task.
+    from ogpu.events._hub import hub_for
+
     hub = hub_for(url, nexus)
     await hub.subscribe(sub)
     try:
