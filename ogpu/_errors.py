@@ -5,7 +5,8 @@
     OGPUError
     ├── ConfigError                    the library is pointed somewhere it cannot work
     │   ├── ChainNotSupportedError     unknown chain id or name
-    │   └── InvalidRpcUrlError         RPC URL that is not http(s)://host[:port][/path]
+    │   ├── InvalidRpcUrlError         RPC URL that is not http(s)://host[:port][/path]
+    │   └── UnknownContractError       contract name ChainConfig does not know (also a KeyError)
     ├── InvalidArgumentError           bad argument to a public call (also a ValueError)
     │   └── InvalidAddressError        not a 20-byte hex address string
     ├── RpcError                       talking to the node failed
@@ -35,6 +36,7 @@ __all__ = [
     "RpcProtocolError",
     "RpcResponseError",
     "RpcTransportError",
+    "UnknownContractError",
     "UnsupportedNodeError",
 ]
 
@@ -53,6 +55,13 @@ class ChainNotSupportedError(ConfigError):
 
 class InvalidRpcUrlError(ConfigError):
     """Raised for an RPC URL that is not an absolute http(s) URL."""
+
+
+class UnknownContractError(ConfigError, KeyError):
+    """Raised by ``ChainConfig.get_contract_address`` for a name it does not know."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class InvalidArgumentError(OGPUError, ValueError):

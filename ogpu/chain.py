@@ -16,7 +16,7 @@ from enum import IntEnum
 from typing import ClassVar
 from urllib.parse import urlsplit
 
-from ogpu._errors import ChainNotSupportedError, InvalidRpcUrlError
+from ogpu._errors import ChainNotSupportedError, InvalidRpcUrlError, UnknownContractError
 
 __all__ = ["ChainConfig", "ChainId", "mask_url", "parse_chain", "validate_rpc_url"]
 
@@ -79,6 +79,8 @@ def validate_rpc_url(url: object) -> str:
     """Return ``url`` unchanged if it is an absolute http(s) URL with a host."""
     if not isinstance(url, str):
         raise InvalidRpcUrlError(f"RPC URL must be a string, got {type(url).__name__}")
+    if any(c.isspace() for c in url):
+        raise InvalidRpcUrlError(f"RPC URL contains whitespace: {mask_url(url.strip())!r}")
     try:
         parts = urlsplit(url)
         port = parts.port  # raises ValueError for a port that is not a number
@@ -159,7 +161,8 @@ class ChainConfig:
         try:
             return contracts[name.upper()]
         except (KeyError, AttributeError):
-            raise KeyError(f"unknown contract {name!r}; known: {', '.join(sorted(contracts))}") from None
+            known = ", ".join(sorted(contracts))
+            raise UnknownContractError(f"unknown contract {name!r}; known: {known}") from None
 
     @classmethod
     def get_all_supported_chains(cls) -> list[ChainId]:

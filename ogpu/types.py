@@ -17,6 +17,7 @@ from ogpu._errors import (
     RpcProtocolError,
     RpcResponseError,
     RpcTransportError,
+    UnknownContractError,
     UnsupportedNodeError,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "RpcTransportError",
     "SourceStatus",
     "TaskStatus",
+    "UnknownContractError",
     "UnsupportedNodeError",
 ]
 

@@ -51,6 +51,7 @@ _ENUMS: dict[str, type[Enum]] = {
     "TaskStatus": TaskStatus,
     "ResponseStatus": ResponseStatus,
     "SourceStatus": SourceStatus,
+    "DeliveryMethod": DeliveryMethod,
 }
 # uint8 fields that the contract treats as enums or flags without saying so
 # in internalType.
@@ -60,6 +61,8 @@ _NAMED_UINT8: dict[str, type[Enum]] = {
     "deliveryMethod": DeliveryMethod,
 }
 _ZERO_PAD = "0" * 24
+# int(word, 16) would also take "_", spaces and signs: check the digits once per log.
+_HEX_DATA = re.compile(r"0x[0-9a-f]*\Z")
 # checksum_address trusts its input, so a garbled word must stop here.
 _ADDRESS_WORD = re.compile(r"0{24}[0-9a-f]{40}")
 
@@ -250,6 +253,8 @@ def _build_spec(entry: dict[str, Any]) -> EventSpec:
         def read_data(data: str) -> list[Any]:
             if len(data) != words_len:
                 raise LogDecodeError(f"expected {len(plain)} words of data, got {len(data) - 2} hex digits")
+            if not _HEX_DATA.match(data):
+                raise LogDecodeError("data is not 0x-prefixed hex")
             return [read(data[2 + 64 * i : 66 + 64 * i]) for i, read in enumerate(word_readers)]
 
     else:
