@@ -60,7 +60,7 @@ def test_monitor_example(busy_task: str, monkeypatch: pytest.MonkeyPatch) -> Non
 
     from ogpu.events import watch_attempted
 
-    async def monitor(task_addr: str):  # type: ignore[no-untyped-def]
+    async def monitor(task_addr: str):
         async for event in watch_attempted(task_addr):
             print(f"Attempt from {event.provider}")
             print(f"Suggested payment: {event.suggested_payment} wei")
@@ -81,13 +81,13 @@ def test_mixing_sync_and_async_example(node: Anvil, busy_task: str) -> None:
         node.emit(NEXUS, "TaskPublished", busy_task, random_address())
         return Task(busy_task)
 
-    TaskInfo = dict  # noqa: N806 - mirrors the guide's name
+    TaskInfo = dict  # mirrors the guide's name
 
     from ogpu.events import watch_attempted
 
     task = publish_task(TaskInfo())  # sync
 
-    async def wait_for_first_attempt():  # type: ignore[no-untyped-def]
+    async def wait_for_first_attempt():
         async for event in watch_attempted(task.address):
             return event
 
@@ -100,7 +100,7 @@ def test_mixing_sync_and_async_example(node: Anvil, busy_task: str) -> None:
 def test_early_termination_example(busy_task: str) -> None:
     from ogpu.events import watch_attempted
 
-    async def count_attempts(task_addr: str, limit: int = 3):  # type: ignore[no-untyped-def]
+    async def count_attempts(task_addr: str, limit: int = 3):
         attempts = []
         async for event in watch_attempted(task_addr):
             attempts.append(event)
@@ -116,8 +116,8 @@ def test_early_termination_example(busy_task: str) -> None:
 def test_timeout_example(busy_task: str, node: Anvil) -> None:
     from ogpu.events import watch_attempted
 
-    async def wait_for_attempt_with_timeout(task_addr: str, seconds: float):  # type: ignore[no-untyped-def]
-        async def inner():  # type: ignore[no-untyped-def]
+    async def wait_for_attempt_with_timeout(task_addr: str, seconds: float):
+        async def inner():
             async for event in watch_attempted(task_addr):
                 return event
 

@@ -25,8 +25,11 @@ async def _stop(stream: Any, pending: asyncio.Future[Any]) -> None:
 
 async def _ticks(hub: Hub, count: int) -> None:
     target = hub.ticks + count
-    while hub.ticks < target:
+    for _ in range(1000):
+        if hub.ticks >= target:
+            return
         await asyncio.sleep(0.01)
+    raise AssertionError("the shared stream stopped ticking")
 
 
 async def test_200_watchers_cost_the_node_one_request_per_tick(node: Anvil) -> None:
@@ -79,7 +82,7 @@ async def test_last_watcher_out_uninstalls_the_filter_and_the_next_starts_afresh
     task = random_address()
     first = watch_attempted(task, poll_interval=0.05)
     second = watch_task_status_changed(task, poll_interval=0.05)
-    waiting = [asyncio.ensure_future(s.__anext__()) for s in (first, second)]
+    waiting: list[asyncio.Future[Any]] = [asyncio.ensure_future(s.__anext__()) for s in (first, second)]
     await wait_joined(2)
     [hub] = active_hubs()
     filter_id = hub.filter_id

@@ -8,7 +8,7 @@ import venv
 from pathlib import Path
 
 import pytest
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 ROOT = Path(__file__).resolve().parents[1]
 

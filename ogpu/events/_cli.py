@@ -97,6 +97,8 @@ exit codes:
 
 environment:
   OGPU_RPC_URL, OGPU_CHAIN   defaults for --rpc and --chain
+  OGPU_STARTUP_DEADLINE      seconds to keep retrying a node that has never
+                             answered before giving up (default: 10)
 """
 
 

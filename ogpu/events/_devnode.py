@@ -145,10 +145,9 @@ class Anvil:
         return str(
             self.rpc(
                 "eth_sendTransaction",
-                {"from": self.account, "to": nexus, "data": event_calldata(event, *values), "gas": "0x30000"},
+                {"from": self.account, "to": nexus, "data": event_calldata(event, *values)},
             )
         )
-
 
     def receipt(self, tx_hash: str, timeout: float = 10.0) -> dict[str, Any]:
         """The receipt of ``tx_hash`` once mined (automine can answer before it has mined)."""

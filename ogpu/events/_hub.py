@@ -20,7 +20,10 @@ How each event arrives exactly once:
   checks that each block it got logs from still has the same hash; if not,
   it reads the range again.
 * A head that moves backwards is ignored: ranges end at the lower of the
-  last two heads seen, and cursors never move back.
+  last two heads seen, and cursors never move back. A filter covers blocks
+  mined after the node really created it, which a lagging head read at
+  install can hide, so the first polls after each install also read up to
+  the highest head seen with ``eth_getLogs``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,14 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from ogpu._errors import RpcError, RpcHttpError, RpcResponseError, RpcTransportError
+from ogpu._errors import (
+    OGPUError,
+    RpcError,
+    RpcHttpError,
+    RpcProtocolError,
+    RpcResponseError,
+    RpcTransportError,
+)
 from ogpu.events._abi import EventSpec, RawLog
 from ogpu.events._faults import Fault, Retrier, classify
 from ogpu.events._lane import Lane, Subscription, chain_order
@@ -46,6 +56,9 @@ log = logging.getLogger("ogpu.events")
 
 # A filter that fails this many polls in a row is treated as lost.
 _FILTER_FAILURES_BEFORE_RECREATE = 3
+# Polls after a filter install that also read up to the highest head seen
+# with eth_getLogs, in case the head seen at install lagged (see _cover_install_lag).
+_INSTALL_CHECKS = 3
 # How often a confirmed range is read again when its blocks keep changing.
 _REORG_REREADS = 5
 _TEARDOWN_TIMEOUT = 2.0
@@ -67,9 +80,9 @@ class Hub:
         self._stale_filters: list[str] = []
         self._filters_supported = True
         self._filter_failures = 0
-        # The head read when the filter was installed, until a later head read
-        # confirms where the filter's coverage really starts (see below).
-        self._install_head: int | None = None
+        # After a filter install: (last block read from eth_getLogs, polls left
+        # to check, highest block of a filter log set aside for eth_getLogs).
+        self._install_cover: tuple[int, int, int] | None = None
         self._intervals: Counter[float] = Counter()
         self._wake = asyncio.Event()
         self._retrier = Retrier(lambda: self.client.ever_answered, self.client.masked_url)
@@ -122,6 +135,11 @@ class Hub:
             del self._intervals[sub.poll_interval]
         if lane.size == 0:
             del self.lanes[sub.confirmations]
+            if sub.confirmations == 0 and self._filter_id is not None:
+                # A later live lane starts from a new head and needs a filter
+                # created after it; this one is uninstalled on the next tick.
+                self._stale_filters.append(self._filter_id)
+                self._filter_id = None
         if not self.lanes:
             await self.close()
 
@@ -185,8 +203,12 @@ class Hub:
                     continue
                 self._retrier.succeeded()
                 self.ticks += 1
-                await self._sleep(min(self._intervals) - (loop.time() - started))
+                await self._sleep(min(self._intervals, default=0.0) - (loop.time() - started))
         except asyncio.CancelledError:
+            if not self._closed:
+                # Cancelled by someone other than close() (say, a loop shutting
+                # down): the watchers must not wait forever on a dead stream.
+                self._fail_everyone(OGPUError("the shared Nexus stream task was cancelled"))
             raise
         except Exception as exc:
             log.error("the Nexus stream at %s stopped: %s", self.client.masked_url, exc)
@@ -228,10 +250,6 @@ class Hub:
         live = self.lanes.get(0)
         if live is not None and self._filters_supported and self._filter_id is None:
             await self._install_filter(live)
-        if live is None and self._filter_id is not None:
-            self._stale_filters.append(self._filter_id)  # nobody reads it any more
-            self._filter_id = None
-
         polling = live is not None and self._filter_id is not None
         calls: list[tuple[str, list[Any]]] = [("eth_blockNumber", [])]
         if polling:
@@ -243,12 +261,17 @@ class Hub:
             if polling and _answer_may_be_lost(exc):
                 self._lose_filter(f"the answer to eth_getFilterChanges was lost ({exc})")
             raise
+        if polling and isinstance(answers[0], BaseException) and not isinstance(answers[1], BaseException):
+            # The node has handed over (and forgotten) the filter's changes,
+            # but without this tick's head they cannot be put in place: a gap.
+            self._lose_filter(f"eth_blockNumber failed beside it ({answers[0]})")
         head = self._observe_head(answers[0])
 
         if polling and live is not None:
-            if self._install_head is not None and not isinstance(answers[1], BaseException):
-                await self._cover_install_lag(live)
-            self._take_filter_changes(live, answers[1], head_before)
+            changes = answers[1]
+            if self._install_cover is not None and isinstance(changes, list):
+                changes = await self._cover_install_lag(live, changes)
+            self._take_filter_changes(live, changes, head_before)
         elif live is not None and not self._filters_supported:
             await self._follow_by_ranges(live, head, verify=False)
         for depth, lane in list(self.lanes.items()):
@@ -259,7 +282,7 @@ class Hub:
     def _observe_head(self, answer: Any) -> int:
         if isinstance(answer, BaseException):
             raise answer
-        seen = int(answer, 16)
+        seen = _quantity(answer, "eth_blockNumber")
         previous = self._last_head
         self._last_head = seen
         if self.head is not None and seen < self.head:
@@ -278,7 +301,7 @@ class Hub:
         # that head is covered by the filter and everything up to it by the
         # refill below; the overlap is dropped by the lane's log memory.
         try:
-            filter_id = await self.client.call("eth_newFilter", [{"address": self.nexus}])
+            created = await self.client.call("eth_newFilter", [{"address": self.nexus}])
         except RpcResponseError as exc:
             if classify(exc) not in (Fault.UNSUPPORTED, Fault.FILTER_LOST):
                 raise
@@ -289,62 +312,82 @@ class Hub:
             )
             self._filters_supported = False
             if live.cursor is None:
-                head = int(await self.client.call("eth_blockNumber"), 16)
+                head = _quantity(await self.client.call("eth_blockNumber"), "eth_blockNumber")
                 self._last_head = self.head = head
                 live.start(head, head)
             return
-        head = int(await self.client.call("eth_blockNumber"), 16)
-        self._filter_id = str(filter_id)
+        filter_id = str(created)
+        try:
+            head = _quantity(await self.client.call("eth_blockNumber"), "eth_blockNumber")
+            self._last_head = head
+            self.head = head if self.head is None else max(self.head, head)
+            if live.cursor is None:
+                live.start(head, head)
+            elif head > live.cursor:
+                log.info(
+                    "filter %s installed; refilling blocks %d..%d from eth_getLogs",
+                    filter_id,
+                    live.cursor + 1,
+                    head,
+                )
+                async for end, logs in self.reader.read(live.cursor + 1, head):
+                    live.deliver(logs)
+                    live.advance(end)
+        except BaseException:
+            # Polling this filter now would move the cursor past what the
+            # refill did not reach: drop it, the next tick starts over.
+            self._stale_filters.append(filter_id)
+            raise
+        self._filter_id = filter_id
         self._filter_failures = 0
-        self._install_head = head
-        self._last_head = head
-        self.head = head if self.head is None else max(self.head, head)
-        if live.cursor is None:
-            live.start(head, head)
-            return
-        if head > live.cursor:
-            log.info(
-                "filter %s installed; refilling blocks %d..%d from eth_getLogs",
-                filter_id,
-                live.cursor + 1,
-                head,
-            )
-            async for end, logs in self.reader.read(live.cursor + 1, head):
-                live.deliver(logs)
-                live.advance(end)
+        # Checked on every install, not only once a head was seen lagging:
+        # the first install can meet a lagging backend too. It costs an
+        # eth_getLogs on the first polls after an install, never in steady state.
+        self._install_cover = (head, _INSTALL_CHECKS, head)
 
-    async def _cover_install_lag(self, live: Lane) -> None:
-        """Read the blocks between the head seen at install and the head seen now.
+    async def _cover_install_lag(self, live: Lane, changes: list[Any]) -> list[Any]:
+        """Read up to the highest head seen with eth_getLogs; return the changes to deliver.
 
         The filter covers blocks mined after it was created. A lagging
         backend may have reported a head below the real one at that moment,
         and the blocks in between would be in neither the refill nor the
-        filter. This tick's head was read after the filter existed, so
-        reading up to it closes that hole; the lane drops what the filter
-        also returns. It runs before the filter's logs are delivered, so
-        order holds.
+        filter. Heads read after the filter existed are at or above where it
+        starts unless they lag too, so the first polls after an install read
+        up to the highest head seen, before the filter's logs are delivered.
+        Filter logs above that head are set aside (eth_getLogs reads them in
+        a later poll), so nothing newer is delivered before something older;
+        checking ends once eth_getLogs has caught up with all of them.
         """
-        covered, self._install_head = self._install_head, None
-        seen = self._last_head
-        if covered is None or seen is None or seen <= covered or live.cursor is None:
-            return
-        first = max(covered, live.cursor) + 1
-        if seen < first:
-            return
-        log.info(
-            "filter %s: reading blocks %d..%d from eth_getLogs (the head seen at install may have lagged)",
-            self._filter_id,
-            first,
-            seen,
-        )
-        try:
-            async for end, logs in self.reader.read(first, seen):
-                live.deliver(logs)
-                live.advance(end)
-        except Exception:
-            # The filter's answer in hand is consumed and not delivered: a gap.
-            self._lose_filter(f"blocks {first}..{seen} could not be read before its changes")
-            raise
+        assert self._install_cover is not None and live.cursor is not None
+        covered, checks, needed = self._install_cover
+        first, last = max(covered, live.cursor) + 1, max(covered, self.head or covered)
+        if last >= first:
+            log.info(
+                "filter %s: reading blocks %d..%d from eth_getLogs "
+                "(the head seen at install may have lagged)",
+                self._filter_id,
+                first,
+                last,
+            )
+            try:
+                async for end, logs in self.reader.read(first, last):
+                    live.deliver(logs)
+                    live.advance(end)
+            except Exception:
+                # The filter's answer in hand is consumed and not delivered: a gap.
+                self._lose_filter(f"blocks {first}..{last} could not be read before its changes")
+                raise
+        ahead = [
+            raw
+            for raw in changes
+            if isinstance(raw, dict) and raw.get("blockNumber") and int(raw["blockNumber"], 16) > last
+        ]
+        needed = max([needed, *(int(raw["blockNumber"], 16) for raw in ahead)])
+        if checks > 1 or needed > last:
+            self._install_cover = (last, checks - 1, needed)
+            return [raw for raw in changes if raw not in ahead]
+        self._install_cover = None
+        return changes
 
     def _take_filter_changes(self, live: Lane, answer: Any, head_before: int | None) -> None:
         if isinstance(answer, RpcResponseError):
@@ -436,6 +479,14 @@ class Hub:
             f"blocks {first}..{last} kept changing while being confirmed",
             url=self.client.masked_url,
         )
+
+
+def _quantity(value: Any, method: str) -> int:
+    """A JSON-RPC hex quantity; anything else is a protocol fault (retried), not a crash."""
+    try:
+        return int(value, 16)
+    except (TypeError, ValueError):
+        raise RpcProtocolError(f"{method} answered {value!r}, not a hex quantity") from None
 
 
 def _answer_may_be_lost(exc: RpcError) -> bool:

@@ -32,6 +32,20 @@ def chain_order(raw: RawLog) -> tuple[int, int]:
     return int(raw["blockNumber"], 16), int(raw["logIndex"], 16)
 
 
+def _well_formed(raw: object) -> bool:
+    """Whether a node's log has what ordering and deduplication need; warns if not."""
+    try:
+        if isinstance(raw, dict):
+            chain_order(raw)
+            block_hash = raw.get("blockHash")
+            if block_hash is None or isinstance(block_hash, str):
+                return True
+    except (KeyError, TypeError, ValueError, AttributeError):
+        pass
+    log.warning("skipping a malformed log from the node: %.200r", raw)
+    return False
+
+
 class Subscription:
     """One watcher's place on a lane: what it wants and its backlog of events."""
 
@@ -213,8 +227,10 @@ class Lane:
 
     def deliver(self, logs: list[RawLog]) -> int:
         """Route logs, in chain order, to the subscriptions that want them; count new ones."""
-        if len(logs) > 1:
+        try:
             logs = sorted(logs, key=chain_order)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            logs = sorted(filter(_well_formed, logs), key=chain_order)
         fresh = 0
         for raw in logs:
             block_hash = raw.get("blockHash")

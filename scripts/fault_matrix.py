@@ -1,0 +1,88 @@
+"""Print the fault matrix: every fault scenario against a local anvil, events sent vs. delivered.
+
+Run from the repository root (``make faults``)::
+
+    .venv/bin/python scripts/fault_matrix.py [-v] [-k SUBSTRING]
+
+Exits 1 if any scenario lost or repeated an event, delivered out of order,
+ended with an error, or never saw its fault fire (so proved nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ogpu.events._devnode import Anvil
+from tests.faultscenarios import SCENARIOS, Outcome, run_scenario
+
+COLUMNS = ("fault", "sent", "delivered", "lost", "repeated", "in order", "faults fired", "seconds")
+
+
+def _row(outcome: Outcome) -> tuple[str, ...]:
+    return (
+        outcome.name,
+        str(len(outcome.sent)),
+        str(len(outcome.delivered)),
+        str(outcome.lost),
+        str(outcome.repeated),
+        "yes" if outcome.in_order else "NO",
+        str(outcome.fired),
+        f"{outcome.seconds:.1f}",
+    )
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
+        return "| " + " | ".join([first, *rest]) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(COLUMNS), rule, *(line(r) for r in rows)])
+
+
+async def _run_all(url: str, pick: str | None) -> list[Outcome]:
+    outcomes = []
+    for scenario in SCENARIOS:
+        if pick and pick.lower() not in scenario.name.lower():
+            continue
+        outcome = await run_scenario(url, scenario)
+        print(f"  {scenario.name}: {len(outcome.delivered)}/{len(outcome.sent)}", file=sys.stderr)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the stream's log")
+    parser.add_argument("-k", dest="pick", help="only scenarios whose name contains this")
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    with Anvil() as node:
+        outcomes = asyncio.run(_run_all(node.url, args.pick))
+    print(_table([_row(o) for o in outcomes]))
+    faulty = {s.name for s in SCENARIOS if s.rules}
+    bad = [
+        o
+        for o in outcomes
+        if o.lost or o.repeated or not o.in_order or o.error or (o.name in faulty and not o.fired)
+    ]
+    for outcome in bad:
+        why = outcome.error or ("the fault never fired" if not outcome.fired else "see its row")
+        print(f"FAILED: {outcome.name}: {why}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

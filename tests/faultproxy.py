@@ -1,0 +1,426 @@
+"""A fault-injecting JSON-RPC reverse proxy to put in front of a real node.
+
+It speaks just enough HTTP/1.1 for a JSON-RPC client (``POST`` with a
+``Content-Length`` body, keep-alive) and forwards single and batched calls to
+the node. Rules switched on while it runs make it misbehave the ways real
+endpoints do: connections dropped before or after the node acted, answers
+that come too late, HTTP 5xx and 429, garbled bodies, filters forgotten or
+not offered at all, ``eth_getLogs`` caps, and a head that lags behind.
+
+Faults that hit the whole HTTP request (drops, delays, statuses, garbling)
+fire when any call in it matches; faults on a single call (filters, log caps,
+the head) touch only the matching calls of a batch and let the rest through.
+
+Run it in the test's own event loop::
+
+    async with FaultProxy(anvil.url) as proxy:
+        proxy.add(Rule(Fault.DROP_AFTER, methods=frozenset({"eth_getFilterChanges"}), every=3))
+        ChainConfig.set_rpc(proxy.url)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import json
+import random
+from typing import Any
+
+import httpx
+
+__all__ = ["FILTER_METHODS", "Fault", "FaultProxy", "Rule"]
+
+FILTER_METHODS = frozenset(
+    {
+        "eth_newFilter",
+        "eth_newBlockFilter",
+        "eth_newPendingTransactionFilter",
+        "eth_getFilterChanges",
+        "eth_getFilterLogs",
+        "eth_uninstallFilter",
+    }
+)
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
+
+
+class Fault(enum.Enum):
+    # whole HTTP request
+    DROP_BEFORE = "drop the connection before forwarding"
+    DROP_AFTER = "forward, then drop the connection"
+    DELAY = "forward, then answer only after the client gave up"
+    HTTP_ERROR = "answer an HTTP error status"
+    RATE_LIMIT = "answer HTTP 429 with Retry-After"
+    GARBLE = "forward, then answer a truncated body"
+    # single calls
+    FILTER_NOT_FOUND = "forget the filter (really uninstall it) and say so"
+    NO_FILTERS = "reject filter methods as unknown"
+    CAP_LOGS = "refuse eth_getLogs over too many blocks or results"
+    LAG_HEAD = "report eth_blockNumber behind the real head"
+    RPC_ERROR = "answer a JSON-RPC error instead of forwarding"
+
+
+_PER_CALL = frozenset(
+    {Fault.FILTER_NOT_FOUND, Fault.NO_FILTERS, Fault.CAP_LOGS, Fault.LAG_HEAD, Fault.RPC_ERROR}
+)
+
+
+@dataclasses.dataclass
+class Rule:
+    """When a fault fires and how it looks.
+
+    Matching requests (or calls, for single-call faults) are counted; after
+    the first ``skip`` of them, every ``every``-th one fires, each with
+    ``probability``, until it has fired ``times`` times (None: no limit).
+    ``CAP_LOGS`` counts only the calls it actually refuses.
+    """
+
+    fault: Fault
+    methods: frozenset[str] = frozenset()  # empty: every method
+    every: int = 1
+    skip: int = 0
+    times: int | None = None
+    probability: float = 1.0
+    # HTTP_ERROR: the status, and whether the node saw the request first
+    status: int = 502
+    forward: bool = True
+    # RATE_LIMIT
+    retry_after: str = "1"
+    # DELAY: seconds to hold the answer (longer than the client's timeout)
+    delay: float = 1.0
+    # FILTER_NOT_FOUND: error codes used in turn (nodes disagree on the code)
+    codes: tuple[int, ...] = (-32000,)
+    # CAP_LOGS: the limits, and how the refusal reads: "plain" names no range,
+    # "size" names a block count, "range" names a block range to retry with
+    max_blocks: int | None = None
+    max_results: int | None = None
+    style: str = "plain"
+    # LAG_HEAD: how far behind the reported head is
+    lag: int = 3
+    # RPC_ERROR: the error object's code and message
+    code: int = -32005
+    message: str = "rate limit exceeded"
+    seen: int = 0
+    fired: int = 0
+
+    def matches(self, method: object) -> bool:
+        return not self.methods or method in self.methods
+
+    def fires(self, rng: random.Random) -> bool:
+        """Count one matching request or call; True if the fault applies to it."""
+        self.seen += 1
+        if self.times is not None and self.fired >= self.times:
+            return False
+        n = self.seen - self.skip
+        if n <= 0 or n % self.every:
+            return False
+        if self.probability < 1.0 and rng.random() >= self.probability:
+            return False
+        self.fired += 1
+        return True
+
+
+class _Drop(Exception):
+    """Raised inside request handling to cut the connection without an answer."""
+
+
+class FaultProxy:
+    """HTTP/1.1 JSON-RPC proxy on ``127.0.0.1:<free port>`` in the running event loop."""
+
+    def __init__(self, upstream: str, *, seed: int | None = 1) -> None:
+        self.upstream = upstream
+        self.rules: list[Rule] = []
+        self.requests = 0
+        self._rng = random.Random(seed)
+        self._server: asyncio.Server | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self.port = 0
+        self._closing = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def fired(self) -> int:
+        return sum(rule.fired for rule in self.rules)
+
+    def add(self, *rules: Rule) -> None:
+        self.rules.extend(rules)
+
+    def clear(self) -> None:
+        self.rules = []
+
+    async def __aenter__(self) -> FaultProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        # anvil refuses a body that is not declared as JSON.
+        self._http = httpx.AsyncClient(timeout=30.0, headers={"content-type": "application/json"})
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def aclose(self) -> None:
+        server, self._server = self._server, None
+        self._closing = True
+        if server is not None:
+            server.close()
+        # Handlers may be parked in a delay or waiting on an idle keep-alive
+        # connection; cut them off so nothing outlives the proxy.
+        for task in list(self._handlers):
+            task.cancel()
+        for task in list(self._handlers):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if server is not None:
+            await server.wait_closed()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    # --- HTTP ---
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            while True:
+                body = await self._read_request(reader)
+                if body is None:
+                    break
+                self.requests += 1
+                try:
+                    status, headers, answer = await self._answer(body)
+                except _Drop:
+                    break
+                except httpx.HTTPError:
+                    # The node itself did not answer: say so as a gateway would.
+                    status, headers, answer = 502, {"Content-Type": "text/html"}, _html(502)
+                head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}"]
+                head += [f"{k}: {v}" for k, v in headers.items()]
+                head += [f"Content-Length: {len(answer)}", "Connection: keep-alive", "", ""]
+                writer.write("\r\n".join(head).encode() + answer)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass  # the client went away or spoke something else; nothing to answer
+        except asyncio.CancelledError:
+            # asyncio's stream server reads the result of this task and
+            # reports a cancelled one as an error; the proxy cancels its own
+            # handlers only when closing, so ending quietly is right here.
+            if not self._closing:
+                raise
+        finally:
+            self._handlers.discard(task)
+            writer.transport.abort()
+
+    @staticmethod
+    async def _read_request(reader: asyncio.StreamReader) -> bytes | None:
+        line = await reader.readline()
+        if not line.strip():
+            return None
+        length = 0
+        while True:
+            header = await reader.readline()
+            if header in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = header.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+        return await reader.readexactly(length)
+
+    # --- JSON-RPC ---
+
+    async def _answer(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return await self._forward_raw(body)
+        batch = isinstance(request, list)
+        calls: list[dict[str, Any]] = [c for c in (request if batch else [request]) if isinstance(c, dict)]
+        if not calls:
+            return await self._forward_raw(body)  # not JSON-RPC: let the node say what it thinks
+        methods = [c.get("method") for c in calls]
+
+        whole = self._whole_request_fault(methods)
+        kind = whole.fault if whole is not None else None
+        if kind is Fault.DROP_BEFORE:
+            raise _Drop
+        if kind is Fault.RATE_LIMIT:
+            assert whole is not None
+            return 429, {"Retry-After": whole.retry_after, "Content-Type": "text/plain"}, b"rate limited"
+        if kind is Fault.HTTP_ERROR and whole is not None and not whole.forward:
+            return whole.status, {"Content-Type": "text/html"}, _html(whole.status)
+
+        answers = await self._forward_calls(calls)
+        payload = json.dumps(answers if batch else answers[0]).encode()
+
+        if kind is Fault.HTTP_ERROR:
+            assert whole is not None
+            return whole.status, {"Content-Type": "text/html"}, _html(whole.status)
+        if kind is Fault.DROP_AFTER:
+            raise _Drop
+        if kind is Fault.DELAY:
+            assert whole is not None
+            await asyncio.sleep(whole.delay)  # the client has given up by now
+            raise _Drop
+        if kind is Fault.GARBLE:
+            return 200, {"Content-Type": "application/json"}, payload[: max(1, len(payload) // 2)]
+        return 200, {"Content-Type": "application/json"}, payload
+
+    def _whole_request_fault(self, methods: list[Any]) -> Rule | None:
+        chosen: Rule | None = None
+        for rule in self.rules:
+            if rule.fault in _PER_CALL or not any(rule.matches(m) for m in methods):
+                continue
+            # Every matching rule counts the request, so "every k-th" stays
+            # true to its word even when another rule fired first.
+            if rule.fires(self._rng) and chosen is None:
+                chosen = rule
+        return chosen
+
+    async def _forward_calls(self, calls: list[dict[str, Any]]) -> list[Any]:
+        """Answers to ``calls`` in order: single-call faults applied, the rest from the node."""
+        answers: list[Any] = [None] * len(calls)
+        sent: list[tuple[int, dict[str, Any]]] = []
+        for i, call in enumerate(calls):
+            replaced = self._before_node(call)
+            if isinstance(replaced, _Synthetic):
+                answers[i] = replaced.answer
+                if replaced.send is not None:
+                    sent.append((-1, replaced.send))
+                continue
+            sent.append((i, call))
+        if sent:
+            upstream = await self._post([c for _, c in sent])
+            by_id = {a.get("id"): a for a in upstream if isinstance(a, dict)}
+            for i, call in sent:
+                if i >= 0:
+                    answers[i] = by_id.get(call.get("id")) or _error(call, -32603, "no answer from upstream")
+        for i, call in enumerate(calls):
+            answers[i] = await self._after_node(call, answers[i])
+        return answers
+
+    def _before_node(self, call: dict[str, Any]) -> _Synthetic | None:
+        method = call.get("method")
+        for rule in self.rules:
+            if not rule.matches(method):
+                continue
+            if rule.fault is Fault.RPC_ERROR and rule.fires(self._rng):
+                return _Synthetic(_error(call, rule.code, rule.message))
+            if rule.fault is Fault.NO_FILTERS and method in FILTER_METHODS and rule.fires(self._rng):
+                message = f"the method {method} does not exist/is not available"
+                return _Synthetic(_error(call, -32601, message))
+            if (
+                rule.fault is Fault.FILTER_NOT_FOUND
+                and method in ("eth_getFilterChanges", "eth_getFilterLogs")
+                and rule.fires(self._rng)
+            ):
+                code = rule.codes[(rule.fired - 1) % len(rule.codes)]
+                params = call.get("params") or [None]
+                # Drop the filter on the node too: whatever it held is gone,
+                # as on a backend that restarted or expired it.
+                uninstall = {
+                    "jsonrpc": "2.0",
+                    "id": f"faultproxy-{id(call)}",
+                    "method": "eth_uninstallFilter",
+                    "params": [params[0]],
+                }
+                return _Synthetic(_error(call, code, "filter not found"), send=uninstall)
+        return None
+
+    async def _after_node(self, call: dict[str, Any], answer: Any) -> Any:
+        method = call.get("method")
+        if not isinstance(answer, dict) or "result" not in answer:
+            return answer
+        for rule in self.rules:
+            if not rule.matches(method):
+                continue
+            if rule.fault is Fault.LAG_HEAD and method == "eth_blockNumber" and rule.fires(self._rng):
+                head = int(answer["result"], 16)
+                return {**answer, "result": hex(max(0, head - rule.lag))}
+            if rule.fault is Fault.CAP_LOGS and method == "eth_getLogs":
+                refusal = await self._log_cap(rule, call, answer["result"])
+                if refusal is not None and rule.fires(self._rng):
+                    return _error(call, *refusal)
+        return answer
+
+    async def _log_cap(self, rule: Rule, call: dict[str, Any], logs: Any) -> tuple[int, str] | None:
+        params = call.get("params") or [{}]
+        query = params[0] if isinstance(params[0], dict) else {}
+        if "blockHash" in query:
+            return None
+        first = await self._block(query.get("fromBlock", "latest"))
+        last = await self._block(query.get("toBlock", "latest"))
+        if rule.max_blocks is not None and last - first + 1 > rule.max_blocks:
+            n = rule.max_blocks
+            if rule.style == "size":
+                return -32602, f"eth_getLogs block range too large, max is {n} blocks"
+            if rule.style == "range":
+                suggestion = f"[{first:#x}, {first + n - 1:#x}]"
+                return -32005, f"query exceeds block range limit. Try with this block range {suggestion}."
+            return -32000, "block range too large"
+        if rule.max_results is not None and isinstance(logs, list) and len(logs) > rule.max_results:
+            m = rule.max_results
+            if rule.style == "range":
+                # Name the widest range from ``first`` that stays within the cap.
+                blocks = sorted(int(raw["blockNumber"], 16) for raw in logs)
+                fits = max(first, blocks[m] - 1)
+                suggestion = f"[{first:#x}, {fits:#x}]"
+                return (
+                    -32005,
+                    f"query returned more than {m} results. Try with this block range {suggestion}.",
+                )
+            return -32005, f"query returned more than {m} results"
+        return None
+
+    async def _block(self, tag: Any) -> int:
+        if isinstance(tag, str) and tag.startswith("0x"):
+            return int(tag, 16)
+        if tag == "earliest":
+            return 0
+        [answer] = await self._post([{"jsonrpc": "2.0", "id": "proxy-head", "method": "eth_blockNumber"}])
+        return int(answer["result"], 16)
+
+    # --- upstream ---
+
+    async def _post(self, calls: list[dict[str, Any]]) -> list[Any]:
+        assert self._http is not None
+        response = await self._http.post(self.upstream, content=json.dumps(calls).encode())
+        answer = response.json()
+        return answer if isinstance(answer, list) else [answer]
+
+    async def _forward_raw(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        assert self._http is not None
+        response = await self._http.post(self.upstream, content=body)
+        kind = response.headers.get("content-type", "application/json")
+        return response.status_code, {"Content-Type": kind}, response.content
+
+
+@dataclasses.dataclass
+class _Synthetic:
+    answer: dict[str, Any]
+    send: dict[str, Any] | None = None  # a call the node must still see in its place
+
+
+def _error(call: dict[str, Any], code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": call.get("id"), "error": {"code": code, "message": message}}
+
+
+def _html(status: int) -> bytes:
+    reason = _REASONS.get(status, "Error")
+    return f"<html><body><h1>{status} {reason}</h1></body></html>".encode()
