@@ -261,11 +261,14 @@ class Hub:
             if polling and _answer_may_be_lost(exc):
                 self._lose_filter(f"the answer to eth_getFilterChanges was lost ({exc})")
             raise
-        if polling and isinstance(answers[0], BaseException) and not isinstance(answers[1], BaseException):
-            # The node has handed over (and forgotten) the filter's changes,
-            # but without this tick's head they cannot be put in place: a gap.
-            self._lose_filter(f"eth_blockNumber failed beside it ({answers[0]})")
-        head = self._observe_head(answers[0])
+        try:
+            head = self._observe_head(answers[0])
+        except RpcError as exc:
+            if polling and not isinstance(answers[1], BaseException):
+                # The node has handed over (and forgotten) the filter's changes,
+                # but without this tick's head they cannot be put in place: a gap.
+                self._lose_filter(f"eth_blockNumber failed beside it ({exc})")
+            raise
 
         if polling and live is not None:
             changes = answers[1]
