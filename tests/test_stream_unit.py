@@ -343,7 +343,8 @@ async def test_many_watchers_share_one_filter_and_one_request_per_tick(node: Fak
     hub = await streaming(45)
     # The first polls after an install also read eth_getLogs (a head read at
     # install may lag); steady state starts after them.
-    await ticks(hub, 4)
+    await wait_until(lambda: hub.steady, "the install checks to end")
+    await ticks(hub, 1)
     steady = len(node.requests)
     for amount, task in enumerate(tasks):
         attempted(node, task, amount)

@@ -99,6 +99,12 @@ class Hub:
     def filter_id(self) -> str | None:
         return self._filter_id
 
+    @property
+    def steady(self) -> bool:
+        """The filter is installed and the polls right after its install (which
+        also read eth_getLogs) are done: from here a tick is one HTTP request."""
+        return self._filter_id is not None and self._install_cover is None
+
     # --- joining and leaving ---
 
     async def subscribe(self, sub: Subscription) -> None:
