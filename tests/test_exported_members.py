@@ -1,0 +1,42 @@
+"""The public surface: every public name is exported, sorted, and importable."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+import ogpu
+import ogpu.events
+import ogpu.types
+
+
+@pytest.mark.parametrize("module", [ogpu, ogpu.events, ogpu.types], ids=lambda m: m.__name__)
+def test_all_lists_every_public_name_sorted(module: types.ModuleType) -> None:
+    # Names defined in ogpu itself (imports such as IntEnum are not part of the surface).
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and str(getattr(value, "__module__", "")).startswith("ogpu")
+    }
+    assert public <= set(module.__all__), "public names missing from __all__"
+    assert all(hasattr(module, name) for name in module.__all__), "__all__ names something absent"
+    assert list(module.__all__) == sorted(module.__all__)
+
+
+def test_the_guides_names_are_in_ogpu_events() -> None:
+    for name in [
+        "watch_task_published",
+        "watch_attempted",
+        "watch_response_submitted",
+        "watch_response_status_changed",
+        "watch_task_status_changed",
+        "watch_registered",
+        "TaskPublishedEvent",
+        "AttemptedEvent",
+        "ResponseSubmittedEvent",
+        "ResponseStatusChangedEvent",
+        "TaskStatusChangedEvent",
+        "RegisteredEvent",
+    ]:
+        assert name in ogpu.events.__all__
