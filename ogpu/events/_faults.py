@@ -128,7 +128,9 @@ class Backoff:
         self._rng = rng
 
     def next_delay(self, exc: BaseException | None = None) -> float:
-        ceiling = min(self.cap, self.base * 2**self.attempts)
+        # The exponent is bounded: 2**1024 no longer fits a float, and an outage
+        # of hours reaches that many tries.
+        ceiling = min(self.cap, self.base * 2 ** min(self.attempts, 64))
         self.attempts += 1
         delay: float = ceiling / 2 + self._rng() * ceiling / 2
         if isinstance(exc, RpcHttpError) and exc.retry_after is not None:

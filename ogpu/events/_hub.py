@@ -7,9 +7,9 @@ many watchers run. The hub owns fetching and recovery; lanes own delivery.
 How each event arrives exactly once:
 
 * The live lane (confirmations=0) reads a filter over every Nexus log. Its
-  cursor moves to the head seen in the *previous* tick after a successful
-  poll: every log of a block the node had already reported must have been
-  in some poll since, so that block is fully delivered.
+  cursor moves to the head seen in the *previous* tick (or this tick's, if
+  lower) after a successful poll: every log of a block the node had already
+  reported must have been in some poll since, so that block is fully delivered.
 * A lost filter, or a poll whose answer may have been lost in transit (the
   node consumed it), is a gap: the filter is recreated first, then
   ``eth_getLogs`` refills cursor+1..head, and the lane's memory of recent
@@ -43,10 +43,11 @@ from ogpu._errors import (
     RpcProtocolError,
     RpcResponseError,
     RpcTransportError,
+    UnsupportedNodeError,
 )
 from ogpu.events._abi import EventSpec, RawLog
 from ogpu.events._faults import Fault, Retrier, classify
-from ogpu.events._lane import Lane, Subscription, chain_order
+from ogpu.events._lane import Lane, Subscription, chain_order, well_formed
 from ogpu.events._ranges import LogRangeReader, ProgressCallback
 from ogpu.events._rpc import RpcClient
 
@@ -146,6 +147,7 @@ class Hub:
                 # created after it; this one is uninstalled on the next tick.
                 self._stale_filters.append(self._filter_id)
                 self._filter_id = None
+                self._install_cover = None
         if not self.lanes:
             await self.close()
 
@@ -159,8 +161,10 @@ class Hub:
         task = self._task
         if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Not ``await task``: a caller cancelled meanwhile would cancel the
+            # teardown too (leaving the filter installed), and suppressing the
+            # task's CancelledError would swallow the caller's own.
+            await asyncio.wait([task])
         elif task is None:
             await self.client.aclose()
 
@@ -203,8 +207,15 @@ class Hub:
                 try:
                     await self._tick()
                 except Exception as exc:
-                    if classify(exc) is Fault.FATAL:
+                    fault = classify(exc)
+                    if fault is Fault.FATAL:
                         raise
+                    if fault is Fault.UNSUPPORTED:
+                        # Filters and eth_getLogs are handled where they are called; what
+                        # gets here is a node without eth_blockNumber, which no retry helps.
+                        raise UnsupportedNodeError(
+                            f"node cannot report its head: {exc}", url=self.client.masked_url
+                        ) from exc
                     await self._retrier.pause(exc, "polling the Nexus stream")
                     continue
                 self._retrier.succeeded()
@@ -275,12 +286,21 @@ class Hub:
                 # but without this tick's head they cannot be put in place: a gap.
                 self._lose_filter(f"eth_blockNumber failed beside it ({exc})")
             raise
+        if polling and self.lanes.get(0) is not live:
+            # Its watchers left while the poll was out, and unsubscribe dropped
+            # the filter: what it returned belongs to no one.
+            polling, live = False, self.lanes.get(0)
 
         if polling and live is not None:
             changes = answers[1]
-            if self._install_cover is not None and isinstance(changes, list):
-                changes = await self._cover_install_lag(live, changes)
-            self._take_filter_changes(live, changes, head_before)
+            if isinstance(changes, list):
+                changes = [raw for raw in changes if not isinstance(raw, dict) or well_formed(raw)]
+            if self._install_cover is not None and not isinstance(changes, BaseException):
+                changes = await self._cover_install_lag(live, changes if isinstance(changes, list) else [])
+            # Not past this tick's head either: a head reported by a backend ahead of
+            # the filter's would otherwise move the cursor over blocks it has not seen.
+            done = None if head_before is None else min(head_before, head)
+            self._take_filter_changes(live, changes, done)
         elif live is not None and not self._filters_supported:
             await self._follow_by_ranges(live, head, verify=False)
         for depth, lane in list(self.lanes.items()):
@@ -347,12 +367,20 @@ class Hub:
             # refill did not reach: drop it, the next tick starts over.
             self._stale_filters.append(filter_id)
             raise
+        if self.lanes.get(0) is not live:
+            # Its watchers left while it was being created: a later live lane
+            # starts afresh with a filter of its own.
+            self._stale_filters.append(filter_id)
+            return
         self._filter_id = filter_id
         self._filter_failures = 0
         # Checked on every install, not only once a head was seen lagging:
         # the first install can meet a lagging backend too. It costs an
         # eth_getLogs on the first polls after an install, never in steady state.
-        self._install_cover = (head, _INSTALL_CHECKS, head)
+        # Blocks the previous filter reported beyond every head seen (its logs
+        # consumed, not delivered) stay owed, so checking goes on until they are read.
+        owed = self._install_cover[2] if self._install_cover is not None else head
+        self._install_cover = (head, _INSTALL_CHECKS, max(head, owed))
 
     async def _cover_install_lag(self, live: Lane, changes: list[Any]) -> list[Any]:
         """Read up to the highest head seen with eth_getLogs; return the changes to deliver.
@@ -369,6 +397,11 @@ class Hub:
         """
         assert self._install_cover is not None and live.cursor is not None
         covered, checks, needed = self._install_cover
+        reported = [int(raw["blockNumber"], 16) for raw in changes if isinstance(raw, dict)]
+        # Recorded before reading: if the read fails, these changes are consumed
+        # and not delivered, and the next filter's checks must still reach them.
+        needed = max([needed, *reported])
+        self._install_cover = (covered, checks, needed)
         first, last = max(covered, live.cursor) + 1, max(covered, self.head or covered)
         if last >= first:
             log.info(
@@ -386,19 +419,14 @@ class Hub:
                 # The filter's answer in hand is consumed and not delivered: a gap.
                 self._lose_filter(f"blocks {first}..{last} could not be read before its changes")
                 raise
-        ahead = [
-            raw
-            for raw in changes
-            if isinstance(raw, dict) and raw.get("blockNumber") and int(raw["blockNumber"], 16) > last
-        ]
-        needed = max([needed, *(int(raw["blockNumber"], 16) for raw in ahead)])
+        ahead = [raw for raw in changes if isinstance(raw, dict) and int(raw["blockNumber"], 16) > last]
         if checks > 1 or needed > last:
             self._install_cover = (last, checks - 1, needed)
             return [raw for raw in changes if raw not in ahead]
         self._install_cover = None
         return changes
 
-    def _take_filter_changes(self, live: Lane, answer: Any, head_before: int | None) -> None:
+    def _take_filter_changes(self, live: Lane, answer: Any, done: int | None) -> None:
         if isinstance(answer, RpcResponseError):
             fault = classify(answer)
             if fault is Fault.FILTER_LOST:
@@ -421,11 +449,12 @@ class Hub:
         # Filters over logs return log objects; anything else (block hashes
         # from a misbehaving proxy) carries no events.
         live.deliver([raw for raw in logs if isinstance(raw, dict)])
-        if head_before is not None:
-            live.advance(head_before)
+        if done is not None:
+            live.advance(done)
 
     def _lose_filter(self, why: str) -> None:
-        assert self._filter_id is not None
+        if self._filter_id is None:
+            return  # already dropped: its live lane emptied while a call was out
         live = self.lanes.get(0)
         cursor = live.cursor if live is not None else None
         log.warning(
@@ -439,9 +468,12 @@ class Hub:
 
     async def _uninstall_stale_filters(self) -> None:
         while self._stale_filters:
-            filter_id = self._stale_filters.pop()
+            filter_id = self._stale_filters[-1]
             with contextlib.suppress(RpcError):
                 await self.client.call("eth_uninstallFilter", [filter_id])
+            # Taken off the list only now: if the stream is closed during the
+            # call, the teardown still uninstalls it.
+            self._stale_filters.remove(filter_id)
 
     async def _follow_by_ranges(self, lane: Lane, target: int, *, verify: bool) -> None:
         if lane.cursor is None:

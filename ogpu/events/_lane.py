@@ -18,7 +18,7 @@ from typing import Any
 from ogpu._errors import LogDecodeError
 from ogpu.events._abi import EVENTS_BY_TOPIC, RawLog
 
-__all__ = ["Lane", "Subscription", "chain_order"]
+__all__ = ["Lane", "Subscription", "chain_order", "well_formed"]
 
 log = logging.getLogger("ogpu.events")
 
@@ -32,13 +32,22 @@ def chain_order(raw: RawLog) -> tuple[int, int]:
     return int(raw["blockNumber"], 16), int(raw["logIndex"], 16)
 
 
-def _well_formed(raw: object) -> bool:
-    """Whether a node's log has what ordering and deduplication need; warns if not."""
+def well_formed(raw: object) -> bool:
+    """Whether a node's log has what ordering, deduplication and routing need; warns if not.
+
+    Logs are checked where they enter the stream, so one malformed log from a
+    node is skipped instead of stopping the stream for every watcher.
+    """
     try:
         if isinstance(raw, dict):
             chain_order(raw)
             block_hash = raw.get("blockHash")
-            if block_hash is None or isinstance(block_hash, str):
+            topics = raw.get("topics")
+            if (
+                (block_hash is None or isinstance(block_hash, str))
+                and (topics is None or (isinstance(topics, list) and all(isinstance(t, str) for t in topics)))
+                and isinstance(raw.get("data"), str)
+            ):
                 return True
     except (KeyError, TypeError, ValueError, AttributeError):
         pass
@@ -230,7 +239,7 @@ class Lane:
         try:
             logs = sorted(logs, key=chain_order)
         except (KeyError, TypeError, ValueError, AttributeError):
-            logs = sorted(filter(_well_formed, logs), key=chain_order)
+            logs = sorted(filter(well_formed, logs), key=chain_order)
         fresh = 0
         for raw in logs:
             block_hash = raw.get("blockHash")

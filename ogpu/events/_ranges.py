@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from ogpu._errors import RpcResponseError, UnsupportedNodeError
 from ogpu.events._abi import RawLog
 from ogpu.events._faults import Fault, Retrier, classify, suggested_span
+from ogpu.events._lane import well_formed
 from ogpu.events._rpc import RpcClient
 
 __all__ = ["LogRangeReader", "ProgressCallback"]
@@ -89,8 +90,7 @@ class LogRangeReader:
                 continue
             retrier.succeeded()
             self._grow()
-            if not isinstance(logs, list):
-                logs = []
+            logs = [raw for raw in logs if well_formed(raw)] if isinstance(logs, list) else []
             yield end, logs
             if progress is not None:
                 progress(first, end, last)
