@@ -14,7 +14,7 @@
     │   ├── RpcHttpError               HTTP status other than 200
     │   ├── RpcProtocolError           the answer is not JSON-RPC (HTML, garbage, wrong id)
     │   ├── RpcResponseError           the node answered with a JSON-RPC error object
-    │   └── UnsupportedNodeError       the node offers neither filters nor eth_getLogs
+    │   └── UnsupportedNodeError       the node lacks what following needs (logs, head)
     └── LogDecodeError                 a log does not match the vendored ABI
 
 Errors from the transport are translated once, in ``ogpu.events._rpc``;
@@ -141,7 +141,7 @@ class RpcResponseError(RpcError):
 
 
 class UnsupportedNodeError(RpcError):
-    """Raised when the node offers neither log filters nor ``eth_getLogs``."""
+    """Raised when the node offers neither log filters nor ``eth_getLogs``, or no ``eth_blockNumber``."""
 
 
 class LogDecodeError(OGPUError):

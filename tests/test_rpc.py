@@ -103,6 +103,25 @@ async def test_node_that_rejects_batches_gets_single_calls_from_then_on() -> Non
     assert fake.requests[3:] == [["eth_blockNumber"], ["eth_chainId"]]
 
 
+async def test_rate_limit_on_a_whole_batch_is_retryable_and_keeps_batching() -> None:
+    limited = {"jsonrpc": "2.0", "id": None, "error": {"code": -32005, "message": "rate limit exceeded"}}
+    fake = FakeNode()
+    answers = [httpx.Response(200, json=limited)]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return answers.pop() if answers else fake(request)
+
+    with respx.mock() as router:
+        router.post(URL).mock(side_effect=answer)
+        client = RpcClient(URL)
+        calls: list[tuple[str, list[Any]]] = [("eth_blockNumber", []), ("eth_chainId", [])]
+        with pytest.raises(RpcResponseError, match="rate limit"):
+            await client.batch(calls)
+        assert await client.batch(calls) == ["0x0", hex(1071)]
+        await client.aclose()
+    assert client.requests_sent == 2, "still one request per batch after the rate limit"
+
+
 async def test_batch_answer_missing_an_id_is_a_protocol_error() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         first = json.loads(request.content)[0]

@@ -13,6 +13,7 @@ import email.utils
 import itertools
 import json
 import logging
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +27,7 @@ from ogpu._errors import (
     RpcTransportError,
 )
 from ogpu.chain import mask_url
+from ogpu.events._faults import Fault, classify
 
 __all__ = ["Call", "RpcClient"]
 
@@ -34,6 +36,7 @@ log = logging.getLogger("ogpu.events")
 Call = tuple[str, Sequence[Any]]
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+_BATCH_REFUSAL = re.compile(r"batch", re.IGNORECASE)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -114,8 +117,18 @@ class RpcClient:
         label = "+".join(m for m, _ in calls)
         answer = await self._post(body, label)
         if isinstance(answer, dict):
-            # A single error object for a whole batch: this node does not do
-            # batches. Remember that and send the calls one by one.
+            # A single error object for a whole batch. A rate limit or a busy
+            # node says nothing about batch support: let the caller retry.
+            # Anything else means this node does not do batches: remember
+            # that and send the calls one by one from now on.
+            if answer.get("error") is not None:
+                refusal = self._unwrap(answer, -1, label)
+                if (
+                    refusal.code != -32600
+                    and classify(refusal) is Fault.TRANSIENT
+                    and not _BATCH_REFUSAL.search(str(refusal))
+                ):
+                    raise refusal
             log.info("node at %s rejected a JSON-RPC batch; sending calls singly", self.masked_url)
             self._batch_supported = False
             return await self.batch(calls)
