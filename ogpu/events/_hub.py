@@ -33,10 +33,11 @@ import contextlib
 import logging
 import weakref
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from ogpu._errors import (
+    LogDecodeError,
     OGPUError,
     RpcError,
     RpcHttpError,
@@ -178,24 +179,38 @@ class Hub:
         first: int,
         last: int,
         progress: ProgressCallback | None = None,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """Decoded past events of ``specs`` in ``first..last``, scoped like a watcher."""
         by_topic = {spec.topic0: spec for spec in specs}
         topics: list[object] = [list(by_topic)] if len(by_topic) > 1 else [next(iter(by_topic))]
-        async for _, logs in self.reader.read(first, last, topics=topics, progress=progress):
-            logs.sort(key=chain_order)
-            for raw in logs:
-                if raw.get("removed") or raw.get("blockHash") is None:
-                    continue
-                spec = by_topic.get(raw["topics"][0].lower()) if raw.get("topics") else None
-                if spec is None:
-                    continue
-                if field is not None and spec.scope_hex(raw, field) != scope:
-                    continue
+        chunks = self.reader.read(first, last, topics=topics, progress=progress)
+        async with contextlib.aclosing(chunks):
+            while True:
                 try:
-                    yield spec.decode(raw)
-                except Exception as exc:  # LogDecodeError: log and skip, as the live path does
-                    log.warning("skipping a log that does not decode: %s", exc)
+                    _, logs = await anext(chunks)
+                except StopAsyncIteration:
+                    return
+                except Exception:
+                    # The shared stream failed meanwhile (and closed the client the
+                    # reader uses): its typed error is the one to report.
+                    if self._error is not None:
+                        raise self._error from None
+                    raise
+                logs.sort(key=chain_order)
+                for raw in logs:
+                    if raw.get("removed") or raw.get("blockHash") is None:
+                        continue
+                    spec = by_topic.get(raw["topics"][0].lower()) if raw.get("topics") else None
+                    if spec is None:
+                        continue
+                    if field is not None and spec.scope_hex(raw, field) != scope:
+                        continue
+                    try:
+                        event = spec.decode(raw)
+                    except LogDecodeError as exc:  # logged and skipped, as the live path does
+                        log.warning("skipping a log that does not decode: %s", exc)
+                        continue
+                    yield event
 
     # --- the poll loop ---
 

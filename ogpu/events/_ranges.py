@@ -9,7 +9,7 @@ and remembers the largest size that failed so it does not keep hitting it.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 
 from ogpu._errors import RpcResponseError, UnsupportedNodeError
 from ogpu.events._abi import RawLog
@@ -51,7 +51,7 @@ class LogRangeReader:
         *,
         topics: Sequence[object] | None = None,
         progress: ProgressCallback | None = None,
-    ) -> AsyncIterator[tuple[int, list[RawLog]]]:
+    ) -> AsyncGenerator[tuple[int, list[RawLog]], None]:
         """Yield ``(chunk_last_block, logs)`` for ``first..last`` inclusive, in order.
 
         Transient faults are retried here with backoff; a range error shrinks

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 from ogpu._errors import InvalidArgumentError
@@ -214,10 +214,10 @@ async def _follow(
     try:
         joined = sub.join_cursor
         if sub.from_block is not None and joined is not None and sub.from_block <= joined:
-            past: AsyncIterator[Any] = hub.history(
+            past: AsyncGenerator[Any, None] = hub.history(
                 specs, sub.field, sub.scope, sub.from_block, joined, progress
             )
-            async with contextlib.aclosing(past):  # type: ignore[type-var]
+            async with contextlib.aclosing(past):
                 async for event in past:
                     yield event
         while True:
