@@ -14,7 +14,8 @@
     │   ├── RpcHttpError               HTTP status other than 200
     │   ├── RpcProtocolError           the answer is not JSON-RPC (HTML, garbage, wrong id)
     │   ├── RpcResponseError           the node answered with a JSON-RPC error object
-    │   └── UnsupportedNodeError       the node lacks what following needs (logs, head)
+    │   ├── UnsupportedNodeError       the node lacks what following needs (logs, head)
+    │   └── ChainChangedError          the node now serves another chain (eth_chainId changed)
     └── LogDecodeError                 a log does not match the vendored ABI
 
 Errors from the transport are translated once, in ``ogpu.events._rpc``;
@@ -24,6 +25,7 @@ nothing above that layer sees an ``httpx`` exception.
 from __future__ import annotations
 
 __all__ = [
+    "ChainChangedError",
     "ChainNotSupportedError",
     "ConfigError",
     "InvalidAddressError",
@@ -146,3 +148,17 @@ class UnsupportedNodeError(RpcError):
 
 class LogDecodeError(OGPUError):
     """Raised when a log's topics or data do not match the vendored Nexus ABI."""
+
+
+class ChainChangedError(RpcError):
+    """Raised out of a watcher when the node's ``eth_chainId`` changes under a running stream.
+
+    Events of one chain cannot continue on another: the endpoint was pointed
+    elsewhere or a development node restarted with another chain id.
+    ``expected`` and ``actual`` are the two chain ids.
+    """
+
+    def __init__(self, message: str, *, expected: int, actual: int, url: str = "", method: str = "") -> None:
+        super().__init__(message, url=url, method=method)
+        self.expected = expected
+        self.actual = actual

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import IntEnum, IntFlag
 
 from ogpu._errors import (
+    ChainChangedError,
     ChainNotSupportedError,
     ConfigError,
     InvalidAddressError,
@@ -22,6 +23,7 @@ from ogpu._errors import (
 )
 
 __all__ = [
+    "ChainChangedError",
     "ChainNotSupportedError",
     "ConfigError",
     "DeliveryMethod",

@@ -116,7 +116,9 @@ async def test_live_watcher_leaving_while_its_filter_is_installed_does_not_break
     gate.open()
     await ticks(hub, 2)
     late = Collector(watch_attempted(TASK, poll_interval=FAST))
-    await late.until(lambda: hub.subscriber_count == 2 and hub.steady, "the late watcher on the stream")
+    await late.until(lambda: hub.subscriber_count == 2 and hub.filter_id is not None, "the late watcher")
+    node.mine()  # the install checks read past the head seen at install
+    await late.until(lambda: hub.steady, "the install checks to end")
     attempted(node, TASK, 1)
     node.mine()
     sentinel(node)
@@ -215,6 +217,7 @@ async def test_malformed_filter_log_is_skipped_not_fatal(
     await gate.held.wait()
     if when == "steady":
         gate.open()
+        node.mine()  # the install checks read past the head seen at install
         await wait_until(lambda: bool(active_hubs()) and the_hub().steady, "the install checks to end")
         gate.hold("eth_getFilterChanges")
         await gate.held.wait()
@@ -252,11 +255,10 @@ async def test_malformed_history_log_is_skipped_not_fatal(
 # --- a node that cannot say where its head is ---
 
 
-async def test_node_without_block_number_raises_a_typed_error(node: FakeNode, gate: Gate) -> None:
+async def test_node_without_block_headers_raises_a_typed_error(node: FakeNode, gate: Gate) -> None:
     node.filters_supported = False
-    node.fail_rpc(
-        "eth_blockNumber", -32601, "the method eth_blockNumber does not exist/is not available", 10**4
-    )
+    for method in ("eth_blockNumber", "eth_getBlockByNumber"):
+        node.fail_rpc(method, -32601, f"the method {method} does not exist/is not available", 10**4)
     gen = watch_attempted(TASK, poll_interval=FAST)
     with pytest.raises(UnsupportedNodeError):
         await asyncio.wait_for(gen.__anext__(), 5)
@@ -384,6 +386,7 @@ async def test_head_reported_ahead_of_the_filter_then_filter_lost_loses_nothing(
 ) -> None:
     c = Collector(watch_attempted(TASK, poll_interval=FAST))
     hub = await streaming()
+    node.mine()  # the install checks read past the head seen at install
     await wait_until(lambda: hub.steady, "the install checks to end")
     # Answers from a backend two blocks ahead of the one that holds the filter.
     node.lag_head([-2] * answers_ahead)

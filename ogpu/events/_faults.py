@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from ogpu._errors import (
+    ChainChangedError,
     RpcError,
     RpcHttpError,
     RpcProtocolError,
@@ -61,13 +62,20 @@ _RANGE = re.compile(
     r"|too many (results|blocks|logs)|response size|exceed|limited to|range limit|query timeout",
     re.IGNORECASE,
 )
+# A block the answering node does not have (yet, or any more: a restarted
+# development node): the stream's head check sorts out which, so retry.
+_BLOCK_NOT_THERE = re.compile(
+    r"block height is \d+ but requested|header not found|unknown block|block not found"
+    r"|beyond (the )?(current )?head|after last accepted block",
+    re.IGNORECASE,
+)
 _FILTER_CODES = {-32000, -32600, -32602, -32001}
 _CALLER_BUG_CODES = {-32700, -32600, -32602}
 
 
 def classify(exc: BaseException) -> Fault:
     """Decide what a failed call means for whoever made it."""
-    if isinstance(exc, UnsupportedNodeError):
+    if isinstance(exc, UnsupportedNodeError | ChainChangedError):
         return Fault.FATAL
     if isinstance(exc, RpcTransportError | RpcProtocolError):
         return Fault.TRANSIENT
@@ -83,6 +91,8 @@ def classify(exc: BaseException) -> Fault:
             return Fault.TRANSIENT
         if exc.code == -32005 or _RANGE.search(message):
             return Fault.RANGE_TOO_LARGE
+        if _BLOCK_NOT_THERE.search(message):
+            return Fault.TRANSIENT
         if exc.code in _CALLER_BUG_CODES:
             return Fault.FATAL
         return Fault.TRANSIENT  # -32000 "header not found" and friends: a node catching up

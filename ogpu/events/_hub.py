@@ -1,29 +1,36 @@
 """The shared stream: one filter and one poll loop per (event loop, RPC URL, Nexus).
 
-Every watcher in a process rides the same hub, so the node sees one
-``eth_getFilterChanges`` (batched with ``eth_blockNumber``) per tick however
-many watchers run. The hub owns fetching and recovery; lanes own delivery.
+Every watcher in a process rides the same hub, so the node sees one HTTP
+request per tick however many watchers run: a JSON-RPC batch of the latest
+block header, the header of the last block the stream believed (its anchor),
+and ``eth_getFilterChanges``. The hub moves bytes and applies decisions; what
+an answer means is decided without I/O in ``_chain`` (heads and hashes) and
+``_screen`` (logs), and lanes own delivery.
 
 How each event arrives exactly once:
 
+* The chain is pinned by hash (``_chain.ChainView``). When a pinned block
+  changes, the headers of every pinned number are read in one batch, the
+  fork point is found, every lane goes back to it and reads the new branch
+  again; logs already delivered are recognised by (block hash, log index),
+  and those that left the chain are named in a WARNING. A chain with no
+  block in common (a development node restarted on the same port) is
+  followed from where they part, or its first block; a changed
+  ``eth_chainId`` raises ``ChainChangedError``.
 * The live lane (confirmations=0) reads a filter over every Nexus log. Its
-  cursor moves to the head seen in the *previous* tick (or this tick's, if
-  lower) after a successful poll: every log of a block the node had already
-  reported must have been in some poll since, so that block is fully delivered.
-* A lost filter, or a poll whose answer may have been lost in transit (the
-  node consumed it), is a gap: the filter is recreated first, then
-  ``eth_getLogs`` refills cursor+1..head, and the lane's memory of recent
-  log identities drops whatever both paths return.
-* A node without filters is followed with ``eth_getLogs`` over
-  cursor+1..head every tick.
+  cursor moves to the head believed in the *previous* tick (or this tick's,
+  if lower) after a successful poll: every log of a block the node had
+  already reported must have been in some poll since.
+* A lost filter (an error, or an answer that is not a list), or a poll whose
+  answer may have been lost in transit, is a gap: the filter is recreated,
+  then ``eth_getLogs`` refills from a few blocks below the cursor (a backend
+  ahead of the filter's may have moved it) up to the head.
+* A filter covers blocks mined after the node really created it, which a
+  lagging head read at install can hide, so after each install ``eth_getLogs``
+  also reads up to the believed head until it has read past the install head.
+* A node without filters is followed with ``eth_getLogs`` every tick.
 * A lane with confirmations=N reads ``eth_getLogs`` up to head-N only, then
-  checks that each block it got logs from still has the same hash; if not,
-  it reads the range again.
-* A head that moves backwards is ignored: ranges end at the lower of the
-  last two heads seen, and cursors never move back. A filter covers blocks
-  mined after the node really created it, which a lagging head read at
-  install can hide, so the first polls after each install also read up to
-  the highest head seen with ``eth_getLogs``.
+  checks that each block it got logs from still has the same hash.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from ogpu._errors import (
+    ChainChangedError,
     LogDecodeError,
     OGPUError,
     RpcError,
@@ -47,10 +55,12 @@ from ogpu._errors import (
     UnsupportedNodeError,
 )
 from ogpu.events._abi import EventSpec, RawLog
-from ogpu.events._faults import Fault, Retrier, classify
-from ogpu.events._lane import Lane, Subscription, chain_order, well_formed
+from ogpu.events._chain import SPIKE, ChainView, Header, LogPlace, Seen, parse_header
+from ogpu.events._faults import Backoff, Fault, Retrier, classify
+from ogpu.events._lane import Lane, Subscription
 from ogpu.events._ranges import LogRangeReader, ProgressCallback
-from ogpu.events._rpc import RpcClient
+from ogpu.events._rpc import Call, RpcClient
+from ogpu.events._screen import chain_order, filter_changes
 
 __all__ = ["Hub", "active_hubs", "hub_for"]
 
@@ -58,11 +68,16 @@ log = logging.getLogger("ogpu.events")
 
 # A filter that fails this many polls in a row is treated as lost.
 _FILTER_FAILURES_BEFORE_RECREATE = 3
-# Polls after a filter install that also read up to the highest head seen
-# with eth_getLogs, in case the head seen at install lagged (see _cover_install_lag).
+# Polls after a filter install that also read up to the believed head with
+# eth_getLogs, at least; see _cover_install_lag.
 _INSTALL_CHECKS = 3
+# A refill after a lost filter starts this many blocks below the cursor: the
+# cursor may have followed heads from a backend ahead of the filter's.
+_REFILL_MARGIN = 16
 # How often a confirmed range is read again when its blocks keep changing.
 _REORG_REREADS = 5
+# eth_uninstallFilter tries before a filter is left to the node's idle expiry.
+_UNINSTALL_TRIES = 4
 _TEARDOWN_TIMEOUT = 2.0
 
 
@@ -72,19 +87,23 @@ class Hub:
     def __init__(self, url: str, nexus: str, registry: dict[tuple[str, str], Hub]) -> None:
         self.url = url
         self.nexus = nexus
+        self._address = nexus.lower()
         self.client = RpcClient(url)
         self.reader = LogRangeReader(self.client, nexus)
+        self.chain = ChainView()
         self.lanes: dict[int, Lane] = {}
-        self.head: int | None = None
         self.ticks = 0
-        self._last_head: int | None = None
+        self._last_answer: int | None = None
         self._filter_id: str | None = None
-        self._stale_filters: list[str] = []
+        # filter id -> (failed uninstall tries, tick of the next try)
+        self._stale_filters: dict[str, tuple[int, int]] = {}
         self._filters_supported = True
         self._filter_failures = 0
         # After a filter install: (last block read from eth_getLogs, polls left
-        # to check, highest block of a filter log set aside for eth_getLogs).
+        # to check, the block eth_getLogs must reach before checking ends).
         self._install_cover: tuple[int, int, int] | None = None
+        # Filter logs above the believed head, delivered once a head reaches them.
+        self._held: list[RawLog] = []
         self._intervals: Counter[float] = Counter()
         self._wake = asyncio.Event()
         self._retrier = Retrier(lambda: self.client.ever_answered, self.client.masked_url)
@@ -92,6 +111,11 @@ class Hub:
         self._error: BaseException | None = None
         self._registry = registry
         self._closed = False
+
+    @property
+    def head(self) -> int | None:
+        """The highest head the stream believes (glitched answers are not believed)."""
+        return self.chain.head
 
     @property
     def subscriber_count(self) -> int:
@@ -117,6 +141,7 @@ class Hub:
         if lane is None:
             lane = self.lanes[sub.confirmations] = Lane(sub.confirmations)
             self._wake.set()
+        sub.join_head = self.head
         lane.add(sub, self.head)
         fastest = min(self._intervals) if self._intervals else None
         self._intervals[sub.poll_interval] += 1
@@ -146,9 +171,10 @@ class Hub:
             if sub.confirmations == 0 and self._filter_id is not None:
                 # A later live lane starts from a new head and needs a filter
                 # created after it; this one is uninstalled on the next tick.
-                self._stale_filters.append(self._filter_id)
+                self._stale_filters[self._filter_id] = (0, 0)
                 self._filter_id = None
                 self._install_cover = None
+                self._held = []
         if not self.lanes:
             await self.close()
 
@@ -227,7 +253,7 @@ class Hub:
                         raise
                     if fault is Fault.UNSUPPORTED:
                         # Filters and eth_getLogs are handled where they are called; what
-                        # gets here is a node without eth_blockNumber, which no retry helps.
+                        # gets here is a node without block headers, which no retry helps.
                         raise UnsupportedNodeError(
                             f"node cannot report its head: {exc}", url=self.client.masked_url
                         ) from exc
@@ -249,11 +275,11 @@ class Hub:
             await self._teardown()
 
     async def _sleep(self, seconds: float) -> None:
-        self._wake.clear()
-        if seconds > 0:
+        # The wake-up is cleared when a tick starts, not here: one set while
+        # the tick ran (a new lane, a faster watcher) cuts this sleep short.
+        if seconds > 0 and not self._wake.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), seconds)
-        self._wake.clear()
 
     def _fail_everyone(self, exc: BaseException) -> None:
         self._error = exc
@@ -266,79 +292,140 @@ class Hub:
 
     async def _teardown(self) -> None:
         self._closed = True
-        stale = self._stale_filters + ([self._filter_id] if self._filter_id else [])
+        stale = list(self._stale_filters) + ([self._filter_id] if self._filter_id else [])
         self._filter_id = None
-        self._stale_filters = []
+        self._stale_filters = {}
         try:
-            for filter_id in stale:
-                with contextlib.suppress(RpcError, asyncio.TimeoutError):
-                    await asyncio.wait_for(
-                        self.client.call("eth_uninstallFilter", [filter_id]), _TEARDOWN_TIMEOUT
-                    )
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._uninstall_all(stale), _TEARDOWN_TIMEOUT)
         finally:
             await self.client.aclose()
 
+    async def _uninstall_all(self, filter_ids: list[str]) -> None:
+        """Teardown: each filter tried a few times, quickly, inside the teardown's time box."""
+        backoff = Backoff(base=0.05, cap=0.4)
+        for filter_id in filter_ids:
+            for attempt in range(1, _UNINSTALL_TRIES + 1):
+                try:
+                    await self.client.call("eth_uninstallFilter", [filter_id])
+                    break
+                except RpcError as exc:
+                    if attempt == _UNINSTALL_TRIES:
+                        log.warning("could not uninstall filter %s (%s); the node expires it", filter_id, exc)
+                        break
+                    await asyncio.sleep(backoff.next_delay(exc))
+
     async def _tick(self) -> None:
+        self._wake.clear()
         live = self.lanes.get(0)
         if live is not None and self._filters_supported and self._filter_id is None:
             await self._install_filter(live)
         polling = live is not None and self._filter_id is not None
-        calls: list[tuple[str, list[Any]]] = [("eth_blockNumber", [])]
+        checks = self.chain.checks()
+        calls: list[Call] = [("eth_getBlockByNumber", ["latest", False])]
+        calls += [("eth_getBlockByNumber", [hex(n), False]) for n in checks]
+        if self.chain.chain_id is None:
+            calls.append(("eth_chainId", []))
         if polling:
             calls.append(("eth_getFilterChanges", [self._filter_id]))
-        head_before = self._last_head
         try:
             answers = await self.client.batch(calls)
         except RpcError as exc:
             if polling and _answer_may_be_lost(exc):
                 self._lose_filter(f"the answer to eth_getFilterChanges was lost ({exc})")
             raise
+        changes = answers.pop() if polling else None
         try:
-            head = self._observe_head(answers[0])
-        except RpcError as exc:
-            if polling and not isinstance(answers[1], BaseException):
+            latest = _header(answers[0], "latest")
+            checked = {n: _maybe_header(a, hex(n)) for n, a in zip(checks, answers[1:], strict=False)}
+            if self.chain.chain_id is None and not isinstance(answers[-1], BaseException):
+                self.chain.chain_id = _quantity(answers[-1], "eth_chainId")
+            seen = self.chain.observe(latest, checked)
+            if seen is Seen.DIVERGED:
+                await self._reconcile(latest)
+        except Exception as exc:
+            if polling and not isinstance(changes, BaseException) and self._filter_id is not None:
                 # The node has handed over (and forgotten) the filter's changes,
-                # but without this tick's head they cannot be put in place: a gap.
-                self._lose_filter(f"eth_blockNumber failed beside it ({exc})")
+                # but without a head they can be trusted against, they cannot
+                # be put in place: a gap.
+                self._lose_filter(f"the head beside it could not be used ({exc})")
             raise
+        if seen is Seen.HELD:
+            log.warning(
+                "node reported head %d, far above the %s believed so far; not believed until confirmed",
+                latest.number,
+                self.chain.head,
+            )
+        head = self.chain.head
+        assert head is not None
+        # Ranges end at the lower of the last two answers: a load-balanced node
+        # may report a head that the backend holding the filter has not reached.
+        answer = latest.number if seen in (Seen.NEW, Seen.SAME, Seen.BEHIND) else head
+        previous, self._last_answer = self._last_answer, min(answer, head)
         if polling and self.lanes.get(0) is not live:
             # Its watchers left while the poll was out, and unsubscribe dropped
             # the filter: what it returned belongs to no one.
             polling, live = False, self.lanes.get(0)
 
         if polling and live is not None:
-            changes = answers[1]
-            if isinstance(changes, list):
-                changes = [raw for raw in changes if not isinstance(raw, dict) or well_formed(raw)]
-            if self._install_cover is not None and not isinstance(changes, BaseException):
-                changes = await self._cover_install_lag(live, changes if isinstance(changes, list) else [])
-            # Not past this tick's head either: a head reported by a backend ahead of
-            # the filter's would otherwise move the cursor over blocks it has not seen.
-            done = None if head_before is None else min(head_before, head)
-            self._take_filter_changes(live, changes, done)
+            done = None if previous is None else min(previous, self._last_answer)
+            await self._take_filter_changes(live, changes, done)
         elif live is not None and not self._filters_supported:
-            await self._follow_by_ranges(live, head, verify=False)
+            await self._follow_by_ranges(live, self._last_answer, verify=False)
         for depth, lane in list(self.lanes.items()):
             if depth > 0:
                 await self._follow_by_ranges(lane, head - depth, verify=True)
         await self._uninstall_stale_filters()
 
-    def _observe_head(self, answer: Any) -> int:
-        if isinstance(answer, BaseException):
-            raise answer
-        seen = _quantity(answer, "eth_blockNumber")
-        previous = self._last_head
-        self._last_head = seen
-        if self.head is not None and seen < self.head:
-            log.info(
-                "node reported head %d after %d (a lagging backend?); cursors stay where they are",
-                seen,
-                self.head,
+    async def _reconcile(self, latest: Header) -> None:
+        """A pinned block changed: find where the chains part and read the new branch."""
+        numbers = self.chain.fork_queries()
+        calls: list[Call] = [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
+        answers = await self.client.batch([*calls, ("eth_chainId", [])])
+        chain_id = answers.pop()
+        if not isinstance(chain_id, BaseException):
+            actual = _quantity(chain_id, "eth_chainId")
+            expected = self.chain.chain_id
+            if expected is not None and actual != expected:
+                raise ChainChangedError(
+                    f"the node now serves chain {actual}, not chain {expected} this stream followed",
+                    expected=expected,
+                    actual=actual,
+                    url=self.client.masked_url,
+                    method="eth_chainId",
+                )
+        headers = {n: _maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
+        fork = self.chain.locate_fork(headers)
+        if fork.lagging:
+            log.info("node answered from a backend behind block %s; nothing moves", self.chain.head)
+            return
+        old_head = self.chain.head
+        self.chain.rebase(fork, headers, latest)
+        canonical = {n: h.hash for n, h in headers.items() if h is not None}
+        gone: list[tuple[int, int, str]] = []
+        for lane in self.lanes.values():
+            gone.extend(lane.rewind(fork.number, canonical))
+        self._last_answer = min(self._last_answer or 0, max(fork.number, 0))
+        if fork.replaced:
+            log.warning(
+                "the node's chain was replaced: none of the blocks this stream verified up to %s is on it "
+                "(a development node restarted?); following the new chain from block %d",
+                old_head,
+                fork.number + 1,
             )
-        self.head = seen if self.head is None else max(self.head, seen)
-        # Ranges end at the lower of the last two heads: a load-balanced node
-        # may report a head that another of its backends has not reached.
-        return seen if previous is None else min(previous, seen)
+        else:
+            log.warning(
+                "reorg: blocks %d..%s were replaced; reading the new branch from block %d",
+                fork.number + 1,
+                old_head,
+                fork.number + 1,
+            )
+        if gone:
+            listed = ", ".join(f"block {b} index {i} tx {tx}" for b, i, tx in sorted(set(gone))[:10])
+            log.warning("%d logs already yielded left the chain in that reorg: %s", len(set(gone)), listed)
+        live = self.lanes.get(0)
+        if live is not None and self._filter_id is not None and live.cursor is not None:
+            await self._refill(live, live.cursor + 1, latest.number)
 
     async def _install_filter(self, live: Lane) -> None:
         # The filter is created before the head is read, so every block after
@@ -356,68 +443,77 @@ class Hub:
             )
             self._filters_supported = False
             if live.cursor is None:
-                head = _quantity(await self.client.call("eth_blockNumber"), "eth_blockNumber")
-                self._last_head = self.head = head
+                head = await self._read_head()
                 live.start(head, head)
             return
         filter_id = str(created)
         try:
-            head = _quantity(await self.client.call("eth_blockNumber"), "eth_blockNumber")
-            self._last_head = head
-            self.head = head if self.head is None else max(self.head, head)
+            seen_at_install = await self._read_head()
+            head = seen_at_install if self.chain.head is None else min(seen_at_install, self.chain.head)
             if live.cursor is None:
                 live.start(head, head)
             elif head > live.cursor:
-                log.info(
-                    "filter %s installed; refilling blocks %d..%d from eth_getLogs",
-                    filter_id,
-                    live.cursor + 1,
-                    head,
-                )
-                async for end, logs in self.reader.read(live.cursor + 1, head):
-                    live.deliver(logs)
-                    live.advance(end)
+                await self._refill(live, max(0, live.cursor + 1 - _REFILL_MARGIN), head, filter_id)
         except BaseException:
             # Polling this filter now would move the cursor past what the
             # refill did not reach: drop it, the next tick starts over.
-            self._stale_filters.append(filter_id)
+            self._stale_filters[filter_id] = (0, 0)
             raise
         if self.lanes.get(0) is not live:
             # Its watchers left while it was being created: a later live lane
             # starts afresh with a filter of its own.
-            self._stale_filters.append(filter_id)
+            self._stale_filters[filter_id] = (0, 0)
             return
         self._filter_id = filter_id
         self._filter_failures = 0
-        # Checked on every install, not only once a head was seen lagging:
-        # the first install can meet a lagging backend too. It costs an
-        # eth_getLogs on the first polls after an install, never in steady state.
-        # Blocks the previous filter reported beyond every head seen (its logs
-        # consumed, not delivered) stay owed, so checking goes on until they are read.
-        owed = self._install_cover[2] if self._install_cover is not None else head
-        self._install_cover = (head, _INSTALL_CHECKS, max(head, owed))
+        # Checked on every install: the head read at install may lag the block
+        # where the node really created the filter, by a backend or a block
+        # mined in between, so eth_getLogs reads on until it is past that head.
+        # Blocks the previous filter reported beyond every head seen (consumed,
+        # not delivered) stay owed, so checking goes on until they are read.
+        owed = self._install_cover[2] if self._install_cover is not None else 0
+        trusted = seen_at_install if seen_at_install <= head + SPIKE else head
+        self._install_cover = (head, _INSTALL_CHECKS, max(trusted + 1, owed))
 
-    async def _cover_install_lag(self, live: Lane, changes: list[Any]) -> list[Any]:
-        """Read up to the highest head seen with eth_getLogs; return the changes to deliver.
+    async def _read_head(self) -> int:
+        """The latest block number, through the chain view (used outside the tick's batch)."""
+        latest = _header(await self.client.call("eth_getBlockByNumber", ["latest", False]), "latest")
+        if self.chain.tip is None:
+            self.chain.observe(latest, {})
+        self._last_answer = latest.number if self._last_answer is None else self._last_answer
+        return latest.number
+
+    async def _refill(self, live: Lane, first: int, last: int, filter_id: str | None = None) -> None:
+        log.info(
+            "filter %s: refilling blocks %d..%d from eth_getLogs", filter_id or self._filter_id, first, last
+        )
+        async for end, logs in self.reader.read(first, last):
+            self._deliver(live, logs)
+            live.advance(end)
+
+    async def _cover_install_lag(self, live: Lane, changes: list[RawLog]) -> list[RawLog]:
+        """Read up to the believed head with eth_getLogs; return the changes to deliver.
 
         The filter covers blocks mined after it was created. A lagging
         backend may have reported a head below the real one at that moment,
         and the blocks in between would be in neither the refill nor the
-        filter. Heads read after the filter existed are at or above where it
-        starts unless they lag too, so the first polls after an install read
-        up to the highest head seen, before the filter's logs are delivered.
-        Filter logs above that head are set aside (eth_getLogs reads them in
-        a later poll), so nothing newer is delivered before something older;
-        checking ends once eth_getLogs has caught up with all of them.
+        filter; so after an install, eth_getLogs reads up to the believed
+        head until it has read past the head seen at install, for a few polls
+        at least, before the filter's logs are delivered. Filter logs above
+        what it read are set aside (eth_getLogs reads them in a later poll),
+        so nothing newer is delivered before something older.
         """
         assert self._install_cover is not None and live.cursor is not None
         covered, checks, needed = self._install_cover
-        reported = [int(raw["blockNumber"], 16) for raw in changes if isinstance(raw, dict)]
+        head = self.chain.head if self.chain.head is not None else covered
+        reported = [
+            int(raw["blockNumber"], 16) for raw in changes if int(raw["blockNumber"], 16) <= head + SPIKE
+        ]
         # Recorded before reading: if the read fails, these changes are consumed
         # and not delivered, and the next filter's checks must still reach them.
         needed = max([needed, *reported])
         self._install_cover = (covered, checks, needed)
-        first, last = max(covered, live.cursor) + 1, max(covered, self.head or covered)
+        first, last = max(covered, live.cursor) + 1, max(covered, head)
         if last >= first:
             log.info(
                 "filter %s: reading blocks %d..%d from eth_getLogs "
@@ -428,20 +524,19 @@ class Hub:
             )
             try:
                 async for end, logs in self.reader.read(first, last):
-                    live.deliver(logs)
+                    self._deliver(live, logs)
                     live.advance(end)
             except Exception:
                 # The filter's answer in hand is consumed and not delivered: a gap.
                 self._lose_filter(f"blocks {first}..{last} could not be read before its changes")
                 raise
-        ahead = [raw for raw in changes if isinstance(raw, dict) and int(raw["blockNumber"], 16) > last]
         if checks > 1 or needed > last:
             self._install_cover = (last, checks - 1, needed)
-            return [raw for raw in changes if raw not in ahead]
+            return [raw for raw in changes if int(raw["blockNumber"], 16) <= last]
         self._install_cover = None
         return changes
 
-    def _take_filter_changes(self, live: Lane, answer: Any, done: int | None) -> None:
+    async def _take_filter_changes(self, live: Lane, answer: Any, done: int | None) -> None:
         if isinstance(answer, RpcResponseError):
             fault = classify(answer)
             if fault is Fault.FILTER_LOST:
@@ -459,13 +554,52 @@ class Hub:
             raise answer
         if isinstance(answer, BaseException):
             raise answer
+        logs = filter_changes(answer, self._address)
+        if logs is None:
+            self._lose_filter(f"the node answered {answer!r:.40} instead of its changes")
+            return
         self._filter_failures = 0
-        logs = answer if isinstance(answer, list) else []
-        # Filters over logs return log objects; anything else (block hashes
-        # from a misbehaving proxy) carries no events.
-        live.deliver([raw for raw in logs if isinstance(raw, dict)])
+        if self._install_cover is not None:
+            logs = await self._cover_install_lag(live, logs)
+        held, self._held = self._held, []
+        self._held = self._deliver(live, logs + held, asked=False)
         if done is not None:
             live.advance(done)
+
+    def _deliver(self, lane: Lane, logs: list[RawLog], *, asked: bool = True) -> list[RawLog]:
+        """Deliver what the pinned chain vouches for; return what is above the head; drop what it contradicts.
+
+        ``asked``: the logs answer a range the stream asked for, which ends at
+        or below a head it believed, so none is held back.
+        """
+        ready: list[RawLog] = []
+        held: list[RawLog] = []
+        for raw in logs:
+            block_hash = raw.get("blockHash")
+            if raw.get("removed") or block_hash is None:
+                ready.append(raw)  # the lane warns about removals and skips pending logs
+                continue
+            place = self.chain.place(int(raw["blockNumber"], 16), block_hash)
+            if place is LogPlace.OK:
+                ready.append(raw)
+            elif place is LogPlace.AHEAD:
+                (ready if asked else held).append(raw)
+            elif place is LogPlace.BEYOND:
+                log.warning(
+                    "dropped a log of block %d: no head has shown it (believed head %s)",
+                    int(raw["blockNumber"], 16),
+                    self.chain.head,
+                )
+            else:
+                log.warning(
+                    "dropped a log of block %d with hash %s: that block is %s on the chain the stream "
+                    "follows (it is read again if a reorg brings it back)",
+                    int(raw["blockNumber"], 16),
+                    block_hash,
+                    self.chain.pinned(int(raw["blockNumber"], 16)),
+                )
+        lane.deliver(ready)
+        return held
 
     def _lose_filter(self, why: str) -> None:
         if self._filter_id is None:
@@ -476,19 +610,35 @@ class Hub:
             "filter %s dropped: %s; will recreate it and refill from block %s",
             self._filter_id,
             why,
-            None if cursor is None else cursor + 1,
+            None if cursor is None else max(0, cursor + 1 - _REFILL_MARGIN),
         )
-        self._stale_filters.append(self._filter_id)
+        self._stale_filters[self._filter_id] = (0, 0)
         self._filter_id = None
 
     async def _uninstall_stale_filters(self) -> None:
-        while self._stale_filters:
-            filter_id = self._stale_filters[-1]
-            with contextlib.suppress(RpcError):
+        """One try per due filter per tick, backing off by ticks; the poll itself is never held up."""
+        for filter_id, (tries, due) in list(self._stale_filters.items()):
+            if due > self.ticks:
+                continue
+            try:
                 await self.client.call("eth_uninstallFilter", [filter_id])
+            except RpcError as exc:
+                tries += 1
+                if tries >= _UNINSTALL_TRIES:
+                    log.warning(
+                        "could not uninstall filter %s after %d tries (%s); the node expires it",
+                        filter_id,
+                        tries,
+                        exc,
+                    )
+                    self._stale_filters.pop(filter_id, None)
+                else:
+                    log.warning("eth_uninstallFilter %s failed (%s); will try again", filter_id, exc)
+                    self._stale_filters[filter_id] = (tries, self.ticks + 2**tries)
+                continue
             # Taken off the list only now: if the stream is closed during the
             # call, the teardown still uninstalls it.
-            self._stale_filters.remove(filter_id)
+            self._stale_filters.pop(filter_id, None)
 
     async def _follow_by_ranges(self, lane: Lane, target: int, *, verify: bool) -> None:
         if lane.cursor is None:
@@ -500,7 +650,7 @@ class Hub:
         async for end, logs in self.reader.read(first, target):
             if verify:
                 logs = await self._canonical(logs, first, end)
-            lane.deliver(logs)
+            self._deliver(lane, logs)
             lane.advance(end)
             first = end + 1
 
@@ -535,6 +685,25 @@ class Hub:
             f"blocks {first}..{last} kept changing while being confirmed",
             url=self.client.masked_url,
         )
+
+
+def _header(answer: Any, which: str) -> Header:
+    """The header the node gave for ``which``; a missing or failed answer is raised."""
+    if isinstance(answer, BaseException):
+        raise answer
+    header = parse_header(answer, f"eth_getBlockByNumber({which})")
+    if header is None:
+        raise RpcProtocolError(f"eth_getBlockByNumber({which}) answered null")
+    return header
+
+
+def _maybe_header(answer: Any, which: str) -> Header | None:
+    """A header, or ``None`` where the node does not have (or will not give) that block."""
+    if isinstance(answer, RpcResponseError):
+        return None  # some nodes answer "header not found" instead of null
+    if isinstance(answer, BaseException):
+        raise answer
+    return parse_header(answer, f"eth_getBlockByNumber({which})")
 
 
 def _quantity(value: Any, method: str) -> int:

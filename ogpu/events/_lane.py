@@ -11,12 +11,15 @@ at most once per lane, and only when some watcher wants it.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections import Counter, deque
+from collections.abc import Mapping
 from typing import Any
 
 from ogpu._errors import LogDecodeError
 from ogpu.events._abi import EVENTS_BY_TOPIC, RawLog
+from ogpu.events._screen import chain_order, well_formed
 
 __all__ = ["Lane", "Subscription", "chain_order", "well_formed"]
 
@@ -26,33 +29,6 @@ log = logging.getLogger("ogpu.events")
 # a lost filter starts at cursor + 1, and reorg refetches stay within it.
 _KEEP_BLOCKS = 256
 _FIRST_BACKLOG_WARNING = 1_000
-
-
-def chain_order(raw: RawLog) -> tuple[int, int]:
-    return int(raw["blockNumber"], 16), int(raw["logIndex"], 16)
-
-
-def well_formed(raw: object) -> bool:
-    """Whether a node's log has what ordering, deduplication and routing need; warns if not.
-
-    Logs are checked where they enter the stream, so one malformed log from a
-    node is skipped instead of stopping the stream for every watcher.
-    """
-    try:
-        if isinstance(raw, dict):
-            chain_order(raw)
-            block_hash = raw.get("blockHash")
-            topics = raw.get("topics")
-            if (
-                (block_hash is None or isinstance(block_hash, str))
-                and (topics is None or (isinstance(topics, list) and all(isinstance(t, str) for t in topics)))
-                and isinstance(raw.get("data"), str)
-            ):
-                return True
-    except (KeyError, TypeError, ValueError, AttributeError):
-        pass
-    log.warning("skipping a malformed log from the node: %.200r", raw)
-    return False
 
 
 class Subscription:
@@ -69,6 +45,7 @@ class Subscription:
         "floor",
         "from_block",
         "join_cursor",
+        "join_head",
         "label",
         "poll_interval",
         "scope",
@@ -96,6 +73,9 @@ class Subscription:
         # history, live logs are taken from block ``floor`` on.
         self.join_cursor: int | None = None
         self.floor = 1 << 256
+        # The head the stream believed when this watcher joined: "mined after
+        # it started" is measured from there, not from a later tick's head.
+        self.join_head: int | None = None
         self._queue: deque[Any] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
@@ -149,8 +129,10 @@ class Lane:
         self._scoped: dict[tuple[str, str, str], set[Subscription]] = {}
         self._fields: dict[str, Counter[str]] = {}
         self._unscoped: dict[str, set[Subscription]] = {}
-        self._seen: set[tuple[str, int]] = set()
-        self._seen_order: deque[tuple[int, tuple[str, int]]] = deque()
+        # (block hash, log index) -> transaction hash of every log delivered
+        # lately, and a heap by block number to forget them in any order.
+        self._seen: dict[tuple[str, int], str] = {}
+        self._seen_order: list[tuple[int, tuple[str, int]]] = []
         self._pending: list[Subscription] = []
         self._members: set[Subscription] = set()
 
@@ -204,8 +186,14 @@ class Lane:
         return True
 
     def start(self, cursor: int, head: int) -> None:
-        """First position of a new lane; subscriptions waiting for it join here."""
-        self.cursor = cursor
+        """First position of a new lane; subscriptions waiting for it join here.
+
+        A watcher that joined when the stream already knew a lower head
+        starts from there: blocks mined while the lane was being set up are
+        read, not skipped.
+        """
+        joined_at = [s.join_head for s in self._pending if s.from_block is None and s.join_head is not None]
+        self.cursor = min([cursor, *joined_at])
         for sub in self._pending:
             self._attach(sub, head)
         self._pending.clear()
@@ -220,7 +208,8 @@ class Lane:
         sub.join_cursor = joined
         if sub.from_block is None:
             # "Mined after the watcher started": above the head known at joining.
-            sub.floor = max(head, joined) + 1
+            known = head if sub.join_head is None else min(head, sub.join_head)
+            sub.floor = max(known, joined) + 1
         else:
             sub.floor = max(sub.from_block, joined + 1)
 
@@ -232,7 +221,30 @@ class Lane:
         horizon = block - _KEEP_BLOCKS
         order = self._seen_order
         while order and order[0][0] < horizon:
-            self._seen.discard(order.popleft()[1])
+            self._seen.pop(heapq.heappop(order)[1], None)
+
+    def rewind(self, fork: int, canonical: Mapping[int, str]) -> list[tuple[int, int, str]]:
+        """Go back to ``fork`` after a reorg; return the delivered logs that left the chain.
+
+        Logs above the fork are read again: the memory of delivered logs keeps
+        those still on the chain from being delivered twice. Watchers take
+        logs from the new branch from the fork on, whatever their floor was:
+        the blocks there are not the ones they were measured against.
+        ``canonical`` maps block numbers to the node's hashes now; a delivered
+        log whose block has another hash there is reported as gone.
+        """
+        if self.cursor is not None and self.cursor > fork:
+            self.cursor = fork
+        self.newest_delivered = min(self.newest_delivered, fork)
+        for sub in self._members:
+            if sub.floor > fork + 1:
+                sub.floor = max(fork + 1, sub.from_block or 0)
+        gone = [
+            (block, key[1], self._seen[key])
+            for block, key in self._seen_order
+            if block > fork and canonical.get(block, key[0]) != key[0]
+        ]
+        return sorted(gone)
 
     def deliver(self, logs: list[RawLog]) -> int:
         """Route logs, in chain order, to the subscriptions that want them; count new ones."""
@@ -261,8 +273,8 @@ class Lane:
             block = int(raw["blockNumber"], 16)
             if block > self.newest_delivered:
                 self.newest_delivered = block
-            self._seen.add(key)
-            self._seen_order.append((block, key))
+            self._seen[key] = str(raw.get("transactionHash"))
+            heapq.heappush(self._seen_order, (block, key))
             fresh += 1
             topics = raw.get("topics")
             spec = EVENTS_BY_TOPIC.get(topics[0].lower()) if topics else None

@@ -14,8 +14,8 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from ogpu._errors import RpcResponseError, UnsupportedNodeError
 from ogpu.events._abi import RawLog
 from ogpu.events._faults import Fault, Retrier, classify, suggested_span
-from ogpu.events._lane import well_formed
 from ogpu.events._rpc import RpcClient
+from ogpu.events._screen import logs_in_range
 
 __all__ = ["LogRangeReader", "ProgressCallback"]
 
@@ -39,7 +39,7 @@ class LogRangeReader:
 
     def __init__(self, client: RpcClient, address: str) -> None:
         self._client = client
-        self._address = address
+        self._address = address.lower()
         self.span = INITIAL_SPAN
         self._ceiling = MAX_SPAN
         self._streak = 0
@@ -90,8 +90,9 @@ class LogRangeReader:
                 continue
             retrier.succeeded()
             self._grow()
-            logs = [raw for raw in logs if well_formed(raw)] if isinstance(logs, list) else []
-            yield end, logs
+            # Only what was asked for: a log beyond ``end`` has no head or
+            # confirmation behind it yet, and one before ``start`` was read already.
+            yield end, logs_in_range(logs, self._address, start, end)
             if progress is not None:
                 progress(first, end, last)
             start = end + 1

@@ -1,0 +1,248 @@
+"""What the stream believes the chain is: recent blocks pinned by hash. No I/O here.
+
+Block numbers say where a block sits, not which block it is: a reorg, a
+load balancer with backends on different forks, or a development node
+restarted on the same port all answer "block 7" with another block. So the
+stream pins the blocks it relies on by hash, and every answer is checked
+against them before it moves anything:
+
+* each tick asks the node for the latest header and, in the same batch, for
+  the header at the number of the last head it believed (the anchor). If the
+  anchor still has its hash, every block below it does too: hashes chain.
+* logs report the hash of their block; those hashes are *claims*, checked
+  against the node's header at that number in a later tick's batch.
+* a head far above the last believed one is held until a later answer shows
+  the same block at that height (one glitched answer moves nothing).
+* when a pinned hash changes, the hub reads the headers of every pinned
+  number in one batch and :meth:`ChainView.locate_fork` says where the chains
+  part: the highest pinned block that still has its hash.
+
+The hub does the I/O; this module only decides, so the decisions are tested
+with tables of headers (``tests/test_chain_view.py``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ogpu._errors import RpcProtocolError
+
+__all__ = ["WINDOW", "ChainView", "Fork", "Header", "LogPlace", "Seen", "parse_header"]
+
+# Verified blocks kept, counted back from the believed head. A reorg deeper
+# than this finds no common block and is handled as a replaced chain.
+WINDOW = 128
+# A head this far above the believed one is held until the chain confirms it.
+SPIKE = 64
+# Unverified log hashes checked per tick, lowest first: a bound on the batch.
+_CLAIMS_PER_TICK = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    number: int
+    hash: str
+    parent_hash: str
+
+
+def parse_header(answer: Any, method: str = "eth_getBlockByNumber") -> Header | None:
+    """A block header from a node's answer; ``None`` when the node does not have the block."""
+    if answer is None:
+        return None
+    try:
+        number = int(answer["number"], 16)
+        block_hash = str(answer["hash"]).lower()
+        parent = str(answer["parentHash"]).lower()
+    except (KeyError, TypeError, ValueError):
+        raise RpcProtocolError(f"{method} answered {answer!r:.200}, not a block header") from None
+    if not (block_hash.startswith("0x") and len(block_hash) == 66 and number >= 0):
+        raise RpcProtocolError(f"{method} answered a header with hash {block_hash!r:.80}")
+    return Header(number, block_hash, parent)
+
+
+class Seen(enum.Enum):
+    """What one tick's head answer means."""
+
+    NEW = "new"  # consistent, and the believed head moved up
+    SAME = "same"  # consistent, nothing new
+    BEHIND = "behind"  # consistent but lower: a lagging backend; nothing moves
+    HELD = "held"  # far above the believed head: not believed until confirmed
+    DIVERGED = "diverged"  # a pinned block has another hash now: find the fork
+
+
+class LogPlace(enum.Enum):
+    """Where a log's block stands against the pinned chain."""
+
+    OK = "ok"  # at or below the believed head, and no pinned hash says otherwise
+    AHEAD = "ahead"  # above the believed head, close enough to wait for it
+    BEYOND = "beyond"  # far above every head seen: not believed
+    STALE = "stale"  # its block number is pinned to another hash
+
+
+@dataclass(frozen=True, slots=True)
+class Fork:
+    """Where the node's chain parts from the pinned one.
+
+    ``number`` is the last block both share (-1: not even the genesis block);
+    blocks above it are to be read again. ``lagging``: nothing differed, the
+    answering backend only lacks the newest blocks. ``replaced``: no pinned
+    block survived, as after a development node restarted on the same port.
+    """
+
+    number: int
+    lagging: bool = False
+    replaced: bool = False
+
+
+class ChainView:
+    """Recent blocks by number and hash, the believed head, and the checks still owed."""
+
+    def __init__(self) -> None:
+        self._pinned: dict[int, str] = {}  # verified by a header
+        self._claims: dict[int, str] = {}  # reported by logs, not yet verified
+        self.tip: Header | None = None
+        self.genesis: str | None = None
+        self.chain_id: int | None = None
+        self._candidate: Header | None = None
+
+    @property
+    def head(self) -> int | None:
+        return None if self.tip is None else self.tip.number
+
+    def pinned(self, number: int) -> str | None:
+        return self._pinned.get(number)
+
+    def checks(self) -> list[int]:
+        """Block numbers whose headers the next tick asks for beside the latest one."""
+        wanted: set[int] = set()
+        if self.tip is not None:
+            wanted.add(self.tip.number)
+        if self.genesis is None:
+            wanted.add(0)
+        if self._candidate is not None:
+            wanted.add(self._candidate.number)
+        wanted.update(sorted(self._claims)[:_CLAIMS_PER_TICK])
+        return sorted(wanted)
+
+    def observe(self, latest: Header, checked: Mapping[int, Header | None]) -> Seen:
+        """Take one tick's answers: the latest header and the headers asked for by :meth:`checks`."""
+        anchor = self.tip
+        for number, header in checked.items():
+            if header is None:
+                continue  # not on the answering backend (yet): judged below with the latest head
+            if number == 0 and self.genesis is None:
+                self.genesis = header.hash
+            if not self._agrees(header):
+                return Seen.DIVERGED
+            self._verify(header)
+        if not self._agrees(latest):
+            return Seen.DIVERGED
+        candidate, self._candidate = self._candidate, None
+        if candidate is not None:
+            confirmed = checked.get(candidate.number)
+            if confirmed is not None and confirmed.hash == candidate.hash:
+                self._believe(candidate)
+                anchor = self.tip
+        if anchor is None:
+            self._believe(latest)
+            return Seen.NEW
+        anchor_answer = checked.get(anchor.number)
+        if latest.number <= anchor.number:
+            if anchor_answer is not None or self._pinned.get(latest.number) == latest.hash:
+                return Seen.SAME if latest.number == anchor.number else Seen.BEHIND
+            # A lower head and no trace of the anchor: a backend behind us, or a
+            # chain that restarted below it. Only the headers can tell.
+            return Seen.DIVERGED
+        if anchor.number in checked and anchor_answer is None:
+            return Seen.DIVERGED  # a higher head from a chain that lacks our anchor
+        if latest.number - anchor.number > SPIKE:
+            self._candidate = latest
+            return Seen.HELD
+        self._believe(latest)
+        return Seen.NEW
+
+    def place(self, number: int, block_hash: str) -> LogPlace:
+        """Where a log's block stands; an OK log's hash becomes a claim to verify later."""
+        head = self.head
+        if head is None or number > head:
+            if head is not None and number > head + SPIKE:
+                return LogPlace.BEYOND
+            return LogPlace.AHEAD
+        block_hash = block_hash.lower()
+        known = self._pinned.get(number, self._claims.get(number))
+        if known is None:
+            if self._in_window(number):
+                self._claims[number] = block_hash
+            return LogPlace.OK
+        return LogPlace.OK if known == block_hash else LogPlace.STALE
+
+    def fork_queries(self) -> list[int]:
+        """Every number the view pins or has claims for, and the genesis block."""
+        return sorted({0, *self._pinned, *self._claims})
+
+    def locate_fork(self, headers: Mapping[int, Header | None]) -> Fork:
+        """Where the node's chain (``headers``, by number, from one batch) parts from the pinned one."""
+        differed = False
+        for number in sorted(headers, reverse=True):
+            header = headers[number]
+            if header is None or number == 0:
+                continue
+            ours = self._pinned.get(number, self._claims.get(number))
+            if ours is None:
+                continue
+            if header.hash != ours:
+                differed = True
+            elif number in self._pinned:
+                return Fork(number, lagging=not differed)
+        genesis = headers.get(0)
+        same_genesis = genesis is not None and self.genesis in (None, genesis.hash)
+        return Fork(0 if same_genesis else -1, replaced=True)
+
+    def rebase(self, fork: Fork, headers: Mapping[int, Header | None], latest: Header) -> None:
+        """Forget what lies above the fork and pin what the node's chain holds instead."""
+        if fork.replaced:
+            self._pinned.clear()
+            self._claims.clear()
+            genesis = headers.get(0)
+            self.genesis = genesis.hash if genesis is not None else None
+        for table in (self._pinned, self._claims):
+            for number in [n for n in table if n > fork.number]:
+                del table[number]
+        self._candidate = None
+        self.tip = None
+        for header in headers.values():
+            if header is not None and header.number <= latest.number:
+                self._verify(header)
+        self._believe(latest)
+
+    # --- internals ---
+
+    def _agrees(self, header: Header) -> bool:
+        known = self._pinned.get(header.number, self._claims.get(header.number))
+        if known is not None and known != header.hash:
+            return False
+        parent = self._pinned.get(header.number - 1)
+        return parent is None or parent == header.parent_hash
+
+    def _verify(self, header: Header) -> None:
+        self._claims.pop(header.number, None)
+        if self._in_window(header.number) or header.number == 0:
+            self._pinned[header.number] = header.hash
+
+    def _believe(self, header: Header) -> None:
+        if self.tip is not None and header.number < self.tip.number:
+            return
+        self.tip = header
+        self._verify(header)
+        if header.number > 0:
+            self._pinned.setdefault(header.number - 1, header.parent_hash)
+        horizon = header.number - WINDOW
+        for table in (self._pinned, self._claims):
+            for number in [n for n in table if 0 < n < horizon]:
+                del table[number]
+
+    def _in_window(self, number: int) -> bool:
+        return self.tip is None or number > self.tip.number - WINDOW

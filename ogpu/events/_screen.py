@@ -1,0 +1,92 @@
+"""Checking a node's log answers before they move anything. No I/O here.
+
+A node, a proxy or a load balancer can answer with logs the stream did not
+ask for: of another contract, outside the block range, malformed, or a
+filter answer that is not a list at all (hardhat answers ``null`` for a
+filter it no longer knows). Whatever is dropped here is dropped with a
+WARNING, so a misbehaving endpoint is never silent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ogpu.events._abi import RawLog
+
+__all__ = ["FILTER_LOST", "chain_order", "filter_changes", "logs_in_range", "well_formed"]
+
+log = logging.getLogger("ogpu.events")
+
+FILTER_LOST = None
+
+
+def chain_order(raw: RawLog) -> tuple[int, int]:
+    return int(raw["blockNumber"], 16), int(raw["logIndex"], 16)
+
+
+def well_formed(raw: object) -> bool:
+    """Whether a node's log has what ordering, deduplication and routing need; warns if not."""
+    try:
+        if isinstance(raw, dict):
+            block, index = chain_order(raw)
+            block_hash = raw.get("blockHash")
+            topics = raw.get("topics")
+            if (
+                block >= 0
+                and index >= 0
+                and (block_hash is None or isinstance(block_hash, str))
+                and (topics is None or (isinstance(topics, list) and all(isinstance(t, str) for t in topics)))
+                and isinstance(raw.get("data"), str)
+            ):
+                return True
+    except (KeyError, TypeError, ValueError, AttributeError):
+        pass
+    log.warning("skipping a malformed log from the node: %.200r", raw)
+    return False
+
+
+def filter_changes(answer: Any, address: str) -> list[RawLog] | None:
+    """The logs of an ``eth_getFilterChanges`` answer, or ``None`` if the answer says the filter is gone.
+
+    A filter's answer is a list, possibly empty; anything else (hardhat's
+    ``null`` for an unknown filter) means the node no longer has it.
+    """
+    if not isinstance(answer, list):
+        return FILTER_LOST
+    return _own(answer, address, "eth_getFilterChanges")
+
+
+def logs_in_range(answer: Any, address: str, first: int, last: int) -> list[RawLog]:
+    """The logs of an ``eth_getLogs`` answer for ``first..last`` that belong there."""
+    if not isinstance(answer, list):
+        log.warning("eth_getLogs %d..%d answered %.80r, not a list; taken as no logs", first, last, answer)
+        return []
+    logs = _own(answer, address, f"eth_getLogs {first}..{last}")
+    inside = [raw for raw in logs if first <= int(raw["blockNumber"], 16) <= last]
+    if len(inside) < len(logs):
+        outside = sorted({int(raw["blockNumber"], 16) for raw in logs} - set(range(first, last + 1)))
+        log.warning(
+            "eth_getLogs %d..%d answered %d logs outside that range (blocks %s); dropped",
+            first,
+            last,
+            len(logs) - len(inside),
+            _few(outside),
+        )
+    return inside
+
+
+def _own(answer: list[Any], address: str, what: str) -> list[RawLog]:
+    logs = [raw for raw in answer if well_formed(raw)]
+    mine = [raw for raw in logs if str(raw.get("address", "")).lower() == address]
+    if len(mine) < len(logs):
+        others = sorted({str(raw.get("address")) for raw in logs} - {address})
+        log.warning(
+            "%s answered %d logs of other contracts (%s); dropped", what, len(logs) - len(mine), _few(others)
+        )
+    return mine
+
+
+def _few(items: list[Any]) -> str:
+    shown = ", ".join(str(i) for i in items[:5])
+    return shown + (f" and {len(items) - 5} more" if len(items) > 5 else "")
