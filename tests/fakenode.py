@@ -163,7 +163,28 @@ class FakeNode:
       ``eth_getLogs`` answer with more logs; ``first``/``last`` name the
       largest range from the same start that fits.
     * ``filter_lost_code`` / ``filter_lost_message``: the answer for a filter
-      id the node does not know (see :meth:`forget_filters`).
+      id the node does not know (see :meth:`forget_filters`); ganache answers
+      -32700.
+    * ``null_for_unknown_filter``: hardhat-like, ``eth_getFilterChanges`` on
+      a filter the node does not know answers ``{"result": null}`` (in batches
+      too) instead of an error.
+    * ``report_removed``: geth-like, a :meth:`reorg` makes every filter report
+      the replaced blocks' logs again with ``removed: true`` before the new
+      ones; anvil-like (False, the default) filters only report the new ones.
+    * ``get_logs_overreach``: ``eth_getLogs`` also returns the logs above
+      ``toBlock``, up to the head (a proxy or node that ignores the bound).
+    * ``orphans_by_hash``: ``eth_getBlockByHash`` and ``eth_getLogs`` with
+      ``blockHash`` still find blocks a reorg replaced (geth keeps them);
+      False answers them like unknown hashes.
+
+    Head answers (``eth_blockNumber`` and ``eth_getBlockByNumber("latest")``)
+    obey :meth:`lag_head` and :meth:`spike_head`; blocks are served by number
+    and by hash with ``number, hash, parentHash, timestamp, transactions``,
+    null for unknown ones. Chain-changing helpers: :meth:`mine`,
+    :meth:`reorg`, :meth:`restart`. Answer-level faults: :meth:`fail_next`,
+    :meth:`lose_next_answer`, :meth:`fail_rpc`, :meth:`fail_http_for`,
+    :meth:`inject_filter_log` (also how a log with ``blockNumber`` 2**64
+    reaches a filter answer: ``inject_filter_log(raw_log(..., block=2**64))``).
     """
 
     def __init__(
@@ -183,6 +204,10 @@ class FakeNode:
         results_code: int = -32005,
         filter_lost_code: int = -32000,
         filter_lost_message: str = "filter not found",
+        null_for_unknown_filter: bool = False,
+        report_removed: bool = False,
+        get_logs_overreach: bool = False,
+        orphans_by_hash: bool = True,
         start_block: int = 0,
     ) -> None:
         self.url = url
@@ -199,7 +224,15 @@ class FakeNode:
         self.results_code = results_code
         self.filter_lost_code = filter_lost_code
         self.filter_lost_message = filter_lost_message
+        self.null_for_unknown_filter = null_for_unknown_filter
+        self.report_removed = report_removed
+        self.get_logs_overreach = get_logs_overreach
+        self.orphans_by_hash = orphans_by_hash
 
+        # Mixed into every block hash: a restarted or reorged chain never
+        # reuses a hash of the chain it replaced.
+        self._salt = ""
+        self._epoch = 0
         self.blocks: list[Block] = []
         for number in range(start_block + 1):
             self._append_block(number, [])
@@ -220,6 +253,18 @@ class FakeNode:
         self.http_override: HttpFault | None = None
         self._rpc_faults: dict[str, deque[RpcFault]] = {}
         self._head_lag: deque[int] = deque()
+        self._head_spike: int | None = None
+        self._http_by_method: dict[str, deque[tuple[int, bool]]] = {}
+        self._injected: list[RawLog] = []
+        # Blocks (and their logs) that left the chain in a reorg or restart,
+        # by hash: what a confirmations=0 watcher may have yielded legitimately.
+        self.orphans: dict[str, Block] = {}
+        self.head_answers = 0
+        # The head the backend answering the current HTTP request claimed,
+        # and the headers it made up for blocks not mined yet.
+        self._view: int | None = None
+        self._phantoms: dict[int, dict[str, Any]] = {}
+        self._phantom_count = 0
 
     # --- building the chain ---
 
@@ -229,7 +274,11 @@ class FakeNode:
 
     def _append_block(self, number: int, logs: list[RawLog]) -> Block:
         parent = self.blocks[-1].hash if self.blocks else "0x" + "00" * 32
-        block = Block(number, _hash("block", number, parent), parent, logs)
+        # Unsalted hashes stay what they always were for the first chain.
+        parts: tuple[object, ...] = (
+            ("block", number, parent, self._salt) if self._salt else ("block", number, parent)
+        )
+        block = Block(number, _hash(*parts), parent, logs)
         self.blocks.append(block)
         return block
 
@@ -245,29 +294,94 @@ class FakeNode:
     def mine(self, count: int = 1) -> int:
         """Seal ``count`` blocks (the first takes the queued logs); return the new head."""
         for _ in range(count):
-            block = self._append_block(self.head + 1, [])
-            for index, (topics, data, address) in enumerate(self._pending):
-                self._txs += 1
-                block.logs.append(
-                    {
-                        "address": address,
-                        "topics": list(topics),
-                        "data": data,
-                        "blockNumber": hex(block.number),
-                        "blockHash": block.hash,
-                        "transactionHash": _hash("tx", self._txs),
-                        "transactionIndex": hex(index),
-                        "logIndex": hex(index),
-                        "removed": False,
-                    }
-                )
-            self._pending.clear()
-            for flt in self.filters.values():
-                flt.pending.extend(raw for raw in block.logs if _address_matches(flt.address, raw))
+            self._seal(self._pending)
+            self._pending = []
         return self.head
 
+    def _seal(self, queued: list[tuple[list[str], str, str]]) -> Block:
+        block = self._append_block(self.head + 1, [])
+        for index, (topics, data, address) in enumerate(queued):
+            self._txs += 1
+            block.logs.append(
+                {
+                    "address": address,
+                    "topics": list(topics),
+                    "data": data,
+                    "blockNumber": hex(block.number),
+                    "blockHash": block.hash,
+                    "transactionHash": _hash("tx", self._txs),
+                    "transactionIndex": hex(index),
+                    "logIndex": hex(index),
+                    "removed": False,
+                }
+            )
+        for flt in self.filters.values():
+            flt.pending.extend(raw for raw in block.logs if _address_matches(flt.address, raw))
+        return block
+
+    def reorg(
+        self,
+        depth: int,
+        logs_by_offset: dict[int, list[tuple[Any, ...]]] | None = None,
+        length: int | None = None,
+    ) -> int:
+        """Replace the last ``depth`` blocks with ``length`` (default ``depth``) new ones; return the head.
+
+        ``logs_by_offset[i]`` lists the logs of the i-th new block (0: the one
+        right above the fork point), each as ``add_log`` takes it:
+        ``("Attempted", task, provider, amount)``, or with a last element
+        ``{"address": ...}`` for another contract. Logs queued with
+        ``add_log`` stay queued for the next :meth:`mine`. Filters report the
+        new blocks' logs, after the old ones marked removed if
+        ``report_removed``.
+        """
+        if not 1 <= depth <= self.head:
+            raise ValueError(f"cannot reorg {depth} blocks of a chain at height {self.head}")
+        self._epoch += 1
+        self._salt = f"{self._salt}/reorg{self._epoch}"
+        replaced = self.blocks[-depth:]
+        del self.blocks[-depth:]
+        for block in replaced:
+            self.orphans[block.hash] = block
+        if self.report_removed:
+            gone = [raw for block in reversed(replaced) for raw in reversed(block.logs)]
+            for flt in self.filters.values():
+                flt.pending.extend(
+                    {**raw, "removed": True} for raw in gone if _address_matches(flt.address, raw)
+                )
+        wanted = logs_by_offset or {}
+        for offset in range(depth if length is None else length):
+            self._seal([_encoded(entry) for entry in wanted.get(offset, [])])
+        return self.head
+
+    def restart(self, chain_id: int | None = None, *, same_genesis: bool = False) -> None:
+        """Start a new chain from block 0, as a dev node restarted on the same port does.
+
+        Every block of the old chain gets a different hash on the new one
+        (block 0 keeps its hash with ``same_genesis``), filters and queued
+        logs are forgotten, and ``chain_id`` (if given) becomes the chain id.
+        """
+        self._epoch += 1
+        genesis = self.blocks[0]
+        for block in self.blocks[0 if not same_genesis else 1 :]:
+            self.orphans[block.hash] = block
+        self._salt = f"restart{self._epoch}"
+        self.blocks = [genesis] if same_genesis else []
+        if not same_genesis:
+            self._append_block(0, [])
+        self.filters.clear()
+        self._pending = []
+        self._phantoms.clear()
+        if chain_id is not None:
+            self.chain_id = chain_id
+
     def all_logs(self) -> list[RawLog]:
+        """The logs of the canonical chain, in chain order."""
         return [raw for block in self.blocks for raw in block.logs]
+
+    def orphaned_logs(self) -> list[RawLog]:
+        """Logs of blocks that left the chain (reorgs, restarts)."""
+        return [raw for block in self.orphans.values() for raw in block.logs]
 
     def push_removed(self, raw: RawLog) -> None:
         """Make every filter report ``raw`` as removed by a reorg (as geth does)."""
@@ -294,12 +408,42 @@ class FakeNode:
         self._rpc_faults.setdefault(method, deque()).extend(RpcFault(code, message) for _ in range(times))
 
     def lag_head(self, offsets: Iterable[int]) -> None:
-        """Report the head this many blocks lower in the next ``eth_blockNumber`` answers."""
+        """Report the head this many blocks lower in the next head answers.
+
+        Head answers are ``eth_blockNumber`` and ``eth_getBlockByNumber("latest")``.
+        A negative offset is a backend ahead of this one: it answers a made-up
+        header whose hash the block later mined at that height will not have.
+        Blocks above a lagged head are unknown (null) to the rest of the same request.
+        """
         self._head_lag.extend(offsets)
+
+    def spike_head(self, offset: int) -> None:
+        """The next head answer only: a made-up header ``offset`` blocks above the head."""
+        self._head_spike = offset
+
+    def inject_filter_log(self, raw: RawLog) -> None:
+        """The next ``eth_getFilterChanges`` answer of a known filter also carries ``raw``."""
+        self._injected.append(raw)
+
+    def fail_http_for(self, method: str, status: int, times: int = 1, *, processed: bool = False) -> None:
+        """Answer HTTP ``status`` to the next ``times`` requests that contain a call of ``method``.
+
+        ``processed``: the node acts on the request before the error is
+        returned (a proxy failing on the way back); by default it never sees it.
+        """
+        self._http_by_method.setdefault(method, deque()).extend((status, processed) for _ in range(times))
 
     def forget_filters(self) -> None:
         """Drop every filter, as a node restart or another load-balanced backend would."""
         self.filters.clear()
+
+    def block_by_hash(self, block_hash: str) -> Block | None:
+        """A canonical block, or (with ``orphans_by_hash``) one a reorg replaced."""
+        wanted = block_hash.lower()
+        for block in self.blocks:
+            if block.hash == wanted:
+                return block
+        return self.orphans.get(wanted) if self.orphans_by_hash else None
 
     # --- what the node saw ---
 
@@ -315,7 +459,16 @@ class FakeNode:
         except ValueError:
             body = None
         items = body if isinstance(body, list) else [body]
-        self.requests.append([str(i.get("method")) for i in items if isinstance(i, dict)])
+        methods = [str(i.get("method")) for i in items if isinstance(i, dict)]
+        self.requests.append(methods)
+        if fault is None:
+            for method in methods:
+                queued = self._http_by_method.get(method)
+                if queued:
+                    status, processed = queued.popleft()
+                    if processed:
+                        self._serve(body)
+                    return http_response(status)
         if fault is not None:
             if isinstance(fault, Exception):
                 raise fault
@@ -326,6 +479,9 @@ class FakeNode:
 
     def _serve(self, body: Any) -> httpx.Response:
         items = body if isinstance(body, list) else [body]
+        # Each request may reach another backend: what one claimed about the
+        # head holds for the rest of its request only.
+        self._view = None
         if isinstance(body, list):
             if not self.batch_supported:
                 self.calls.extend((str(i.get("method")), i.get("params", [])) for i in items)
@@ -369,6 +525,7 @@ class FakeNode:
             "eth_blockNumber": self._block_number,
             "eth_getLogs": self._get_logs,
             "eth_getBlockByNumber": self._get_block,
+            "eth_getBlockByHash": self._get_block_by_hash,
         }
         if self.filters_supported:
             handlers["eth_newFilter"] = self._new_filter
@@ -379,8 +536,28 @@ class FakeNode:
     # --- methods ---
 
     def _block_number(self, _: list[Any]) -> str:
-        lag = self._head_lag.popleft() if self._head_lag else 0
-        return hex(max(0, self.head - lag))
+        return hex(self._head_answer())
+
+    def _head_answer(self) -> int:
+        """The block number this head answer claims, after the lag and spike knobs."""
+        self.head_answers += 1
+        if self._head_spike is not None:
+            offset, self._head_spike = -self._head_spike, None
+        else:
+            offset = self._head_lag.popleft() if self._head_lag else 0
+        claimed = max(0, self.head - offset)
+        self._view = claimed
+        if claimed > self.head and claimed not in self._phantoms:
+            # A backend ahead: a header nobody will mine with this hash.
+            self._phantom_count += 1
+            self._phantoms[claimed] = {
+                "number": hex(claimed),
+                "hash": _hash("phantom", claimed, self._phantom_count),
+                "parentHash": _hash("phantom-parent", claimed, self._phantom_count),
+                "timestamp": hex(1_700_000_000 + claimed),
+                "transactions": [],
+            }
+        return claimed
 
     def _block_tag(self, value: object, default: int) -> int:
         if value is None:
@@ -417,10 +594,13 @@ class FakeNode:
             raise RpcFault(self.filter_lost_code, self.filter_lost_message)
         return flt
 
-    def _filter_changes(self, params: list[Any]) -> list[RawLog]:
+    def _filter_changes(self, params: list[Any]) -> list[RawLog] | None:
+        if self.null_for_unknown_filter and (params[0] if params else "") not in self.filters:
+            return None
         flt = self._known_filter(params)
         # What a filter returns is gone from it: the node will not say it again.
-        changes, flt.pending = flt.pending, []
+        changes, flt.pending = flt.pending + self._injected, []
+        self._injected = []
         return changes[::-1] if self.reverse_answers else changes
 
     def _uninstall_filter(self, params: list[Any]) -> bool:
@@ -428,8 +608,16 @@ class FakeNode:
 
     def _get_logs(self, params: list[Any]) -> list[RawLog]:
         query = params[0] if params else {}
+        if "blockHash" in query:
+            # EIP-234: one block's logs, by hash.
+            block = self.block_by_hash(str(query["blockHash"]))
+            if block is None:
+                raise RpcFault(-32000, "unknown block")
+            return [raw for raw in block.logs if _address_matches(_lower(query.get("address")), raw)]
         first = self._block_tag(query.get("fromBlock"), self.head)
         last = min(self._block_tag(query.get("toBlock"), self.head), self.head)
+        if self.get_logs_overreach:
+            last = self.head
         if first > last:
             return []
         if self.max_range is not None and last - first + 1 > self.max_range:
@@ -453,17 +641,44 @@ class FakeNode:
         return found[::-1] if self.reverse_answers else found
 
     def _get_block(self, params: list[Any]) -> dict[str, Any] | None:
-        number = self._block_tag(params[0] if params else None, self.head)
+        tag = params[0] if params else None
+        if tag in ("latest", "pending"):
+            number = self._head_answer()
+        else:
+            number = self._block_tag(tag, self.head)
+            if self._view is not None and self._view < number <= self.head:
+                return None  # above what this request's (lagging) backend has
         if number > self.head:
-            return None
-        block = self.blocks[number]
-        return {
-            "number": hex(block.number),
-            "hash": block.hash,
-            "parentHash": block.parent_hash,
-            "timestamp": hex(1_700_000_000 + block.number),
-            "transactions": [],
-        }
+            return self._phantoms.get(number) if self._view is not None and number <= self._view else None
+        return _header(self.blocks[number])
+
+    def _get_block_by_hash(self, params: list[Any]) -> dict[str, Any] | None:
+        block = self.block_by_hash(str(params[0] if params else ""))
+        return None if block is None else _header(block)
+
+
+def _header(block: Block) -> dict[str, Any]:
+    return {
+        "number": hex(block.number),
+        "hash": block.hash,
+        "parentHash": block.parent_hash,
+        "timestamp": hex(1_700_000_000 + block.number),
+        "transactions": [],
+    }
+
+
+def _lower(value: object) -> str | None:
+    return value.lower() if isinstance(value, str) else None
+
+
+def _encoded(entry: tuple[Any, ...]) -> tuple[list[str], str, str]:
+    """A log given as ``add_log`` takes it, optionally ending in ``{"address": ...}``."""
+    address = NEXUS
+    if entry and isinstance(entry[-1], dict):
+        address = entry[-1]["address"]
+        entry = entry[:-1]
+    topics, data = encode_event(entry[0], *entry[1:])
+    return topics, data, address.lower()
 
 
 def _address_matches(wanted: str | None, raw: RawLog) -> bool:
