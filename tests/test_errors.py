@@ -7,6 +7,7 @@ import pytest
 import ogpu._errors as errors_module
 import ogpu.types
 from ogpu.types import (
+    ChainChangedError,
     ChainNotSupportedError,
     ConfigError,
     InvalidAddressError,
@@ -37,6 +38,7 @@ TREE: dict[type[Exception], type[Exception]] = {
     RpcProtocolError: RpcError,
     RpcResponseError: RpcError,
     UnsupportedNodeError: RpcError,
+    ChainChangedError: RpcError,
     LogDecodeError: OGPUError,
 }
 

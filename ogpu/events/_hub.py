@@ -210,6 +210,7 @@ class Hub:
         by_topic = {spec.topic0: spec for spec in specs}
         topics: list[object] = [list(by_topic)] if len(by_topic) > 1 else [next(iter(by_topic))]
         chunks = self.reader.read(first, last, topics=topics, progress=progress)
+        yielded: set[tuple[str, int]] = set()
         async with contextlib.aclosing(chunks):
             while True:
                 try:
@@ -226,6 +227,12 @@ class Hub:
                 for raw in logs:
                     if raw.get("removed") or raw.get("blockHash") is None:
                         continue
+                    # A node that answers a chunk with logs of other chunks must
+                    # not make one event come out twice.
+                    key = (raw["blockHash"].lower(), int(raw["logIndex"], 16))
+                    if key in yielded:
+                        continue
+                    yielded.add(key)
                     spec = by_topic.get(raw["topics"][0].lower()) if raw.get("topics") else None
                     if spec is None:
                         continue

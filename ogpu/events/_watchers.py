@@ -42,6 +42,10 @@ __all__ = [
     "watch_task_status_changed",
 ]
 
+# Blocks below a watcher's join point where history and the live lane can
+# overlap after a reorg: the lane keeps log identities this far back.
+_OVERLAP_BLOCKS = 256
+
 # watcher name -> (Nexus event, the field whose address scopes it)
 SCOPED_WATCHERS: dict[str, tuple[str, str]] = {
     "watch_task_published": ("TaskPublished", "source"),
@@ -213,14 +217,23 @@ async def _follow(
     await hub.subscribe(sub)
     try:
         joined = sub.join_cursor
+        # What history yielded, by (block hash, log index): a reorg found while
+        # it ran sends the lane back below ``joined``, and the lane's copy of
+        # an event history already yielded must not come out a second time.
+        from_history: set[tuple[str, int]] = set()
         if sub.from_block is not None and joined is not None and sub.from_block <= joined:
             past: AsyncGenerator[Any, None] = hub.history(
                 specs, sub.field, sub.scope, sub.from_block, joined, progress
             )
             async with contextlib.aclosing(past):
                 async for event in past:
+                    if event.block_number > joined - _OVERLAP_BLOCKS:
+                        from_history.add((event.block_hash, event.log_index))
                     yield event
         while True:
-            yield await sub.next()
+            event = await sub.next()
+            if from_history and (event.block_hash, event.log_index) in from_history:
+                continue
+            yield event
     finally:
         await hub.unsubscribe(sub)
