@@ -1,0 +1,206 @@
+"""The stream's decisions about heads and hashes, from tables of headers (no node, no I/O)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from ogpu.events._chain import SPIKE, WINDOW, ChainView, Fork, Header, LogPlace, Seen, parse_header
+from ogpu.events._screen import filter_changes, logs_in_range
+from ogpu.types import RpcProtocolError
+
+NEXUS = "0x2b0cc6058313801d5feb184a539e3a0c5a87a6a1"
+
+
+def h(number: int, branch: str = "a") -> str:
+    """The hash of block ``number`` on ``branch``: branches share nothing."""
+    return "0x" + f"{branch}{number:x}".rjust(64, "0")
+
+
+def header(number: int, branch: str = "a", parent_branch: str | None = None) -> Header:
+    parent = h(number - 1, parent_branch or branch) if number > 0 else "0x" + "00" * 32
+    return Header(number, h(number, branch), parent)
+
+
+def following(*numbers: int) -> ChainView:
+    """A view that has believed these heads of branch "a", each confirmed by the next."""
+    view = ChainView()
+    for number in numbers:
+        checked = {n: header(n) for n in view.checks() if n <= number}
+        assert view.observe(header(number), checked) in (Seen.NEW, Seen.SAME)
+    return view
+
+
+# --- one tick's head answer ---
+
+
+def test_first_head_is_believed_and_asks_for_genesis_and_anchor_next() -> None:
+    view = ChainView()
+    assert view.checks() == [0]
+    assert view.observe(header(10), {0: header(0)}) is Seen.NEW
+    assert view.head == 10
+    assert view.checks() == [10]  # the anchor; the genesis hash is known now
+
+
+@pytest.mark.parametrize(
+    ("latest", "anchor", "seen", "head"),
+    [
+        (header(11), header(10), Seen.NEW, 11),  # one block on top
+        (header(15), header(10), Seen.NEW, 15),  # several blocks, anchor still there
+        (header(10), header(10), Seen.SAME, 10),
+        (header(9), header(10), Seen.BEHIND, 10),  # a lower head from a backend that has the anchor
+        (header(10 + SPIKE + 1), header(10), Seen.HELD, 10),  # far ahead: not believed yet
+        (header(11, "b", "b"), header(10, "b"), Seen.DIVERGED, 10),  # the anchor has another hash
+        (header(11, "b", "b"), header(10), Seen.DIVERGED, 10),  # latest's parent is not the anchor
+        (header(12), None, Seen.DIVERGED, 10),  # a higher head from a chain without the anchor
+        (header(3, "b"), None, Seen.DIVERGED, 10),  # lower, and the anchor is gone: restart or lag
+    ],
+)
+def test_a_head_answer_is_judged_against_the_anchor(
+    latest: Header, anchor: Header | None, seen: Seen, head: int
+) -> None:
+    view = following(8, 9, 10)
+    assert view.checks() == [10]
+    assert view.observe(latest, {10: anchor}) is seen
+    assert view.head == head
+
+
+def test_a_lagging_answer_at_a_pinned_height_is_behind_not_a_fork() -> None:
+    view = following(8, 9, 10)
+    # The backend has neither block 10 nor anything new, but its head is a block we pinned.
+    assert view.observe(header(9), {10: None}) is Seen.BEHIND
+
+
+def test_a_far_head_is_believed_once_a_later_answer_shows_the_same_block() -> None:
+    view = following(10)
+    far = header(10 + 1000)
+    assert view.observe(far, {10: header(10)}) is Seen.HELD
+    assert far.number in view.checks()
+    assert view.observe(header(1011), {10: header(10), 1010: far}) is Seen.NEW
+    assert view.head == 1011
+
+
+def test_a_glitched_far_head_is_dropped_when_the_chain_does_not_show_it() -> None:
+    view = following(10)
+    assert view.observe(Header(1010, h(1010, "z"), h(1009, "z")), {10: header(10)}) is Seen.HELD
+    assert view.observe(header(11), {10: header(10), 1010: None}) is Seen.NEW
+    assert view.head == 11
+    assert 1010 not in view.checks()
+
+
+# --- logs against the pinned chain ---
+
+
+def test_log_places() -> None:
+    view = following(9, 10)
+    assert view.place(10, h(10)) is LogPlace.OK
+    assert view.place(10, h(10, "b")) is LogPlace.STALE
+    assert view.place(12, h(12)) is LogPlace.AHEAD
+    assert view.place(10 + SPIKE + 1, h(99)) is LogPlace.BEYOND
+    assert view.place(2**64, h(99)) is LogPlace.BEYOND
+
+
+def test_an_unpinned_log_hash_is_a_claim_checked_in_the_next_tick() -> None:
+    view = following(5, 10)
+    assert view.place(7, h(7, "b")) is LogPlace.OK
+    assert 7 in view.checks()
+    # The node's block 7 is another block: the log came from a branch that lost.
+    assert view.observe(header(11), {7: header(7), 10: header(10)}) is Seen.DIVERGED
+
+
+def test_a_confirmed_claim_is_pinned_and_no_longer_asked_for() -> None:
+    view = following(5, 10)
+    view.place(7, h(7))
+    assert view.observe(header(11), {7: header(7), 10: header(10)}) is Seen.NEW
+    assert 7 not in view.checks()
+    assert view.pinned(7) == h(7)
+
+
+# --- finding the fork ---
+
+
+def test_fork_is_the_highest_pinned_block_that_kept_its_hash() -> None:
+    view = following(*range(1, 11))
+    headers = {
+        n: (header(n) if n <= 7 else header(n, "b", "b" if n > 8 else "a")) for n in view.fork_queries()
+    }
+    fork = view.locate_fork(headers)
+    assert fork == Fork(7)
+    view.rebase(fork, headers, header(10, "b", "b"))
+    assert view.head == 10
+    assert view.pinned(8) == h(8, "b") and view.pinned(7) == h(7)
+
+
+def test_only_missing_blocks_above_a_match_is_a_lagging_backend() -> None:
+    view = following(*range(1, 11))
+    headers = {n: (header(n) if n <= 8 else None) for n in view.fork_queries()}
+    assert view.locate_fork(headers) == Fork(8, lagging=True)
+
+
+@pytest.mark.parametrize(("genesis_branch", "fork"), [("a", 0), ("b", -1)])
+def test_no_common_block_is_a_replaced_chain(genesis_branch: str, fork: int) -> None:
+    view = following(*range(1, 21))
+    # A development node restarted: a new chain three blocks long, from the same genesis or not.
+    new_chain = {
+        0: header(0, genesis_branch),
+        1: header(1, "c", genesis_branch),
+        2: header(2, "c"),
+        3: header(3, "c"),
+    }
+    headers = {n: new_chain.get(n) for n in view.fork_queries()}
+    found = view.locate_fork(headers)
+    assert found == Fork(fork, replaced=True)
+    view.rebase(found, headers, header(3, "c"))
+    assert view.head == 3
+    assert view.checks() == [3]
+
+
+def test_the_window_is_bounded() -> None:
+    view = following(*range(1, 3 * WINDOW))
+    assert len(view.fork_queries()) <= WINDOW + 2
+
+
+def test_header_answers_are_parsed_strictly() -> None:
+    assert parse_header(None) is None
+    assert parse_header({"number": "0x2", "hash": h(2), "parentHash": h(1)}) == header(2)
+    for bad in (
+        {},
+        {"number": "zz", "hash": h(2), "parentHash": h(1)},
+        {"number": "0x2", "hash": "0x12"},
+        "0x2",
+    ):
+        with pytest.raises(RpcProtocolError):
+            parse_header(bad)
+
+
+# --- screening answers ---
+
+
+def raw(number: int, index: int = 0, address: str = NEXUS) -> dict[str, object]:
+    return {
+        "address": address,
+        "topics": ["0x" + "11" * 32],
+        "data": "0x",
+        "blockNumber": hex(number),
+        "blockHash": h(number),
+        "logIndex": hex(index),
+        "transactionHash": "0x" + "22" * 32,
+    }
+
+
+@pytest.mark.parametrize("answer", [None, {}, "0x", 0])
+def test_a_filter_answer_that_is_not_a_list_means_the_filter_is_lost(answer: object) -> None:
+    assert filter_changes(answer, NEXUS) is None
+
+
+def test_screening_drops_other_contracts_and_out_of_range_logs_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="ogpu.events")
+    foreign = raw(5, 1, "0x" + "ab" * 20)
+    assert filter_changes([raw(5), foreign], NEXUS) == [raw(5)]
+    assert logs_in_range([raw(4), raw(5), raw(9), raw(2**64)], NEXUS, 5, 8) == [raw(5)]
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("other contracts" in m for m in messages)
+    assert any("outside that range" in m for m in messages)
