@@ -40,7 +40,10 @@ def test_first_head_is_believed_and_asks_for_genesis_and_anchor_next() -> None:
     assert view.checks() == [0]
     assert view.observe(header(10), {0: header(0)}) is Seen.NEW
     assert view.head == 10
-    assert view.checks() == [10]  # the anchor; the genesis hash is known now
+    # The anchor, and the blocks below it, to fill the window; the genesis hash is known now.
+    assert view.checks() == list(range(1, 11))
+    assert view.observe(header(10), {n: header(n) for n in view.checks()}) is Seen.SAME
+    assert view.checks() == [10]
 
 
 @pytest.mark.parametrize(
@@ -118,6 +121,15 @@ def test_a_confirmed_claim_is_pinned_and_no_longer_asked_for() -> None:
 
 
 # --- finding the fork ---
+
+
+def test_a_head_that_jumped_is_followed_by_headers_that_fill_the_gap() -> None:
+    view = following(8, 9, 10)
+    assert view.observe(header(15), {10: header(10)}) is Seen.NEW
+    assert view.checks() == [11, 12, 13, 14, 15]
+    # The filled gap links to block 10: a branch that parted at 12 is seen right away.
+    fork_at_12 = {11: header(11), 12: header(12, "b"), 13: header(13, "b", "b"), 14: header(14, "b", "b")}
+    assert view.observe(header(15, "b", "b"), {**fork_at_12, 15: header(15, "b", "b")}) is Seen.DIVERGED
 
 
 def test_fork_is_the_highest_pinned_block_that_kept_its_hash() -> None:

@@ -32,9 +32,15 @@ from ogpu._errors import RpcProtocolError
 
 __all__ = ["WINDOW", "ChainView", "Fork", "Header", "LogPlace", "Seen", "parse_header"]
 
-# Verified blocks kept, counted back from the believed head. A reorg deeper
-# than this finds no common block and is handled as a replaced chain.
-WINDOW = 128
+# Blocks kept by hash, counted back from the believed head; the view fills
+# gaps (a head that jumped several blocks) so that every block in it is pinned.
+# A reorg deeper than this finds no common block (see locate_fork).
+WINDOW = 64
+# Headers asked for per tick to fill the window, beside the anchor.
+_FILL_PER_TICK = 16
+# A chain replaced below the window is read again from its first block when it
+# is this short (a development node); a longer one from the window's bottom.
+_SHORT_CHAIN = 10_000
 # A head this far above the believed one is held until the chain confirms it.
 SPIKE = 64
 # Unverified log hashes checked per tick, lowest first: a bound on the batch.
@@ -125,16 +131,43 @@ class ChainView:
         if self._candidate is not None:
             wanted.add(self._candidate.number)
         wanted.update(sorted(self._claims)[:_CLAIMS_PER_TICK])
+        wanted.update(self._gaps())
         return sorted(wanted)
+
+    def _gaps(self) -> list[int]:
+        """Numbers to ask for so the window has a hash at every height.
+
+        A header whose hash is pinned also pins its parent's, so asking for
+        the pinned block above a gap and then every number down through it
+        fills the gap in one batch, each header checked against the one above.
+        """
+        if self.tip is None:
+            return []
+        bottom = max(1, self.tip.number - WINDOW + 1)
+        wanted: list[int] = []
+        number = self.tip.number
+        while number > bottom and len(wanted) < _FILL_PER_TICK:
+            if number - 1 not in self._pinned:
+                wanted.append(number)
+                wanted.append(number - 1)
+            elif wanted and wanted[-1] == number:
+                break  # the gap above is closed: the parent is pinned
+            number -= 1
+        return wanted
 
     def observe(self, latest: Header, checked: Mapping[int, Header | None]) -> Seen:
         """Take one tick's answers: the latest header and the headers asked for by :meth:`checks`."""
         anchor = self.tip
-        for number, header in checked.items():
+        # From the top down: each header pins its parent's hash, which the
+        # next one down is checked against.
+        for number, header in sorted(checked.items(), reverse=True):
             if header is None:
                 continue  # not on the answering backend (yet): judged below with the latest head
             if number == 0 and self.genesis is None:
-                self.genesis = header.hash
+                self.genesis = self._pinned[0] = header.hash
+                continue
+            if self._pinned.get(number, self._claims.get(number)) is None:
+                continue  # no link to the pinned chain (a gap the answer above did not fill)
             if not self._agrees(header):
                 return Seen.DIVERGED
             self._verify(header)
@@ -199,7 +232,14 @@ class ChainView:
                 return Fork(number, lagging=not differed)
         genesis = headers.get(0)
         same_genesis = genesis is not None and self.genesis in (None, genesis.hash)
-        return Fork(0 if same_genesis else -1, replaced=True)
+        if not same_genesis:
+            return Fork(-1, replaced=True)
+        lowest = min((n for n in self._pinned if n > 0), default=0)
+        if lowest > _SHORT_CHAIN:
+            # A long chain that parted below every block kept: what lies between
+            # its first block and the window cannot be told apart any more.
+            return Fork(lowest - 1, replaced=True)
+        return Fork(0, replaced=True)
 
     def rebase(self, fork: Fork, headers: Mapping[int, Header | None], latest: Header) -> None:
         """Forget what lies above the fork and pin what the node's chain holds instead."""
@@ -231,14 +271,14 @@ class ChainView:
         self._claims.pop(header.number, None)
         if self._in_window(header.number) or header.number == 0:
             self._pinned[header.number] = header.hash
+            if header.number > 0 and self._in_window(header.number - 1):
+                self._pinned.setdefault(header.number - 1, header.parent_hash)
 
     def _believe(self, header: Header) -> None:
         if self.tip is not None and header.number < self.tip.number:
             return
         self.tip = header
         self._verify(header)
-        if header.number > 0:
-            self._pinned.setdefault(header.number - 1, header.parent_hash)
         horizon = header.number - WINDOW
         for table in (self._pinned, self._claims):
             for number in [n for n in table if 0 < n < horizon]:

@@ -205,6 +205,7 @@ class Hub:
         first: int,
         last: int,
         progress: ProgressCallback | None = None,
+        confirmations: int = 0,
     ) -> AsyncGenerator[Any, None]:
         """Decoded past events of ``specs`` in ``first..last``, scoped like a watcher."""
         by_topic = {spec.topic0: spec for spec in specs}
@@ -233,6 +234,10 @@ class Hub:
                     if key in yielded:
                         continue
                     yielded.add(key)
+                    lane = self.lanes.get(confirmations)
+                    if lane is not None:
+                        # So a reorg that takes it off the chain can name it.
+                        lane.remember(raw)
                     spec = by_topic.get(raw["topics"][0].lower()) if raw.get("topics") else None
                     if spec is None:
                         continue
@@ -429,7 +434,12 @@ class Hub:
             )
         if gone:
             listed = ", ".join(f"block {b} index {i} tx {tx}" for b, i, tx in sorted(set(gone))[:10])
-            log.warning("%d logs already yielded left the chain in that reorg: %s", len(set(gone)), listed)
+            log.warning(
+                "reorg at block %d: %d logs already yielded left the chain: %s",
+                fork.number + 1,
+                len(set(gone)),
+                listed,
+            )
         live = self.lanes.get(0)
         if live is not None and self._filter_id is not None and live.cursor is not None:
             await self._refill(live, live.cursor + 1, latest.number)
@@ -539,7 +549,8 @@ class Hub:
                 raise
         if checks > 1 or needed > last:
             self._install_cover = (last, checks - 1, needed)
-            return [raw for raw in changes if int(raw["blockNumber"], 16) <= last]
+            # Logs far beyond every head stay in, for _deliver to drop with a WARNING.
+            return [raw for raw in changes if not last < int(raw["blockNumber"], 16) <= head + SPIKE]
         self._install_cover = None
         return changes
 

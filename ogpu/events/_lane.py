@@ -246,6 +246,13 @@ class Lane:
         ]
         return sorted(gone)
 
+    def remember(self, raw: RawLog) -> None:
+        """Note a log a watcher got from history, as if this lane had delivered it."""
+        key = (raw["blockHash"].lower(), int(raw["logIndex"], 16))
+        if key not in self._seen:
+            self._seen[key] = str(raw.get("transactionHash"))
+            heapq.heappush(self._seen_order, (int(raw["blockNumber"], 16), key))
+
     def deliver(self, logs: list[RawLog]) -> int:
         """Route logs, in chain order, to the subscriptions that want them; count new ones."""
         try:

@@ -223,7 +223,7 @@ async def _follow(
         from_history: set[tuple[str, int]] = set()
         if sub.from_block is not None and joined is not None and sub.from_block <= joined:
             past: AsyncGenerator[Any, None] = hub.history(
-                specs, sub.field, sub.scope, sub.from_block, joined, progress
+                specs, sub.field, sub.scope, sub.from_block, joined, progress, sub.confirmations
             )
             async with contextlib.aclosing(past):
                 async for event in past:
