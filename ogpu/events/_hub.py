@@ -55,29 +55,20 @@ from ogpu._errors import (
     UnsupportedNodeError,
 )
 from ogpu.events._abi import EventSpec, RawLog
-from ogpu.events._chain import SPIKE, ChainView, Header, LogPlace, Seen, parse_header
-from ogpu.events._faults import Backoff, Fault, Retrier, classify
+from ogpu.events._chain import ChainView, Header, Seen, parse_header
+from ogpu.events._faults import Fault, Retrier, classify
 from ogpu.events._lane import Lane, Subscription
+from ogpu.events._livefilter import LiveFilter
 from ogpu.events._ranges import LogRangeReader, ProgressCallback
 from ogpu.events._rpc import Call, RpcClient
-from ogpu.events._screen import chain_order, filter_changes
+from ogpu.events._screen import chain_order, triage
 
 __all__ = ["Hub", "active_hubs", "hub_for"]
 
 log = logging.getLogger("ogpu.events")
 
-# A filter that fails this many polls in a row is treated as lost.
-_FILTER_FAILURES_BEFORE_RECREATE = 3
-# Polls after a filter install that also read up to the believed head with
-# eth_getLogs, at least; see _cover_install_lag.
-_INSTALL_CHECKS = 3
-# A refill after a lost filter starts this many blocks below the cursor: the
-# cursor may have followed heads from a backend ahead of the filter's.
-_REFILL_MARGIN = 16
 # How often a confirmed range is read again when its blocks keep changing.
 _REORG_REREADS = 5
-# eth_uninstallFilter tries before a filter is left to the node's idle expiry.
-_UNINSTALL_TRIES = 4
 _TEARDOWN_TIMEOUT = 2.0
 
 
@@ -94,16 +85,15 @@ class Hub:
         self.lanes: dict[int, Lane] = {}
         self.ticks = 0
         self._last_answer: int | None = None
-        self._filter_id: str | None = None
-        # filter id -> (failed uninstall tries, tick of the next try)
-        self._stale_filters: dict[str, tuple[int, int]] = {}
-        self._filters_supported = True
-        self._filter_failures = 0
-        # After a filter install: (last block read from eth_getLogs, polls left
-        # to check, the block eth_getLogs must reach before checking ends).
-        self._install_cover: tuple[int, int, int] | None = None
-        # Filter logs above the believed head, delivered once a head reaches them.
-        self._held: list[RawLog] = []
+        self.filter = LiveFilter(
+            self.client,
+            self.reader,
+            self.chain,
+            nexus,
+            deliver=lambda lane, logs, asked: self._deliver(lane, logs, asked=asked),
+            read_head=self._read_head,
+            live_lane=lambda: self.lanes.get(0),
+        )
         self._intervals: Counter[float] = Counter()
         self._wake = asyncio.Event()
         self._retrier = Retrier(lambda: self.client.ever_answered, self.client.masked_url)
@@ -123,13 +113,12 @@ class Hub:
 
     @property
     def filter_id(self) -> str | None:
-        return self._filter_id
+        return self.filter.id
 
     @property
     def steady(self) -> bool:
-        """The filter is installed and the polls right after its install (which
-        also read eth_getLogs) are done: from here a tick is one HTTP request."""
-        return self._filter_id is not None and self._install_cover is None
+        """From here a tick is one HTTP request (see ``LiveFilter.steady``)."""
+        return self.filter.steady
 
     # --- joining and leaving ---
 
@@ -168,13 +157,8 @@ class Hub:
             del self._intervals[sub.poll_interval]
         if lane.size == 0:
             del self.lanes[sub.confirmations]
-            if sub.confirmations == 0 and self._filter_id is not None:
-                # A later live lane starts from a new head and needs a filter
-                # created after it; this one is uninstalled on the next tick.
-                self._stale_filters[self._filter_id] = (0, 0)
-                self._filter_id = None
-                self._install_cover = None
-                self._held = []
+            if sub.confirmations == 0:
+                self.filter.retire()
         if not self.lanes:
             await self.close()
 
@@ -304,47 +288,30 @@ class Hub:
 
     async def _teardown(self) -> None:
         self._closed = True
-        stale = list(self._stale_filters) + ([self._filter_id] if self._filter_id else [])
-        self._filter_id = None
-        self._stale_filters = {}
         try:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._uninstall_all(stale), _TEARDOWN_TIMEOUT)
+                await asyncio.wait_for(self.filter.uninstall_all(self.filter.take_all()), _TEARDOWN_TIMEOUT)
         finally:
             await self.client.aclose()
-
-    async def _uninstall_all(self, filter_ids: list[str]) -> None:
-        """Teardown: each filter tried a few times, quickly, inside the teardown's time box."""
-        backoff = Backoff(base=0.05, cap=0.4)
-        for filter_id in filter_ids:
-            for attempt in range(1, _UNINSTALL_TRIES + 1):
-                try:
-                    await self.client.call("eth_uninstallFilter", [filter_id])
-                    break
-                except RpcError as exc:
-                    if attempt == _UNINSTALL_TRIES:
-                        log.warning("could not uninstall filter %s (%s); the node expires it", filter_id, exc)
-                        break
-                    await asyncio.sleep(backoff.next_delay(exc))
 
     async def _tick(self) -> None:
         self._wake.clear()
         live = self.lanes.get(0)
-        if live is not None and self._filters_supported and self._filter_id is None:
-            await self._install_filter(live)
-        polling = live is not None and self._filter_id is not None
+        if live is not None and self.filter.supported and self.filter.id is None:
+            await self.filter.install(live)
+        polling = live is not None and self.filter.id is not None
         checks = self.chain.checks()
         calls: list[Call] = [("eth_getBlockByNumber", ["latest", False])]
         calls += [("eth_getBlockByNumber", [hex(n), False]) for n in checks]
         if self.chain.chain_id is None:
             calls.append(("eth_chainId", []))
         if polling:
-            calls.append(("eth_getFilterChanges", [self._filter_id]))
+            calls.append(("eth_getFilterChanges", [self.filter.id]))
         try:
             answers = await self.client.batch(calls)
         except RpcError as exc:
             if polling and _answer_may_be_lost(exc):
-                self._lose_filter(f"the answer to eth_getFilterChanges was lost ({exc})")
+                self.filter.lose(f"the answer to eth_getFilterChanges was lost ({exc})")
             raise
         changes = answers.pop() if polling else None
         try:
@@ -356,11 +323,11 @@ class Hub:
             if seen is Seen.DIVERGED:
                 await self._reconcile(latest)
         except Exception as exc:
-            if polling and not isinstance(changes, BaseException) and self._filter_id is not None:
+            if polling and not isinstance(changes, BaseException):
                 # The node has handed over (and forgotten) the filter's changes,
                 # but without a head they can be trusted against, they cannot
                 # be put in place: a gap.
-                self._lose_filter(f"the head beside it could not be used ({exc})")
+                self.filter.lose(f"the head beside it could not be used ({exc})")
             raise
         if seen is Seen.HELD:
             log.warning(
@@ -381,13 +348,13 @@ class Hub:
 
         if polling and live is not None:
             done = None if previous is None else min(previous, self._last_answer)
-            await self._take_filter_changes(live, changes, done)
-        elif live is not None and not self._filters_supported:
+            await self.filter.take(live, changes, done)
+        elif live is not None and not self.filter.supported:
             await self._follow_by_ranges(live, self._last_answer, verify=False)
         for depth, lane in list(self.lanes.items()):
             if depth > 0:
                 await self._follow_by_ranges(lane, head - depth, verify=True)
-        await self._uninstall_stale_filters()
+        await self.filter.uninstall_stale(self.ticks)
 
     async def _reconcile(self, latest: Header) -> None:
         """A pinned block changed: find where the chains part and read the new branch."""
@@ -441,56 +408,8 @@ class Hub:
                 listed,
             )
         live = self.lanes.get(0)
-        if live is not None and self._filter_id is not None and live.cursor is not None:
-            await self._refill(live, live.cursor + 1, latest.number)
-
-    async def _install_filter(self, live: Lane) -> None:
-        # The filter is created before the head is read, so every block after
-        # that head is covered by the filter and everything up to it by the
-        # refill below; the overlap is dropped by the lane's log memory.
-        try:
-            created = await self.client.call("eth_newFilter", [{"address": self.nexus}])
-        except RpcResponseError as exc:
-            if classify(exc) not in (Fault.UNSUPPORTED, Fault.FILTER_LOST):
-                raise
-            log.info(
-                "node at %s offers no log filters (%s); following with eth_getLogs each tick",
-                self.client.masked_url,
-                exc,
-            )
-            self._filters_supported = False
-            if live.cursor is None:
-                head = await self._read_head()
-                live.start(head, head)
-            return
-        filter_id = str(created)
-        try:
-            seen_at_install = await self._read_head()
-            head = seen_at_install if self.chain.head is None else min(seen_at_install, self.chain.head)
-            if live.cursor is None:
-                live.start(head, head)
-            elif head > live.cursor:
-                await self._refill(live, max(0, live.cursor + 1 - _REFILL_MARGIN), head, filter_id)
-        except BaseException:
-            # Polling this filter now would move the cursor past what the
-            # refill did not reach: drop it, the next tick starts over.
-            self._stale_filters[filter_id] = (0, 0)
-            raise
-        if self.lanes.get(0) is not live:
-            # Its watchers left while it was being created: a later live lane
-            # starts afresh with a filter of its own.
-            self._stale_filters[filter_id] = (0, 0)
-            return
-        self._filter_id = filter_id
-        self._filter_failures = 0
-        # Checked on every install: the head read at install may lag the block
-        # where the node really created the filter, by a backend or a block
-        # mined in between, so eth_getLogs reads on until it is past that head.
-        # Blocks the previous filter reported beyond every head seen (consumed,
-        # not delivered) stay owed, so checking goes on until they are read.
-        owed = self._install_cover[2] if self._install_cover is not None else 0
-        trusted = seen_at_install if seen_at_install <= head + SPIKE else head
-        self._install_cover = (head, _INSTALL_CHECKS, max(trusted + 1, owed))
+        if live is not None and self.filter.id is not None and live.cursor is not None:
+            await self.filter.refill(live, live.cursor + 1, latest.number)
 
     async def _read_head(self) -> int:
         """The latest block number, through the chain view (used outside the tick's batch)."""
@@ -500,163 +419,11 @@ class Hub:
         self._last_answer = latest.number if self._last_answer is None else self._last_answer
         return latest.number
 
-    async def _refill(self, live: Lane, first: int, last: int, filter_id: str | None = None) -> None:
-        log.info(
-            "filter %s: refilling blocks %d..%d from eth_getLogs", filter_id or self._filter_id, first, last
-        )
-        async for end, logs in self.reader.read(first, last):
-            self._deliver(live, logs)
-            live.advance(end)
-
-    async def _cover_install_lag(self, live: Lane, changes: list[RawLog]) -> list[RawLog]:
-        """Read up to the believed head with eth_getLogs; return the changes to deliver.
-
-        The filter covers blocks mined after it was created. A lagging
-        backend may have reported a head below the real one at that moment,
-        and the blocks in between would be in neither the refill nor the
-        filter; so after an install, eth_getLogs reads up to the believed
-        head until it has read past the head seen at install, for a few polls
-        at least, before the filter's logs are delivered. Filter logs above
-        what it read are set aside (eth_getLogs reads them in a later poll),
-        so nothing newer is delivered before something older.
-        """
-        assert self._install_cover is not None and live.cursor is not None
-        covered, checks, needed = self._install_cover
-        head = self.chain.head if self.chain.head is not None else covered
-        reported = [
-            int(raw["blockNumber"], 16) for raw in changes if int(raw["blockNumber"], 16) <= head + SPIKE
-        ]
-        # Recorded before reading: if the read fails, these changes are consumed
-        # and not delivered, and the next filter's checks must still reach them.
-        needed = max([needed, *reported])
-        self._install_cover = (covered, checks, needed)
-        first, last = max(covered, live.cursor) + 1, max(covered, head)
-        if last >= first:
-            log.info(
-                "filter %s: reading blocks %d..%d from eth_getLogs "
-                "(the head seen at install may have lagged)",
-                self._filter_id,
-                first,
-                last,
-            )
-            try:
-                async for end, logs in self.reader.read(first, last):
-                    self._deliver(live, logs)
-                    live.advance(end)
-            except Exception:
-                # The filter's answer in hand is consumed and not delivered: a gap.
-                self._lose_filter(f"blocks {first}..{last} could not be read before its changes")
-                raise
-        if checks > 1 or needed > last:
-            self._install_cover = (last, checks - 1, needed)
-            # Logs far beyond every head stay in, for _deliver to drop with a WARNING.
-            return [raw for raw in changes if not last < int(raw["blockNumber"], 16) <= head + SPIKE]
-        self._install_cover = None
-        return changes
-
-    async def _take_filter_changes(self, live: Lane, answer: Any, done: int | None) -> None:
-        if isinstance(answer, RpcResponseError):
-            fault = classify(answer)
-            if fault is Fault.FILTER_LOST:
-                self._lose_filter(f"the node no longer knows it ({answer})")
-                return
-            if fault is Fault.UNSUPPORTED:
-                log.info("node rejects eth_getFilterChanges (%s); switching to eth_getLogs", answer)
-                self._filters_supported = False
-                self._lose_filter("filters are not supported")
-                return
-            self._filter_failures += 1
-            if self._filter_failures >= _FILTER_FAILURES_BEFORE_RECREATE:
-                self._lose_filter(f"{self._filter_failures} polls in a row failed ({answer})")
-                return
-            raise answer
-        if isinstance(answer, BaseException):
-            raise answer
-        logs = filter_changes(answer, self._address)
-        if logs is None:
-            self._lose_filter(f"the node answered {answer!r:.40} instead of its changes")
-            return
-        self._filter_failures = 0
-        if self._install_cover is not None:
-            logs = await self._cover_install_lag(live, logs)
-        held, self._held = self._held, []
-        self._held = self._deliver(live, logs + held, asked=False)
-        if done is not None:
-            live.advance(done)
-
     def _deliver(self, lane: Lane, logs: list[RawLog], *, asked: bool = True) -> list[RawLog]:
-        """Deliver what the pinned chain vouches for; return what is above the head; drop what it contradicts.
-
-        ``asked``: the logs answer a range the stream asked for, which ends at
-        or below a head it believed, so none is held back.
-        """
-        ready: list[RawLog] = []
-        held: list[RawLog] = []
-        for raw in logs:
-            block_hash = raw.get("blockHash")
-            if raw.get("removed") or block_hash is None:
-                ready.append(raw)  # the lane warns about removals and skips pending logs
-                continue
-            place = self.chain.place(int(raw["blockNumber"], 16), block_hash)
-            if place is LogPlace.OK:
-                ready.append(raw)
-            elif place is LogPlace.AHEAD:
-                (ready if asked else held).append(raw)
-            elif place is LogPlace.BEYOND:
-                log.warning(
-                    "dropped a log of block %d: no head has shown it (believed head %s)",
-                    int(raw["blockNumber"], 16),
-                    self.chain.head,
-                )
-            else:
-                log.warning(
-                    "dropped a log of block %d with hash %s: that block is %s on the chain the stream "
-                    "follows (it is read again if a reorg brings it back)",
-                    int(raw["blockNumber"], 16),
-                    block_hash,
-                    self.chain.pinned(int(raw["blockNumber"], 16)),
-                )
+        """Deliver what the pinned chain vouches for; return the logs held above the head."""
+        ready, held = triage(self.chain, logs, asked=asked)
         lane.deliver(ready)
         return held
-
-    def _lose_filter(self, why: str) -> None:
-        if self._filter_id is None:
-            return  # already dropped: its live lane emptied while a call was out
-        live = self.lanes.get(0)
-        cursor = live.cursor if live is not None else None
-        log.warning(
-            "filter %s dropped: %s; will recreate it and refill from block %s",
-            self._filter_id,
-            why,
-            None if cursor is None else max(0, cursor + 1 - _REFILL_MARGIN),
-        )
-        self._stale_filters[self._filter_id] = (0, 0)
-        self._filter_id = None
-
-    async def _uninstall_stale_filters(self) -> None:
-        """One try per due filter per tick, backing off by ticks; the poll itself is never held up."""
-        for filter_id, (tries, due) in list(self._stale_filters.items()):
-            if due > self.ticks:
-                continue
-            try:
-                await self.client.call("eth_uninstallFilter", [filter_id])
-            except RpcError as exc:
-                tries += 1
-                if tries >= _UNINSTALL_TRIES:
-                    log.warning(
-                        "could not uninstall filter %s after %d tries (%s); the node expires it",
-                        filter_id,
-                        tries,
-                        exc,
-                    )
-                    self._stale_filters.pop(filter_id, None)
-                else:
-                    log.warning("eth_uninstallFilter %s failed (%s); will try again", filter_id, exc)
-                    self._stale_filters[filter_id] = (tries, self.ticks + 2**tries)
-                continue
-            # Taken off the list only now: if the stream is closed during the
-            # call, the teardown still uninstalls it.
-            self._stale_filters.pop(filter_id, None)
 
     async def _follow_by_ranges(self, lane: Lane, target: int, *, verify: bool) -> None:
         if lane.cursor is None:

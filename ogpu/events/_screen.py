@@ -13,8 +13,9 @@ import logging
 from typing import Any
 
 from ogpu.events._abi import RawLog
+from ogpu.events._chain import ChainView, LogPlace
 
-__all__ = ["FILTER_LOST", "chain_order", "filter_changes", "logs_in_range", "well_formed"]
+__all__ = ["FILTER_LOST", "chain_order", "filter_changes", "logs_in_range", "triage", "well_formed"]
 
 log = logging.getLogger("ogpu.events")
 
@@ -90,3 +91,38 @@ def _own(answer: list[Any], address: str, what: str) -> list[RawLog]:
 def _few(items: list[Any]) -> str:
     shown = ", ".join(str(i) for i in items[:5])
     return shown + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+
+
+def triage(view: ChainView, logs: list[RawLog], *, asked: bool) -> tuple[list[RawLog], list[RawLog]]:
+    """Split logs into those to deliver now and those to hold until a head reaches their block.
+
+    ``asked``: the logs answer a range the stream asked for, which ends at or
+    below a head it believed, so none is held back. A log whose block the
+    pinned chain contradicts is dropped: if a reorg brings its block back, the
+    stream reads it again from there.
+    """
+    ready: list[RawLog] = []
+    held: list[RawLog] = []
+    for raw in logs:
+        block_hash = raw.get("blockHash")
+        if raw.get("removed") or block_hash is None:
+            ready.append(raw)  # the lane warns about removals and skips pending logs
+            continue
+        number = int(raw["blockNumber"], 16)
+        place = view.place(number, block_hash)
+        if place is LogPlace.OK:
+            ready.append(raw)
+        elif place is LogPlace.AHEAD:
+            (ready if asked else held).append(raw)
+        elif place is LogPlace.BEYOND:
+            log.warning(
+                "dropped a log of block %d: no head has shown it (believed head %s)", number, view.head
+            )
+        else:
+            log.warning(
+                "dropped a log of block %d with hash %s: the chain the stream follows has another "
+                "block there (a reorg that brings it back makes the stream read it again)",
+                number,
+                block_hash,
+            )
+    return ready, held
