@@ -357,7 +357,7 @@ class DeliveryCase:
             )
             lane.add(sub, None)
         lane.start(0, 0)
-        address = NEXUS.lower()
+        nexus = NEXUS.lower()
         top = int(self.logs[-1]["blockNumber"], 16)
         view = ChainView()
         view.observe(Header(top, "0x" + "ab" * 32, "0x" + "cd" * 32), {})
@@ -372,7 +372,7 @@ class DeliveryCase:
             started = time.perf_counter()
             # What the stream does with a filter answer: screen it, place each
             # log against the pinned chain, deliver.
-            ready, _ = triage(view, filter_changes(chunk, address) or [], asked=False)
+            ready, _ = triage(view, filter_changes(chunk, nexus) or [], asked=False)
             lane.deliver(ready)
             lane.advance(last_block)
             spent += time.perf_counter() - started
@@ -655,8 +655,9 @@ How each figure was taken:
   placed at the Nexus with anvil_setCode, then the one-log emitter put back); timed from calling
   watch_attempted(task, from_block=0) to its last event. Scan: the same for a task with no logs,
   until its catch-up reports the last block read.
-- decode+deliver: Lane.deliver over realistic Attempted logs, {LOGS_PER_TICK} per call as a tick brings
-  them, one subscription per watcher; checksum_address's cache cleared before each run, then holding
+- decode+deliver: what a tick does with a filter answer (screening, placing each log against
+  the pinned chain, Lane.deliver) over realistic Attempted logs, {LOGS_PER_TICK} per call as a tick
+  brings them, one subscription per watcher; checksum_address's cache cleared before each run, then holding
   only the watched tasks (as after their first event); every provider address is new. Best of
   {DECODE_REPEATS} interleaved runs of {DECODE_LOGS:,} logs.
 - import: time of the import statement inside a fresh interpreter, bytecode cached
