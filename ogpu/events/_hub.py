@@ -78,7 +78,6 @@ class Hub:
     def __init__(self, url: str, nexus: str, registry: dict[tuple[str, str], Hub]) -> None:
         self.url = url
         self.nexus = nexus
-        self._address = nexus.lower()
         self.client = RpcClient(url)
         self.reader = LogRangeReader(self.client, nexus)
         self.chain = ChainView()
@@ -195,7 +194,6 @@ class Hub:
         by_topic = {spec.topic0: spec for spec in specs}
         topics: list[object] = [list(by_topic)] if len(by_topic) > 1 else [next(iter(by_topic))]
         chunks = self.reader.read(first, last, topics=topics, progress=progress)
-        yielded: set[tuple[str, int]] = set()
         async with contextlib.aclosing(chunks):
             while True:
                 try:
@@ -209,6 +207,9 @@ class Hub:
                         raise self._error from None
                     raise
                 logs.sort(key=chain_order)
+                # The reader keeps each chunk to its own range, so a log can
+                # only come twice within one answer.
+                yielded: set[tuple[str, int]] = set()
                 for raw in logs:
                     if raw.get("removed") or raw.get("blockHash") is None:
                         continue
@@ -321,7 +322,7 @@ class Hub:
                 self.chain.chain_id = _quantity(answers[-1], "eth_chainId")
             seen = self.chain.observe(latest, checked)
             if seen is Seen.DIVERGED:
-                await self._reconcile(latest)
+                seen = await self._reconcile(latest)
         except Exception as exc:
             if polling and not isinstance(changes, BaseException):
                 # The node has handed over (and forgotten) the filter's changes,
@@ -356,8 +357,12 @@ class Hub:
                 await self._follow_by_ranges(lane, head - depth, verify=True)
         await self.filter.uninstall_stale(self.ticks)
 
-    async def _reconcile(self, latest: Header) -> None:
-        """A pinned block changed: find where the chains part and read the new branch."""
+    async def _reconcile(self, latest: Header) -> Seen:
+        """A pinned block changed: find where the chains part and read the new branch.
+
+        Returns what the head answer turned out to be: a lagging backend
+        (nothing changed, nothing moves), or a chain followed anew.
+        """
         numbers = self.chain.fork_queries()
         calls: list[Call] = [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
         answers = await self.client.batch([*calls, ("eth_chainId", [])])
@@ -377,7 +382,7 @@ class Hub:
         fork = self.chain.locate_fork(headers)
         if fork.lagging:
             log.info("node answered from a backend behind block %s; nothing moves", self.chain.head)
-            return
+            return Seen.BEHIND
         old_head = self.chain.head
         self.chain.rebase(fork, headers, latest)
         canonical = {n: h.hash for n, h in headers.items() if h is not None}
@@ -410,6 +415,7 @@ class Hub:
         live = self.lanes.get(0)
         if live is not None and self.filter.id is not None and live.cursor is not None:
             await self.filter.refill(live, live.cursor + 1, latest.number)
+        return Seen.NEW
 
     async def _read_head(self) -> int:
         """The latest block number, through the chain view (used outside the tick's batch)."""

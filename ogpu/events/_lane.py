@@ -248,10 +248,13 @@ class Lane:
 
     def remember(self, raw: RawLog) -> None:
         """Note a log a watcher got from history, as if this lane had delivered it."""
+        block = int(raw["blockNumber"], 16)
+        if self.cursor is not None and block < self.cursor - _KEEP_BLOCKS:
+            return  # older than anything a reorg is followed back to
         key = (raw["blockHash"].lower(), int(raw["logIndex"], 16))
         if key not in self._seen:
             self._seen[key] = str(raw.get("transactionHash"))
-            heapq.heappush(self._seen_order, (int(raw["blockNumber"], 16), key))
+            heapq.heappush(self._seen_order, (block, key))
 
     def deliver(self, logs: list[RawLog]) -> int:
         """Route logs, in chain order, to the subscriptions that want them; count new ones."""
