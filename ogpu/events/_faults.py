@@ -220,10 +220,9 @@ class Retrier:
         if self._failing_since is None:
             self._failing_since = now
         delay = self.backoff.next_delay(exc)
-        if not self._answered():
-            # Give up now rather than sleep past the deadline only to try once more.
-            if now + delay - self._failing_since > startup_deadline(exc):
-                raise exc
+        # Give up now rather than sleep past the deadline only to try once more.
+        if not self._answered() and now + delay - self._failing_since > startup_deadline(exc):
+            raise exc
         log.warning(
             "%s failed at %s (try %d): %s; retrying in %.2fs",
             _what(exc, doing),
