@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 from ogpu.chain import ChainConfig, ChainId
 
 if TYPE_CHECKING:
-    from ogpu import chain, events, types
+    from ogpu import chain as chain  # re-exported, lazily
+    from ogpu import events as events
+    from ogpu import types as types
 
 __all__ = ["ChainConfig", "ChainId"]
 __version__ = "0.1.0"

@@ -77,7 +77,7 @@ def parse_chain(chain: object) -> ChainId:
             return _CHAIN_NAMES[key]
         if key.isdigit():
             return parse_chain(int(key))
-    known = ", ".join(f"{c.name.lower()} ({c.value})" for c in ChainId)
+    known = ", ".join(f"{c.name.lower().removeprefix('ogpu_')} ({c.value})" for c in ChainId)
     raise ChainNotSupportedError(f"unknown chain {chain!r}; known chains: {known}")
 
 
