@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -37,21 +37,26 @@ def env(**extra: str) -> dict[str, str]:
     return clean
 
 
-def run_cli(*args: str, timeout: float = 30.0, **extra_env: str) -> Outcome:
+def run_cli(*args: str, timeout: float = 30.0, variables: Mapping[str, str] | None = None) -> Outcome:
     """The command in a subprocess with pipes (not a terminal), timed from launch to exit."""
     began = time.monotonic()
     done = subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env(**extra_env), check=False
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env(**(variables or {})),
+        check=False,
     )
     return Outcome(done.returncode, done.stdout, done.stderr, time.monotonic() - began)
 
 
-def run_cli_in_terminal(*args: str, timeout: float = 30.0, **extra_env: str) -> Outcome:
+def run_cli_in_terminal(*args: str, timeout: float = 30.0) -> Outcome:
     """The command with stdout and stderr on a pseudo-terminal; both land in ``stdout``."""
     controller, terminal = pty.openpty()
     began = time.monotonic()
     process = subprocess.Popen(
-        [*CLI, *args], stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, env=env(**extra_env)
+        [*CLI, *args], stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, env=env()
     )
     os.close(terminal)
     chunks: list[bytes] = []

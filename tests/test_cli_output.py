@@ -190,7 +190,7 @@ def test_the_chain_is_taken_by_name_or_id(
 
     result = run_cli(
         "watch", "attempted", task, *option, "--rpc", chain.url, "--from-block", str(block), "--count", "1",
-        **environment,
+        variables=environment,
     )  # fmt: skip
 
     assert result.code == 0, result.stderr
