@@ -456,6 +456,8 @@ def test_demo_shows_all_six_watchers_and_exits_0() -> None:
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("6 watchers, 10 events, all delivered in order")
     assert "status=FINALIZED" in result.stdout and "status=CONFIRMED" in result.stdout
+    # The story says "asking 2.5 OGPU": the event says so too, beside the exact wei.
+    assert "suggested_payment=2500000000000000000 (2.5 OGPU)" in result.stdout
 
 
 # --- rendering, without a node ---
