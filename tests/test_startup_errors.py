@@ -9,15 +9,19 @@ bounds include starting Python, hence the slack.
 from __future__ import annotations
 
 import asyncio
+import selectors
+import subprocess
 import time
 
 import pytest
 
 from ogpu import ChainConfig
 from ogpu.events import watch_attempted
+from ogpu.events._devnode import Anvil
 from ogpu.types import RpcError, RpcHttpError, RpcProtocolError, RpcTransportError
 from tests.anvil_helpers import random_address
-from tests.cli_helpers import closed_port, http_server, run_cli, run_cli_in_terminal, silent_server
+from tests.cli_helpers import CLI, closed_port, env, http_server, run_cli, run_cli_in_terminal, silent_server
+from tests.conftest import NEXUS
 
 # Starting the interpreter and importing the package on a loaded 2-core machine.
 SLACK = 1.5
@@ -107,6 +111,39 @@ def test_an_api_key_in_the_url_path_is_never_shown() -> None:
     for secret in ("MYAPIKEY123", "user:pw", "zz9"):
         assert secret not in result.stderr
     assert f"http://***@127.0.0.1:{port}/v3/***?***" in result.stderr
+
+
+def test_a_node_that_fails_after_answering_is_exit_1_not_a_timeout() -> None:
+    node = Anvil()
+    node.start()
+    node.install_emitter(NEXUS)
+    process: subprocess.Popen[str] | None = None
+    try:
+        task = random_address()
+        block = int(node.receipt(node.emit(NEXUS, "Attempted", task, random_address(), 1))["blockNumber"], 16)
+        process = subprocess.Popen(
+            [*CLI, "watch", "attempted", task, "--rpc", node.url, "--from-block", str(block),
+             "--timeout", "3", "--poll-interval", "0.1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
+        )  # fmt: skip
+        assert process.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            assert selector.select(20), "no event printed"
+        first = process.stdout.readline()
+        node.stop()  # the node goes away after it has answered and delivered
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        node.stop()
+
+    assert " Attempted " in first
+    assert process.returncode == 1, err
+    assert "no event within" not in err
+    assert "WARNING" in err  # it was retried, and said so, before the verdict
+    assert _error_line(err).endswith("failed: connection refused")
 
 
 # --- the library: the first __anext__ of a watcher ---

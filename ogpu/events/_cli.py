@@ -99,7 +99,8 @@ options shared by watch and tail:
   chain id (1071).
   --timeout S counts from the node's first answer and again after each
   event: the command exits with code 3 when S seconds pass with no
-  (further) event. A node that cannot be reached is exit 1, not 3.
+  (further) event. A node that cannot be reached, or is failing when S
+  passes, is exit 1, not 3.
   --from-block -N starts N blocks before the head (read once at start).
 
 exit codes:
@@ -461,6 +462,10 @@ async def _print_events(
     while args.count is None or shown < args.count:
         batch = await _next_batch(queue, args.timeout, lambda: _answered(client))
         if batch is None:
+            failures = _faults.current_failures()
+            if failures:
+                # The node answered once, but is failing now: that is why nothing came.
+                raise failures[-1]
             progress.clear()
             err.write(f"{PROG}: no event within {args.timeout:g}s\n")
             return EXIT_TIMEOUT

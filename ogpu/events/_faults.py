@@ -12,6 +12,7 @@ import logging
 import random
 import re
 import time
+import weakref
 from collections.abc import Callable
 
 from ogpu._errors import (
@@ -31,6 +32,7 @@ __all__ = [
     "Fault",
     "Retrier",
     "classify",
+    "current_failures",
     "describe",
     "startup_deadline",
     "suggested_span",
@@ -185,6 +187,16 @@ def describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+# Retriers between a failure and the next success: lets a caller that is only
+# waiting (the command's --timeout) tell a quiet chain from a failing node.
+_failing: weakref.WeakSet[Retrier] = weakref.WeakSet()
+
+
+def current_failures() -> list[BaseException]:
+    """The latest error of every caller that is retrying right now; empty when none is."""
+    return [retrier.failure for retrier in list(_failing) if retrier.failure is not None]
+
+
 class Retrier:
     """Backoff, a WARNING per retry, and the startup deadline, for one caller.
 
@@ -208,6 +220,8 @@ class Retrier:
         self._clock = clock
         self.backoff = Backoff()
         self._failing_since: float | None = None
+        # The error being retried, until the next success.
+        self.failure: BaseException | None = None
 
     async def pause(self, exc: BaseException, doing: str) -> None:
         """Log ``exc`` and sleep before the next try, or raise it if it is time to give up.
@@ -222,7 +236,11 @@ class Retrier:
         delay = self.backoff.next_delay(exc)
         # Give up now rather than sleep past the deadline only to try once more.
         if not self._answered() and now + delay - self._failing_since > startup_deadline(exc):
+            self.failure = None
+            _failing.discard(self)
             raise exc
+        self.failure = exc
+        _failing.add(self)
         log.warning(
             "%s failed at %s (try %d): %s; retrying in %.2fs",
             _what(exc, doing),
@@ -236,6 +254,8 @@ class Retrier:
     def succeeded(self) -> None:
         self.backoff.reset()
         self._failing_since = None
+        self.failure = None
+        _failing.discard(self)
 
 
 def _what(exc: BaseException, doing: str) -> str:
