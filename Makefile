@@ -30,12 +30,14 @@ wheel: $(STAMP)
 	$(PY) -m pip wheel --no-deps -q -w dist .
 
 $(STAMP): pyproject.toml
+	@echo "== installing ogpu with its test and lint tools into $(VENV) (pip; about a minute on a first run) =="
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,dev]'
 	touch $@
 
 $(ANVIL):
+	@echo "== installing anvil $(ANVIL_VERSION) from npm into $(ANVIL_DIR) (about 10-30 s, once) =="
 	npm install --no-save --no-audit --no-fund --prefix $(ANVIL_DIR) @foundry-rs/anvil@$(ANVIL_VERSION)
 
 clean:

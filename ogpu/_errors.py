@@ -92,13 +92,24 @@ class RpcTransportError(RpcError):
 
     ``maybe_processed`` is true when the request had been sent, so the node
     may have acted on it (which matters for ``eth_getFilterChanges``).
+    ``unreachable`` is true when no connection could be made at all (refused,
+    name not resolved), ``timed_out`` when the time allowed ran out.
     """
 
     def __init__(
-        self, message: str, *, url: str = "", method: str = "", maybe_processed: bool = True
+        self,
+        message: str,
+        *,
+        url: str = "",
+        method: str = "",
+        maybe_processed: bool = True,
+        unreachable: bool = False,
+        timed_out: bool = False,
     ) -> None:
         super().__init__(message, url=url, method=method)
         self.maybe_processed = maybe_processed
+        self.unreachable = unreachable
+        self.timed_out = timed_out
 
 
 class RpcHttpError(RpcError):

@@ -46,18 +46,24 @@ _CONTRACTS: dict[ChainId, dict[str, str]] = {
     },
 }
 
+# Keys are spelled without separators and in lower case: "OGPU-Testnet",
+# "ogpu_testnet" and "OgpuTestnet" all find the same chain.
 _CHAIN_NAMES: dict[str, ChainId] = {
     "mainnet": ChainId.OGPU_MAINNET,
-    "ogpu_mainnet": ChainId.OGPU_MAINNET,
+    "ogpumainnet": ChainId.OGPU_MAINNET,
     "testnet": ChainId.OGPU_TESTNET,
-    "ogpu_testnet": ChainId.OGPU_TESTNET,
+    "ogputestnet": ChainId.OGPU_TESTNET,
 }
 
 _HOST = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._~%-]+)$")
 
 
 def parse_chain(chain: object) -> ChainId:
-    """Turn a ``ChainId``, chain id int or name (``mainnet``/``testnet``) into a ``ChainId``."""
+    """Turn a ``ChainId``, a chain id (int or digits) or a name into a ``ChainId``.
+
+    Names are ``mainnet`` and ``testnet`` (or ``ogpu-mainnet`` ...) in any
+    case, with dashes, underscores or CamelCase.
+    """
     if isinstance(chain, ChainId):
         return chain
     if isinstance(chain, int) and not isinstance(chain, bool):
@@ -66,12 +72,12 @@ def parse_chain(chain: object) -> ChainId:
         except ValueError:
             pass
     elif isinstance(chain, str):
-        key = chain.strip().lower().replace("-", "_")
+        key = re.sub(r"[\s_-]", "", chain).lower()
         if key in _CHAIN_NAMES:
             return _CHAIN_NAMES[key]
         if key.isdigit():
             return parse_chain(int(key))
-    known = ", ".join(f"{c.name.lower()} ({c.value})" for c in ChainId)
+    known = ", ".join(f"{c.name.lower().removeprefix('ogpu_')} ({c.value})" for c in ChainId)
     raise ChainNotSupportedError(f"unknown chain {chain!r}; known chains: {known}")
 
 
@@ -100,8 +106,19 @@ def validate_rpc_url(url: object) -> str:
     return url
 
 
+def _looks_like_key(segment: str) -> bool:
+    """A path segment that may be an API key: long, or letters mixed with digits."""
+    if len(segment) >= 16:
+        return True
+    return len(segment) >= 8 and any(c.isalpha() for c in segment) and any(c.isdigit() for c in segment)
+
+
 def mask_url(url: str) -> str:
-    """Hide credentials (user:password@ and API-key-looking path/query parts) for logs."""
+    """Hide credentials for logs: user info, API-key-looking path segments, the query.
+
+    Hosted nodes put the key in the path (``/v3/MYAPIKEY123``) or the query
+    (``?apikey=...``); words like ``rpc`` or ``v3`` stay readable.
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -109,11 +126,13 @@ def mask_url(url: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         netloc = "***@" + netloc.rsplit("@", 1)[1]
-    # Hosted nodes put the API key in the last path segment or the query.
-    path = re.sub(r"/[A-Za-z0-9_-]{16,}", "/***", parts.path)
-    query = "***" if parts.query else ""
+    path = "/".join("***" if _looks_like_key(seg) else seg for seg in parts.path.split("/"))
     masked = f"{parts.scheme}://{netloc}{path}"
-    return f"{masked}?{query}" if query else masked
+    if parts.query:
+        masked += "?***"
+    if parts.fragment:
+        masked += "#***"
+    return masked
 
 
 class ChainConfig:

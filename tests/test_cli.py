@@ -36,7 +36,10 @@ from tests.conftest import NEXUS
 
 CLI = [sys.executable, "-m", "ogpu.events._cli"]
 UINT256_MAX = 2**256 - 1
-LINE = re.compile(r"^\d\d:\d\d:\d\d +(?P<block>\d+) (?P<name>[A-Za-z]+) +(?P<fields>\S.*)$")
+# The block's time (local), the block, the event, its fields.
+LINE = re.compile(
+    r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) +(?P<block>\d+) (?P<name>[A-Za-z]+) +(?P<fields>\S.*)$"
+)
 
 
 @pytest.fixture(scope="module")
@@ -135,12 +138,12 @@ def test_watch_prints_one_aligned_line_per_event_and_stops_after_count(chain: An
     parsed = [LINE.match(line) for line in lines]
     assert all(parsed), lines
     assert [int(m["block"]) for m in parsed if m] == [start, start + 2]
-    assert lines[0].split()[3:] == [
+    assert lines[0].split()[4:7] == [
         f"task={_cs(task)}",
         f"provider={_cs(provider_a)}",
         f"suggested_payment={UINT256_MAX}",
     ]
-    assert lines[1].endswith(f"provider={_cs(provider_b)} suggested_payment=7")
+    assert lines[1].endswith(f"provider={_cs(provider_b)} suggested_payment=7 (0.000000000000000007 OGPU)")
 
 
 def test_watch_json_is_one_object_per_line_with_exact_ints_and_enum_names(chain: Anvil) -> None:
@@ -174,6 +177,7 @@ def test_watch_json_is_one_object_per_line_with_exact_ints_and_enum_names(chain:
         "transaction_hash",
         "log_index",
         "block_hash",
+        "block_timestamp",
     ]
     assert first["event"] == "TaskStatusChanged"
     assert first["task"] == _cs(task)
@@ -264,7 +268,7 @@ def test_tail_human_narrows_to_the_named_events(chain: Anvil) -> None:
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split()[2] for line in lines] == ["TaskStatusChanged", "Registered", "SourceUpdated"]
+    assert [line.split()[3] for line in lines] == ["TaskStatusChanged", "Registered", "SourceUpdated"]
     # aligned: the fields start in the same column whatever the event name
     columns = {match.start("fields") for match in map(LINE.match, lines) if match}
     assert len(columns) == 1
@@ -420,7 +424,7 @@ def test_unreachable_rpc_fails_with_one_line_and_masked_credentials() -> None:
     line = _one_line(result.stderr)
     assert "s3cret" not in line and "alice" not in line
     assert f"http://***@127.0.0.1:{url.rsplit(':', 1)[1]}" in line
-    assert "cannot connect" in line
+    assert line.endswith("failed: connection refused")
 
 
 def test_unreachable_rpc_while_reading_the_head_for_a_negative_from_block() -> None:
@@ -452,6 +456,8 @@ def test_demo_shows_all_six_watchers_and_exits_0() -> None:
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("6 watchers, 10 events, all delivered in order")
     assert "status=FINALIZED" in result.stdout and "status=CONFIRMED" in result.stdout
+    # The story says "asking 2.5 OGPU": the event says so too, beside the exact wei.
+    assert "suggested_payment=2500000000000000000 (2.5 OGPU)" in result.stdout
 
 
 # --- rendering, without a node ---

@@ -1,14 +1,47 @@
-"""Async watchers for the OpenGPU Nexus contract's events.
+"""Follow the OpenGPU Nexus contract as it happens: async watchers of its events.
 
 Each watcher is an async generator that yields frozen, typed events in chain
-order, exactly once, from a stream shared by every watcher in the process::
+order, exactly once, from one stream shared by every watcher in the process::
 
-    async for event in watch_attempted(task_address):
-        print(event.provider, event.suggested_payment)
+    import asyncio
+    from ogpu.events import watch_attempted
 
-Leaving the loop (``break``, ``return``, a timeout, cancellation) is safe:
-the watcher leaves the shared stream, and the last one out uninstalls the
-node filter and stops polling.
+    async def monitor(task_address: str) -> None:
+        async for event in watch_attempted(task_address):
+            print(event.provider, event.suggested_payment, event.block_number)
+
+    asyncio.run(monitor("0x..."))
+
+Which node: by default the OGPU mainnet's public node
+(https://mainnet-rpc.ogpuscan.io). To follow another chain or node, set
+``OGPU_CHAIN=testnet`` / ``OGPU_RPC_URL=http://127.0.0.1:8545`` in the
+environment, or in code::
+
+    from ogpu import ChainConfig
+    ChainConfig.set_rpc("http://127.0.0.1:8545")
+
+Watchers, each scoped by one address:
+
+    watch_task_published(source)            -> TaskPublishedEvent
+    watch_attempted(task)                   -> AttemptedEvent
+    watch_response_submitted(task)          -> ResponseSubmittedEvent
+    watch_response_status_changed(response) -> ResponseStatusChangedEvent
+    watch_task_status_changed(task)         -> TaskStatusChangedEvent
+    watch_registered(source)                -> RegisteredEvent
+    watch_nexus(*event_types)               -> any Nexus event, unscoped
+
+Keywords, the same for all: ``from_block`` (``None``: new events only; ``N``:
+history from block N, then live), ``poll_interval`` (seconds, default 2),
+``confirmations`` (blocks on top before an event is yielded, default 0).
+
+Bad arguments raise when the watcher is called; a node that cannot be used
+raises a typed ``RpcError`` (``ogpu.types``) from the first ``__anext__``
+within seconds. Leaving the loop (``break``, ``return``, a timeout,
+cancellation) is safe: the watcher leaves the shared stream, and the last
+one out uninstalls the node filter and stops polling.
+
+From a terminal: ``ogpu-events watch attempted 0xTASK``, ``ogpu-events
+--help``.
 """
 
 from __future__ import annotations

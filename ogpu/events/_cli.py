@@ -26,15 +26,17 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, TextIO
 
 from ogpu._errors import ConfigError, InvalidArgumentError, OGPUError, RpcError, RpcResponseError
-from ogpu.chain import ChainConfig, mask_url, validate_rpc_url
+from ogpu.chain import ChainConfig, mask_url, parse_chain, validate_rpc_url
 from ogpu.events import _faults
 from ogpu.events._abi import EVENTS, EventSpec, snake_case
 from ogpu.events._address import normalize_address
+from ogpu.events._blocktimes import BlockTimes
 from ogpu.events._devnode import AnvilNotFoundError
 from ogpu.events._faults import Fault, Retrier, classify
 from ogpu.events._hub import active_hubs
-from ogpu.events._output import CatchUpProgress, human_line, json_line
+from ogpu.events._output import CatchUpProgress, human_header, human_line, json_line
 from ogpu.events._rpc import RpcClient
+from ogpu.events._versions import version_lines
 from ogpu.events._watchers import SCOPED_WATCHERS, follow
 
 __all__ = [
@@ -59,6 +61,11 @@ EXIT_INTERRUPTED = 130
 # Read by the command only (the library keeps its own deadline): lets tests
 # and impatient operators give up on a dead endpoint sooner than 10 s.
 STARTUP_DEADLINE_ENV = "OGPU_STARTUP_DEADLINE"
+# How long a terminal user waits in silence for a node's first answer
+# before being told what the command is waiting for.
+WAITING_NOTICE_AFTER = 2.0
+# Events printed together share one request for their blocks' headers.
+_QUEUE_SIZE = 256
 
 
 def _kebab(event_name: str) -> str:
@@ -87,18 +94,25 @@ examples:
   ogpu-events demo
 
 options shared by watch and tail:
-  --timeout S counts from the start and again after each event: the command
-  exits with code 3 when S seconds pass with no (further) event.
+  KIND, EVENT and --chain take any spelling: attempted, Attempted,
+  task_published, TaskPublished, task-published; mainnet, testnet or a
+  chain id (1071).
+  --timeout S counts from the node's first answer and again after each
+  event: the command exits with code 3 when S seconds pass with no
+  (further) event. A node that cannot be reached, or is failing when S
+  passes, is exit 1, not 3.
   --from-block -N starts N blocks before the head (read once at start).
 
 exit codes:
-  0 done (--count reached), 1 the node failed, 2 bad input,
-  3 --timeout passed without an event, 130 interrupted (Ctrl-C)
+  0 done (--count reached), 1 the node failed or could not be reached,
+  2 bad input, 3 --timeout passed without an event, 130 interrupted (Ctrl-C)
 
 environment:
   OGPU_RPC_URL, OGPU_CHAIN   defaults for --rpc and --chain
-  OGPU_STARTUP_DEADLINE      seconds to keep retrying a node that has never
-                             answered before giving up (default: 10)
+  OGPU_STARTUP_DEADLINE      at most this many seconds of retrying a node
+                             that has never answered (default: 10; refused
+                             connections give up after 1.5 s, answers that
+                             are not JSON-RPC after 3 s)
 """
 
 
@@ -145,7 +159,9 @@ def _common_options() -> argparse.ArgumentParser:
         "--rpc", metavar="URL", help="JSON-RPC endpoint (default: $OGPU_RPC_URL, else the chain's)"
     )
     group.add_argument(
-        "--chain", choices=("mainnet", "testnet"), help="Nexus to follow (default: $OGPU_CHAIN or mainnet)"
+        "--chain",
+        metavar="CHAIN",
+        help="mainnet, testnet or a chain id: the Nexus to follow (default: $OGPU_CHAIN or mainnet)",
     )
     group = common.add_argument_group("stream")
     group.add_argument(
@@ -190,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument(
+        "--version", action="store_true", help="show the version (with -v: and its dependencies') and exit"
+    )
+    # Its own dest: a subcommand's default for "verbose" would overwrite it.
+    parser.add_argument("-v", "--verbose", dest="verbose_top", action="store_true", help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = _common_options()
     watch = commands.add_parser(
@@ -203,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument(
         "kind",
         metavar="KIND",
-        choices=list(KINDS),
-        help="; ".join(f"{kind} (by {SCOPED_WATCHERS[w][1]})" for kind, w in KINDS.items()),
+        help="; ".join(f"{kind} (by {SCOPED_WATCHERS[w][1]})" for kind, w in KINDS.items())
+        + " (any spelling: Attempted, task_published)",
     )
     watch.add_argument("address", metavar="ADDRESS", help="the task, source or response address")
     tail = commands.add_parser(
@@ -232,21 +253,32 @@ def build_parser() -> argparse.ArgumentParser:
 # --- what to follow ---
 
 
+def _spelling(name: str) -> str:
+    """One key for kebab-case, snake_case, CamelCase and any letter case."""
+    return name.replace("-", "").replace("_", "").lower()
+
+
 def _event_spec(name: str) -> EventSpec:
-    wanted = name.replace("-", "").replace("_", "").lower()
     for spec in EVENTS.values():
-        if spec.name.lower() == wanted:
+        if spec.name.lower() == _spelling(name):
             return spec
     known = ", ".join(_kebab(n) for n in EVENTS)
     raise _Failure(f"unknown event {name!r}; known: {known}", EXIT_USAGE)
 
 
+def _watcher_for(kind: str) -> str:
+    for known, watcher in KINDS.items():
+        if _spelling(known) == _spelling(kind):
+            return watcher
+    raise _Failure(f"unknown KIND {kind!r} for watch; known: {', '.join(KINDS)}", EXIT_USAGE)
+
+
 def _target(args: argparse.Namespace) -> tuple[tuple[EventSpec, ...], str | None, str | None, str]:
     """(specs, scoping field, scoping address, label) of the stream the command asked for."""
     if args.command == "watch":
-        watcher = KINDS[args.kind]
+        watcher = _watcher_for(args.kind)
         event, field = SCOPED_WATCHERS[watcher]
-        scope = normalize_address(args.address, what=f"{args.kind} {field} address")
+        scope = normalize_address(args.address, what=f"{_kebab(event)} {field} address")
         return (EVENTS[event],), field, scope, f"{watcher}(0x{scope})"
     named = {spec.name: spec for spec in map(_event_spec, args.events)}  # dedupe, keep order
     specs = tuple(named.values()) or tuple(EVENTS.values())
@@ -255,7 +287,7 @@ def _target(args: argparse.Namespace) -> tuple[tuple[EventSpec, ...], str | None
 
 def _configure_chain(args: argparse.Namespace) -> str:
     if args.chain is not None:
-        ChainConfig.set_chain(args.chain)
+        ChainConfig.set_chain(parse_chain(args.chain))
     if args.rpc is not None:
         ChainConfig.set_rpc(args.rpc)
     return validate_rpc_url(ChainConfig.get_rpc())
@@ -276,21 +308,17 @@ def _startup_deadline() -> None:
     _faults.STARTUP_DEADLINE = seconds
 
 
-async def _head(url: str) -> int:
+async def _head(client: RpcClient) -> int:
     """The node's head block, retried like the stream retries until the startup deadline."""
-    client = RpcClient(url)
     retrier = Retrier(lambda: client.ever_answered, client.masked_url)
-    try:
-        while True:
-            try:
-                answer = await client.call("eth_blockNumber")
-                break
-            except RpcError as exc:
-                if classify(exc) is not Fault.TRANSIENT:
-                    raise
-                await retrier.pause(exc, "reading the head block")
-    finally:
-        await client.aclose()
+    while True:
+        try:
+            answer = await client.call("eth_blockNumber")
+            break
+        except RpcError as exc:
+            if classify(exc) is not Fault.TRANSIENT:
+                raise
+            await retrier.pause(exc, "reading the head block")
     try:
         return int(answer, 16)
     except (TypeError, ValueError):
@@ -299,7 +327,69 @@ async def _head(url: str) -> int:
         ) from None
 
 
-# --- the stream commands ---
+def _answered(client: RpcClient) -> bool:
+    """Whether the node has given any JSON-RPC answer, to the stream or to the command."""
+    return client.ever_answered or any(hub.client.ever_answered for hub in active_hubs())
+
+
+async def _waiting_notice(client: RpcClient, err: TextIO, after: float) -> None:
+    """One line on a terminal when the node keeps the user waiting for its first answer."""
+    await asyncio.sleep(after)
+    if not _answered(client):
+        err.write(f"{PROG}: waiting for {client.masked_url}\u2026\n")
+        err.flush()
+
+
+class _End:
+    """Queued after the last event, with the error that ended the stream, if any."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+
+
+async def _pump(events: AsyncGenerator[Any, None], queue: asyncio.Queue[Any]) -> None:
+    # The generator is iterated and closed in this one task: closing it from
+    # another while it waits would fail ("already running").
+    async with contextlib.aclosing(events):
+        try:
+            async for event in events:
+                await queue.put(event)
+        except Exception as exc:  # reported by the printing side, in order after the events
+            await queue.put(_End(exc))
+            return
+    await queue.put(_End())
+
+
+async def _next_batch(
+    queue: asyncio.Queue[Any], timeout: float | None, answered: Callable[[], bool]
+) -> list[Any] | None:
+    """Whatever is queued once something is; None when --timeout passes in silence.
+
+    The quiet spell counts only from the node's first answer: a node that
+    has not answered is still being connected to, and the stream reports
+    its failure (exit 1) within the startup limits.
+    """
+    loop = asyncio.get_running_loop()
+    quiet_since = loop.time() if answered() else None
+    while True:
+        if timeout is None:
+            wait = None
+        elif quiet_since is None:
+            wait = 0.1
+        else:
+            wait = quiet_since + timeout - loop.time()
+            if wait <= 0:
+                return None
+        try:
+            first = await asyncio.wait_for(queue.get(), wait)
+            break
+        except asyncio.TimeoutError:
+            if quiet_since is None and answered():
+                quiet_since = loop.time()
+    batch = [first]
+    while not queue.empty() and not isinstance(batch[-1], _End):
+        batch.append(queue.get_nowait())
+    return batch
 
 
 async def stream_events(
@@ -307,46 +397,96 @@ async def stream_events(
     out: TextIO,
     err: TextIO,
     progress: CatchUpProgress | None = None,
+    *,
+    terminal: bool | None = None,
 ) -> int:
-    """Print the events ``args`` asks for until --count, --timeout or cancellation."""
+    """Print the events ``args`` asks for until --count, --timeout or cancellation.
+
+    ``terminal`` says whether a person is watching (a header line above
+    human output, a notice when the node keeps them waiting); by default,
+    whether ``out`` and ``err`` are terminals.
+    """
     specs, field, scope, label = _target(args)
     url = _configure_chain(args)
-    from_block = args.from_block
-    if from_block is not None and from_block < 0:
-        from_block = max(0, await _head(url) + from_block)
-    progress = progress if progress is not None else CatchUpProgress(err)
-    render = json_line if args.json else human_line
-    events: AsyncGenerator[Any, None] = follow(
-        specs,
-        field,
-        scope,
-        from_block,
-        args.poll_interval,
-        args.confirmations,
-        label=label,
-        progress=progress,
-    )
-    shown = 0
+    client = RpcClient(url)
+    notice: asyncio.Task[None] | None = None
+    pump: asyncio.Task[None] | None = None
+    if terminal if terminal is not None else err.isatty():
+        notice = asyncio.create_task(_waiting_notice(client, err, WAITING_NOTICE_AFTER))
     try:
-        while args.count is None or shown < args.count:
-            try:
-                # A fresh wait per event: --timeout is the longest quiet spell allowed.
-                event = await asyncio.wait_for(events.__anext__(), args.timeout)
-            except asyncio.TimeoutError:
-                progress.clear()
-                err.write(f"{PROG}: no event within {args.timeout:g}s\n")
-                return EXIT_TIMEOUT
-            except StopAsyncIteration:
-                return EXIT_OK
-            progress.clear()
-            out.write(render(event) + "\n")
-            out.flush()  # a pipe into jq or a log shipper sees each event as it happens
-            shown += 1
-        return EXIT_OK
+        from_block = args.from_block
+        if from_block is not None:
+            head = await _head(client)
+            if from_block < 0:
+                from_block = max(0, head + from_block)
+            elif from_block > head:
+                err.write(f"{PROG}: block {from_block} is ahead of the head ({head}); waiting for it\n")
+                err.flush()
+        progress = progress if progress is not None else CatchUpProgress(err)
+        events: AsyncGenerator[Any, None] = follow(
+            specs,
+            field,
+            scope,
+            from_block,
+            args.poll_interval,
+            args.confirmations,
+            label=label,
+            progress=progress,
+        )
+        queue: asyncio.Queue[Any] = asyncio.Queue(_QUEUE_SIZE)
+        pump = asyncio.create_task(_pump(events, queue), name="ogpu-events pump")
+        show_header = not args.json and (terminal if terminal is not None else out.isatty())
+        return await _print_events(args, queue, client, out, err, progress, show_header)
     finally:
         # Runs on every exit, cancellation (Ctrl-C) included: the stream is
         # left and its filter uninstalled before the event loop closes.
-        await events.aclose()
+        for task in (notice, pump):
+            if task is not None and not task.done():
+                task.cancel()
+                # Not ``await task``: a caller cancelled meanwhile must not cut the teardown short.
+                await asyncio.wait([task])
+        await client.aclose()
+
+
+async def _print_events(
+    args: argparse.Namespace,
+    queue: asyncio.Queue[Any],
+    client: RpcClient,
+    out: TextIO,
+    err: TextIO,
+    progress: CatchUpProgress,
+    show_header: bool,
+) -> int:
+    times = BlockTimes(client)
+    shown = 0
+    while args.count is None or shown < args.count:
+        batch = await _next_batch(queue, args.timeout, lambda: _answered(client))
+        if batch is None:
+            failures = _faults.current_failures()
+            if failures:
+                # The node answered once, but is failing now: that is why nothing came.
+                raise failures[-1]
+            progress.clear()
+            err.write(f"{PROG}: no event within {args.timeout:g}s\n")
+            return EXIT_TIMEOUT
+        end = batch.pop() if isinstance(batch[-1], _End) else None
+        if args.count is not None:
+            del batch[args.count - shown :]
+        stamps = await times.lookup(event.block_hash for event in batch) if batch else {}
+        progress.clear()
+        for event in batch:
+            stamp = stamps.get(event.block_hash.lower())
+            if show_header:
+                out.write(human_header() + "\n")
+                show_header = False
+            out.write((json_line(event, stamp) if args.json else human_line(event, stamp)) + "\n")
+        out.flush()  # a pipe into jq or a log shipper sees each event as it happens
+        shown += len(batch)
+        if end is not None:
+            if end.error is not None:
+                raise end.error
+            return EXIT_OK
+    return EXIT_OK
 
 
 # --- logging, errors, signals ---
@@ -460,10 +600,14 @@ async def _run(args: argparse.Namespace, gate: _LogGate) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    verbose = bool(args.verbose_top or getattr(args, "verbose", False))
+    if args.version:
+        print("\n".join(version_lines(PROG, with_dependencies=verbose)))
+        return EXIT_OK
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    gate = _setup_logging(getattr(args, "verbose", False))
+    gate = _setup_logging(verbose)
     try:
         _startup_deadline()
         return asyncio.run(_run(args, gate))

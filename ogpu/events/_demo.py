@@ -139,7 +139,7 @@ async def run_demo(
             async with contextlib.aclosing(events):
                 async for event in events:
                     got.setdefault(name, []).append(event)
-                    say(f"  {name:<{_LABEL_WIDTH}} {human_line(event)}")
+                    say(f"  {name:<{_LABEL_WIDTH}} {human_line(event, with_time=False)}")
 
         watchers = _watchers(cast, node.block_number() + 1, poll_interval)
         tasks = {name: asyncio.create_task(consume(name, gen), name=name) for name, gen in watchers.items()}

@@ -12,6 +12,7 @@ import logging
 import random
 import re
 import time
+import weakref
 from collections.abc import Callable
 
 from ogpu._errors import (
@@ -24,13 +25,32 @@ from ogpu._errors import (
     UnsupportedNodeError,
 )
 
-__all__ = ["STARTUP_DEADLINE", "Backoff", "Fault", "Retrier", "classify", "suggested_span"]
+__all__ = [
+    "NOT_JSONRPC_DEADLINE",
+    "STARTUP_DEADLINE",
+    "UNREACHABLE_DEADLINE",
+    "Backoff",
+    "Fault",
+    "Retrier",
+    "classify",
+    "current_failures",
+    "describe",
+    "startup_deadline",
+    "suggested_span",
+]
 
 log = logging.getLogger("ogpu.events")
 
 # Until an endpoint has answered once, a fault that lasts this long is taken
-# for misconfiguration (wrong URL, nothing listening) and raised.
+# for misconfiguration (wrong URL, nothing listening) and raised. The kinds
+# of fault below give up sooner: each says more plainly that nobody is there.
 STARTUP_DEADLINE = 10.0
+# Refused or unresolvable: retried briefly only, for a node that is still
+# starting (a devnode launched beside the watcher).
+UNREACHABLE_DEADLINE = 1.5
+# Something answered, but not JSON-RPC (an HTML page, HTTP 501, a 5xx from a
+# proxy): a gateway warming up gets a few seconds, a wrong URL no more.
+NOT_JSONRPC_DEADLINE = 3.0
 
 
 class Fault(enum.Enum):
@@ -151,34 +171,92 @@ class Backoff:
         self.attempts = 0
 
 
+def startup_deadline(exc: BaseException) -> float:
+    """How long a fault may last, from its first occurrence, before an endpoint
+    that has never answered is given up on.
+
+    A timeout gets no retry at all: waiting for it already took the whole
+    time the caller allowed for an answer.
+    """
+    if isinstance(exc, RpcTransportError):
+        if exc.unreachable:
+            return min(UNREACHABLE_DEADLINE, STARTUP_DEADLINE)
+        if exc.timed_out:
+            return 0.0
+    if isinstance(exc, RpcProtocolError) or (isinstance(exc, RpcHttpError) and exc.status != 429):
+        return min(NOT_JSONRPC_DEADLINE, STARTUP_DEADLINE)
+    return STARTUP_DEADLINE
+
+
+def describe(exc: BaseException) -> str:
+    """What went wrong, in words, without the ``(method at url)`` tail ``str`` adds."""
+    if isinstance(exc, RpcResponseError):
+        return f"JSON-RPC error {exc.code}: {exc.args[0]}"
+    if isinstance(exc, RpcError) and exc.args:
+        return str(exc.args[0])
+    return str(exc) or type(exc).__name__
+
+
+# Retriers between a failure and the next success: lets a caller that is only
+# waiting (the command's --timeout) tell a quiet chain from a failing node.
+_failing: weakref.WeakSet[Retrier] = weakref.WeakSet()
+
+
+def current_failures() -> list[BaseException]:
+    """The latest error of every caller that is retrying right now; empty when none is."""
+    return [retrier.failure for retrier in list(_failing) if retrier.failure is not None]
+
+
 class Retrier:
     """Backoff, a WARNING per retry, and the startup deadline, for one caller.
 
     ``answered`` tells whether the endpoint has ever given a well-formed
-    JSON-RPC answer; until it has, faults lasting ``STARTUP_DEADLINE``
-    seconds are raised instead of retried forever.
+    JSON-RPC answer; until it has, faults are retried for a while that
+    depends on their kind (:func:`startup_deadline`, at most
+    ``STARTUP_DEADLINE`` seconds) and then raised instead of retried forever.
+    Once it has answered, everything transient is retried, and each retry
+    logged.
     """
 
-    def __init__(self, answered: Callable[[], bool], url: str) -> None:
+    def __init__(
+        self,
+        answered: Callable[[], bool],
+        url: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._answered = answered
         self._url = url
+        self._clock = clock
         self.backoff = Backoff()
         self._failing_since: float | None = None
+        # The error being retried, until the next success.
+        self.failure: BaseException | None = None
 
     async def pause(self, exc: BaseException, doing: str) -> None:
-        """Log ``exc`` and sleep before the next try, or raise it if it is time to give up."""
-        now = time.monotonic()
+        """Log ``exc`` and sleep before the next try, or raise it if it is time to give up.
+
+        The log line names the call that failed (``exc.method``) when the
+        exception carries one, so it reads ``eth_newFilter failed at ...``
+        rather than naming whatever the caller was doing at large.
+        """
+        now = self._clock()
         if self._failing_since is None:
             self._failing_since = now
-        if not self._answered() and now - self._failing_since >= STARTUP_DEADLINE:
-            raise exc
         delay = self.backoff.next_delay(exc)
+        # Give up now rather than sleep past the deadline only to try once more.
+        if not self._answered() and now + delay - self._failing_since > startup_deadline(exc):
+            self.failure = None
+            _failing.discard(self)
+            raise exc
+        self.failure = exc
+        _failing.add(self)
         log.warning(
             "%s failed at %s (try %d): %s; retrying in %.2fs",
-            doing,
+            _what(exc, doing),
             self._url,
             self.backoff.attempts,
-            exc,
+            describe(exc),
             delay,
         )
         await asyncio.sleep(delay)
@@ -186,3 +264,12 @@ class Retrier:
     def succeeded(self) -> None:
         self.backoff.reset()
         self._failing_since = None
+        self.failure = None
+        _failing.discard(self)
+
+
+def _what(exc: BaseException, doing: str) -> str:
+    method = getattr(exc, "method", "")
+    if not isinstance(method, str) or not method or doing.startswith(method):
+        return doing  # "eth_getLogs 100..199" says more than "eth_getLogs"
+    return method

@@ -30,6 +30,20 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class TaskPublishedEvent:
+    """A client published a task against a source (Nexus ``TaskPublished``).
+
+    Fields:
+        task: the new task's address (EIP-55 checksummed).
+        source: the source the task runs on (EIP-55 checksummed).
+
+    Where it sits on chain (every event has these, after its payload):
+        block_number: the block that holds the log.
+        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
+        log_index: its position among the block's logs (per block, from 0).
+        block_hash: the block's hash; with ``log_index`` it identifies the
+            log even across a reorg.
+    """
+
     event_name: ClassVar[str] = "TaskPublished"
     task: str
     source: str
@@ -41,6 +55,22 @@ class TaskPublishedEvent:
 
 @dataclass(frozen=True, slots=True)
 class AttemptedEvent:
+    """A provider attempted a task (Nexus ``Attempted``).
+
+    Fields:
+        task: the task's address (EIP-55 checksummed).
+        provider: the attempting provider's address (EIP-55 checksummed).
+        suggested_payment: what the provider asks, in wei of OGPU
+            (10**18 wei = 1 OGPU); an exact int, up to 2**256 - 1.
+
+    Where it sits on chain (every event has these, after its payload):
+        block_number: the block that holds the log.
+        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
+        log_index: its position among the block's logs (per block, from 0).
+        block_hash: the block's hash; with ``log_index`` it identifies the
+            log even across a reorg.
+    """
+
     event_name: ClassVar[str] = "Attempted"
     task: str
     provider: str
@@ -53,6 +83,20 @@ class AttemptedEvent:
 
 @dataclass(frozen=True, slots=True)
 class ResponseSubmittedEvent:
+    """A provider submitted a response to a task (Nexus ``ResponseSubmitted``).
+
+    Fields:
+        response: the new response's address (EIP-55 checksummed).
+        task: the task it answers (EIP-55 checksummed).
+
+    Where it sits on chain (every event has these, after its payload):
+        block_number: the block that holds the log.
+        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
+        log_index: its position among the block's logs (per block, from 0).
+        block_hash: the block's hash; with ``log_index`` it identifies the
+            log even across a reorg.
+    """
+
     event_name: ClassVar[str] = "ResponseSubmitted"
     response: str
     task: str
@@ -64,6 +108,20 @@ class ResponseSubmittedEvent:
 
 @dataclass(frozen=True, slots=True)
 class ResponseStatusChangedEvent:
+    """A response changed status (Nexus ``ResponseStatusChanged``).
+
+    Fields:
+        response: the response's address (EIP-55 checksummed).
+        status: its new status, a ``ResponseStatus`` (SUBMITTED, CONFIRMED).
+
+    Where it sits on chain (every event has these, after its payload):
+        block_number: the block that holds the log.
+        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
+        log_index: its position among the block's logs (per block, from 0).
+        block_hash: the block's hash; with ``log_index`` it identifies the
+            log even across a reorg.
+    """
+
     event_name: ClassVar[str] = "ResponseStatusChanged"
     response: str
     status: ResponseStatus
@@ -75,6 +133,21 @@ class ResponseStatusChangedEvent:
 
 @dataclass(frozen=True, slots=True)
 class TaskStatusChangedEvent:
+    """A task changed status (Nexus ``TaskStatusChanged``).
+
+    Fields:
+        task: the task's address (EIP-55 checksummed).
+        status: its new status, a ``TaskStatus`` (NEW, ATTEMPTED, RESPONDED,
+            CANCELED, EXPIRED, FINALIZED).
+
+    Where it sits on chain (every event has these, after its payload):
+        block_number: the block that holds the log.
+        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
+        log_index: its position among the block's logs (per block, from 0).
+        block_hash: the block's hash; with ``log_index`` it identifies the
+            log even across a reorg.
+    """
+
     event_name: ClassVar[str] = "TaskStatusChanged"
     task: str
     status: TaskStatus
@@ -86,6 +159,23 @@ class TaskStatusChangedEvent:
 
 @dataclass(frozen=True, slots=True)
 class RegisteredEvent:
+    """A provider registered to a source (Nexus ``Registered``).
+
+    Fields:
+        provider: the provider's address (EIP-55 checksummed).
+        registrant_id: the registration's number at the source (an int).
+        source: the source registered to (EIP-55 checksummed).
+        preferred_environment: the provider's ``Environment`` flags (CPU,
+            NVIDIA, AMD; several may be set).
+
+    Where it sits on chain (every event has these, after its payload):
+        block_number: the block that holds the log.
+        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
+        log_index: its position among the block's logs (per block, from 0).
+        block_hash: the block's hash; with ``log_index`` it identifies the
+            log even across a reorg.
+    """
+
     event_name: ClassVar[str] = "Registered"
     provider: str
     registrant_id: int
@@ -99,6 +189,19 @@ class RegisteredEvent:
 
 @dataclass(frozen=True, slots=True)
 class SourcePublishedEvent:
+    """A client published a source (Nexus ``SourcePublished``).
+
+    Fields:
+        source: the new source's address (EIP-55 checksummed).
+
+    Where it sits on chain (every event has these, after its payload):
+        block_number: the block that holds the log.
+        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
+        log_index: its position among the block's logs (per block, from 0).
+        block_hash: the block's hash; with ``log_index`` it identifies the
+            log even across a reorg.
+    """
+
     event_name: ClassVar[str] = "SourcePublished"
     source: str
     block_number: int
@@ -109,6 +212,20 @@ class SourcePublishedEvent:
 
 @dataclass(frozen=True, slots=True)
 class SourceStatusChangedEvent:
+    """A source changed status (Nexus ``SourceStatusChanged``).
+
+    Fields:
+        source: the source's address (EIP-55 checksummed).
+        status: its new status, a ``SourceStatus`` (ACTIVE, INACTIVE).
+
+    Where it sits on chain (every event has these, after its payload):
+        block_number: the block that holds the log.
+        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
+        log_index: its position among the block's logs (per block, from 0).
+        block_hash: the block's hash; with ``log_index`` it identifies the
+            log even across a reorg.
+    """
+
     event_name: ClassVar[str] = "SourceStatusChanged"
     source: str
     status: SourceStatus
@@ -120,7 +237,21 @@ class SourceStatusChangedEvent:
 
 @dataclass(frozen=True, slots=True)
 class SourceParams:
-    """The ``SourceParams`` struct of a ``SourceUpdated`` log."""
+    """The ``SourceParams`` struct of a ``SourceUpdated`` log: what a source asks of providers.
+
+    Fields:
+        client: the source owner's address (EIP-55 checksummed).
+        image_metadata_url: where the container image's metadata lives (a URL, often ``ipfs://``).
+        image_environments: the ``Environment`` flags the image runs on.
+        min_payment: the least a provider may ask per task, in wei of OGPU (10**18 wei = 1 OGPU).
+        min_available_lockup: the stake a provider must have available, in wei of OGPU.
+        max_expiry_duration: the longest a task may stay open, in seconds.
+        privacy_enabled: the source's privacy flag, as the contract stores it.
+        optional_params_url: a URL with further parameters, or ``""``.
+        delivery_method: how a response is accepted, a ``DeliveryMethod``
+            (MANUAL_CONFIRMATION, FIRST_RESPONSE).
+        last_update_time: when the parameters last changed, in Unix seconds.
+    """
 
     client: str
     image_metadata_url: str
@@ -136,6 +267,20 @@ class SourceParams:
 
 @dataclass(frozen=True, slots=True)
 class SourceUpdatedEvent:
+    """A source's parameters were set or changed (Nexus ``SourceUpdated``).
+
+    Fields:
+        source: the source's address (EIP-55 checksummed).
+        source_params: the parameters now in force, a ``SourceParams``.
+
+    Where it sits on chain (every event has these, after its payload):
+        block_number: the block that holds the log.
+        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
+        log_index: its position among the block's logs (per block, from 0).
+        block_hash: the block's hash; with ``log_index`` it identifies the
+            log even across a reorg.
+    """
+
     event_name: ClassVar[str] = "SourceUpdated"
     source: str
     source_params: SourceParams
@@ -147,6 +292,20 @@ class SourceUpdatedEvent:
 
 @dataclass(frozen=True, slots=True)
 class OwnershipTransferredEvent:
+    """The Nexus contract changed owner (``OwnershipTransferred``).
+
+    Fields:
+        previous_owner: the former owner's address (EIP-55 checksummed).
+        new_owner: the new owner's address (EIP-55 checksummed).
+
+    Where it sits on chain (every event has these, after its payload):
+        block_number: the block that holds the log.
+        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
+        log_index: its position among the block's logs (per block, from 0).
+        block_hash: the block's hash; with ``log_index`` it identifies the
+            log even across a reorg.
+    """
+
     event_name: ClassVar[str] = "OwnershipTransferred"
     previous_owner: str
     new_owner: str

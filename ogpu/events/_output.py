@@ -4,13 +4,16 @@ Both renderings take any Nexus event dataclass. Enums appear by name and
 ``Environment`` flags by their flag names, so nobody has to remember that
 status 5 means FINALIZED. JSON keeps integers exact (Python's ``json``
 writes arbitrarily large ints as plain numbers) and full strings; the human
-line shortens long strings so one event stays one readable line.
+line shortens long strings so one event stays one readable line and shows
+amounts in OGPU beside the exact wei. The time shown is the block's, never
+the moment of printing: during a catch-up those differ by days.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import sys
 import time
@@ -18,16 +21,37 @@ from collections.abc import Callable
 from enum import Enum, IntFlag
 from typing import Any, TextIO
 
-__all__ = ["CatchUpProgress", "event_record", "flag_names", "human_line", "json_line"]
+__all__ = [
+    "CatchUpProgress",
+    "event_record",
+    "flag_names",
+    "human_header",
+    "human_line",
+    "json_line",
+    "ogpu_amount",
+]
 
 # Longest Nexus event name (ResponseStatusChanged), so the field columns line up.
 NAME_WIDTH = 21
 BLOCK_WIDTH = 9
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+TIME_WIDTH = 19
 # Source URLs can be kilobytes long; a terminal line shows this much of them.
 MAX_HUMAN_STRING = 96
 
 _HEX = re.compile(r"^0x[0-9a-fA-F]*$")  # addresses and hashes: shown bare
 _CHAIN_FIELDS = ("block_number", "transaction_hash", "log_index", "block_hash")
+# Fields that hold an amount of OGPU in wei (18 decimals, like ether).
+_AMOUNT_FIELDS = frozenset({"suggested_payment", "min_payment", "min_available_lockup"})
+WEI_PER_OGPU = 10**18
+
+
+def ogpu_amount(wei: int) -> str:
+    """``2500000000000000000`` -> ``2.5 OGPU``: exact, with no float rounding."""
+    whole, frac = divmod(abs(wei), WEI_PER_OGPU)
+    sign = "-" if wei < 0 else ""
+    decimals = f".{frac:018d}".rstrip("0") if frac else ""
+    return f"{sign}{whole:,}{decimals} OGPU"
 
 
 def flag_names(value: IntFlag) -> list[str]:
@@ -49,20 +73,26 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def event_record(event: Any) -> dict[str, Any]:
-    """``event`` as a flat dict: ``event`` name, payload fields, then where it sits on chain."""
+def event_record(event: Any, block_timestamp: int | None = None) -> dict[str, Any]:
+    """``event`` as a flat dict: ``event`` name, payload fields, then where it sits on chain.
+
+    ``block_timestamp`` (Unix seconds, the block's own time) comes last, and
+    only when it is known.
+    """
     record: dict[str, Any] = {"event": type(event).event_name}
     for field in dataclasses.fields(event):
         if field.name not in _CHAIN_FIELDS:
             record[field.name] = _plain(getattr(event, field.name))
     for name in _CHAIN_FIELDS:
         record[name] = getattr(event, name)
+    if block_timestamp is not None:
+        record["block_timestamp"] = block_timestamp
     return record
 
 
-def json_line(event: Any) -> str:
+def json_line(event: Any, block_timestamp: int | None = None) -> str:
     # ensure_ascii keeps the output valid on any terminal encoding and for any log shipper.
-    return json.dumps(event_record(event), separators=(",", ":"))
+    return json.dumps(event_record(event, block_timestamp), separators=(",", ":"))
 
 
 def _human_value(value: Any) -> str:
@@ -88,17 +118,34 @@ def _human_fields(event: Any) -> list[str]:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             # SourceParams: its fields inline, their names do not clash with the event's.
             parts.extend(_human_fields(value))
+        elif field.name in _AMOUNT_FIELDS and isinstance(value, int):
+            parts.append(f"{field.name}={value} ({ogpu_amount(value)})")
         else:
             parts.append(f"{field.name}={_human_value(value)}")
     return parts
 
 
-def human_line(event: Any, *, now: float | None = None) -> str:
-    """``HH:MM:SS  block  EventName  field=value ...`` in local time."""
-    stamp = time.strftime("%H:%M:%S", time.localtime(now))
+def human_header(*, with_time: bool = True) -> str:
+    """The column titles above :func:`human_line` output (printed on terminals only)."""
+    zone = time.strftime("%Z") or "local"
+    stamp = f"{'BLOCK TIME (' + zone + ')':<{TIME_WIDTH}} " if with_time else ""
+    return f"{stamp}{'BLOCK':>{BLOCK_WIDTH}} {'EVENT':<{NAME_WIDTH}} FIELDS"
+
+
+def human_line(event: Any, block_time: float | None = None, *, with_time: bool = True) -> str:
+    """``YYYY-MM-DD HH:MM:SS  block  EventName  field=value ...``, the block's time in local time.
+
+    ``block_time`` is the block's timestamp; when it is unknown the column
+    holds a dash, so the other columns stay aligned. ``with_time=False``
+    leaves the column out altogether.
+    """
     name = type(event).event_name
     fields = " ".join(_human_fields(event))
-    return f"{stamp} {event.block_number:>{BLOCK_WIDTH}} {name:<{NAME_WIDTH}} {fields}"
+    line = f"{event.block_number:>{BLOCK_WIDTH}} {name:<{NAME_WIDTH}} {fields}"
+    if not with_time:
+        return line
+    stamp = "-" if block_time is None else time.strftime(TIME_FORMAT, time.localtime(block_time))
+    return f"{stamp:<{TIME_WIDTH}} {line}"
 
 
 class CatchUpProgress:
@@ -115,15 +162,18 @@ class CatchUpProgress:
         *,
         delay: float = 3.0,
         min_interval: float = 0.25,
+        smoothing: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._stream = stream if stream is not None else sys.stderr
         self._enabled = self._stream.isatty()
         self._delay = delay
         self._min_interval = min_interval
+        self._smoothing = smoothing
         self._clock = clock
         self._started = clock()
-        self._baseline: tuple[float, int] | None = None
+        self._last: tuple[float, int] | None = None
+        self._rate: float | None = None
         self._drawn_at: float | None = None
         self.shown = False
 
@@ -132,10 +182,7 @@ class CatchUpProgress:
             return
         now = self._clock()
         done = scanned_up_to - first + 1
-        if self._baseline is None:
-            # Rates are measured from the first chunk on, so a slow start
-            # (a node that took its time to answer) does not skew the estimate.
-            self._baseline = (now, done)
+        self._measure(now, done)
         if scanned_up_to >= last:
             self.clear()
             return
@@ -145,17 +192,32 @@ class CatchUpProgress:
             return
         self._drawn_at = now
         total = last - first + 1
-        since, done_then = self._baseline
-        rate = (done - done_then) / (now - since) if now > since and done > done_then else 0.0
-        if rate <= 0 and now > self._started:
-            rate = done / (now - self._started)
-        left = f"{_duration((last - scanned_up_to) / rate)} left" if rate > 0 else "time left unknown"
-        self._stream.write(
-            f"\rcatching up: {done:,} of {total:,} blocks scanned ({100 * done // total}%),"
-            f" {rate:,.0f} blocks/s, {left}\x1b[K"
-        )
+        line = f"\rcatching up: {done:,} of {total:,} blocks scanned ({100 * done // total}%)"
+        if self._rate is not None:
+            left = _duration((last - scanned_up_to) / self._rate)
+            line += f", {self._rate:,.0f} blocks/s, {left} left"
+        self._stream.write(line + "\x1b[K")
         self._stream.flush()
         self.shown = True
+
+    def _measure(self, now: float, done: int) -> None:
+        """Fold the speed since the previous chunk into an exponentially weighted rate.
+
+        Chunks come unevenly (a slow first answer, then a burst; chunks that
+        grow after successes), so the rate of the last chunk alone makes the
+        estimate jump. Each chunk's rate weighs by the time it covers, with
+        older chunks fading over ``smoothing`` seconds. Nothing is measured
+        before the first chunk, so time spent connecting does not count.
+        """
+        last, self._last = self._last, (now, done)
+        if last is None or now <= last[0] or done <= last[1]:
+            return
+        elapsed = now - last[0]
+        sample = (done - last[1]) / elapsed
+        if self._rate is None:
+            self._rate = sample
+        else:
+            self._rate += (1 - math.exp(-elapsed / self._smoothing)) * (sample - self._rate)
 
     def clear(self) -> None:
         """Erase the status line (before an event is printed, and at the end)."""

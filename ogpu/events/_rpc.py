@@ -14,6 +14,7 @@ import itertools
 import json
 import logging
 import re
+import socket
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -36,6 +37,10 @@ log = logging.getLogger("ogpu.events")
 Call = tuple[str, Sequence[Any]]
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# Used instead of DEFAULT_TIMEOUT until the endpoint first answers, so that a
+# host that accepts connections and never answers is reported within ~10 s of
+# starting, and one whose name or route hangs within a few seconds.
+STARTUP_TIMEOUT = httpx.Timeout(8.0, connect=2.0)
 _BATCH_REFUSAL = re.compile(r"batch", re.IGNORECASE)
 
 
@@ -70,6 +75,8 @@ class RpcClient:
     ) -> None:
         self.url = url
         self.masked_url = mask_url(url)
+        # A caller that chose its own timeout keeps it from the first call on.
+        self._startup_timeout = STARTUP_TIMEOUT if timeout is DEFAULT_TIMEOUT else None
         self._http = httpx.AsyncClient(
             timeout=timeout,
             transport=transport,
@@ -139,27 +146,20 @@ class RpcClient:
 
     async def _post(self, body: object, method: str) -> Any:
         self.requests_sent += 1
+        # Until the endpoint has answered once, a silent one is more likely a
+        # wrong URL than a slow node: it gets less time (see STARTUP_TIMEOUT).
+        timeout = self._startup_timeout if not self.ever_answered else None
         try:
-            response = await self._http.post(self.url, content=json.dumps(body))
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise RpcTransportError(
-                f"cannot connect: {exc!r}",
-                url=self.masked_url,
-                method=method,
-                maybe_processed=False,
-            ) from exc
-        except httpx.TimeoutException as exc:
-            raise RpcTransportError(
-                f"timed out waiting for the answer: {exc!r}", url=self.masked_url, method=method
-            ) from exc
+            if timeout is None:
+                response = await self._http.post(self.url, content=json.dumps(body))
+            else:
+                response = await self._http.post(self.url, content=json.dumps(body), timeout=timeout)
         except httpx.HTTPError as exc:
-            raise RpcTransportError(
-                f"connection failed mid-request: {exc!r}", url=self.masked_url, method=method
-            ) from exc
+            raise _transport_error(exc, self.masked_url, method) from exc
         status = response.status_code
         if status == 429 or status >= 500:
             raise RpcHttpError(
-                f"HTTP {status}",
+                _status_line(response),
                 status=status,
                 retry_after=_retry_after(response),
                 url=self.masked_url,
@@ -170,7 +170,7 @@ class RpcClient:
         except (json.JSONDecodeError, UnicodeDecodeError):
             if status != 200:
                 raise RpcHttpError(
-                    f"HTTP {status}", status=status, url=self.masked_url, method=method
+                    _status_line(response), status=status, url=self.masked_url, method=method
                 ) from None
             kind = response.headers.get("content-type", "unknown content type")
             raise RpcProtocolError(
@@ -179,7 +179,7 @@ class RpcClient:
                 method=method,
             ) from None
         if status != 200 and not _looks_like_jsonrpc(answer):
-            raise RpcHttpError(f"HTTP {status}", status=status, url=self.masked_url, method=method)
+            raise RpcHttpError(_status_line(response), status=status, url=self.masked_url, method=method)
         return answer
 
     def _unwrap(self, answer: Any, request_id: int, method: str) -> Any:
@@ -208,6 +208,58 @@ class RpcClient:
             )
         self.ever_answered = True
         return answer["result"]
+
+
+def _status_line(response: httpx.Response) -> str:
+    """``HTTP 501 Not Implemented``: the phrase tells a person more than the number."""
+    phrase = response.reason_phrase
+    return f"HTTP {response.status_code} {phrase}" if phrase else f"HTTP {response.status_code}"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from, outermost first (httpx wraps httpcore wraps OSError)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _transport_error(exc: httpx.HTTPError, url: str, method: str) -> RpcTransportError:
+    """The words a person reads for a transport failure, never an exception repr."""
+    causes = _causes(exc)
+    sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    if isinstance(exc, httpx.TimeoutException):
+        what = {
+            httpx.ConnectTimeout: "timed out connecting",
+            httpx.PoolTimeout: "timed out waiting for a free connection",
+            httpx.WriteTimeout: "timed out sending the request",
+        }.get(type(exc), "timed out waiting for the answer")
+        return RpcTransportError(what, url=url, method=method, maybe_processed=sent, timed_out=True)
+    if isinstance(exc, httpx.ConnectError):
+        if any(isinstance(c, ConnectionRefusedError) for c in causes):
+            what = "connection refused"
+        elif any(isinstance(c, socket.gaierror) for c in causes):
+            what = "name not resolved"
+        else:
+            what = f"cannot connect: {_os_reason(causes)}"
+        return RpcTransportError(what, url=url, method=method, maybe_processed=False, unreachable=True)
+    if isinstance(exc, httpx.RemoteProtocolError):
+        what = "the connection closed without a complete answer"
+    elif any(isinstance(c, ConnectionResetError) for c in causes):
+        what = "connection reset"
+    else:
+        what = f"connection failed mid-request: {_os_reason(causes)}"
+    return RpcTransportError(what, url=url, method=method)
+
+
+def _os_reason(causes: list[BaseException]) -> str:
+    for cause in reversed(causes):  # the innermost says most
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror.lower()
+    inner = causes[-1]
+    return str(inner).lower() or type(inner).__name__
 
 
 def _looks_like_jsonrpc(answer: Any) -> bool:

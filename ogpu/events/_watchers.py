@@ -64,21 +64,180 @@ def watch_task_published(
     poll_interval: float = 2.0,
     confirmations: int = 0,
 ) -> AsyncGenerator[TaskPublishedEvent, None]:
-    """Tasks published against ``source``."""
+    """Tasks published against ``source``: one ``TaskPublishedEvent`` per new task.
+
+    Args:
+        source: the source's address (``0x`` + 40 hex digits, any case).
+
+    Keyword arguments:
+        from_block: ``None`` (default) yields only events mined after the
+            watcher joined the stream. A block number ``N >= 0`` yields every
+            matching event from block ``N`` on: history first (read with
+            ``eth_getLogs``), then live, with no gap and no repeat. A block
+            above the current head is waited for.
+        poll_interval: seconds between polls of the node (default ``2.0``,
+            must be ``> 0``). Watchers share one poll loop, which ticks at the
+            shortest interval any of them asked for.
+        confirmations: blocks that must sit on top of an event's block
+            before it is yielded (default ``0``). With ``N > 0`` an event a
+            reorg removes before that depth is never yielded.
+
+    Yields:
+        ``TaskPublishedEvent(task, source)``:
+        exactly once each, in chain order (block number, then log index).
+        Addresses are EIP-55 checksummed.
+
+    Raises:
+        InvalidAddressError: when called, for a scoping address that is not a
+            20-byte hex string (any letter case is accepted).
+        InvalidArgumentError: when called, for a bad ``from_block``,
+            ``poll_interval`` or ``confirmations``.
+        InvalidRpcUrlError, ChainNotSupportedError: when called, for a bad
+            ``ChainConfig`` / ``OGPU_RPC_URL`` / ``OGPU_CHAIN``.
+        RpcTransportError, RpcHttpError, RpcProtocolError: from the first
+            ``__anext__`` when the node cannot be used: refused or
+            unresolvable within about 3 s, an answer that is not JSON-RPC
+            (an HTML page, HTTP 4xx or 501) within about 5 s, no answer at all
+            within about 10 s. Once the node has answered, transient faults
+            are retried (each retry logged at WARNING on ``ogpu.events``), not
+            raised.
+        UnsupportedNodeError: when the node offers neither log filters nor
+            ``eth_getLogs``, or cannot give block headers.
+        ChainChangedError: when the node's ``eth_chainId`` changes under a
+            running stream (a reorg or a restarted development node is
+            followed, with a WARNING, not raised).
+
+    Nothing touches the network until the first ``__anext__``. Cancelling is
+    safe and loses nothing: leaving the loop (``break``, ``return``, an
+    exception, ``asyncio.wait_for`` timing out, task cancellation,
+    ``aclose()``) takes the watcher off the shared stream, and the last
+    watcher out uninstalls the node filter and stops polling.
+
+    Example::
+
+        async for event in watch_task_published(source_address):
+            print("new task", event.task, "in block", event.block_number)
+    """
     return _scoped("watch_task_published", source, from_block, poll_interval, confirmations)
 
 
 def watch_attempted(
     task: str, *, from_block: int | None = None, poll_interval: float = 2.0, confirmations: int = 0
 ) -> AsyncGenerator[AttemptedEvent, None]:
-    """Provider attempts on ``task``."""
+    """Provider attempts on ``task``: one ``AttemptedEvent`` per attempt.
+
+    Args:
+        task: the task's address (``0x`` + 40 hex digits, any case).
+
+    Keyword arguments:
+        from_block: ``None`` (default) yields only events mined after the
+            watcher joined the stream. A block number ``N >= 0`` yields every
+            matching event from block ``N`` on: history first (read with
+            ``eth_getLogs``), then live, with no gap and no repeat. A block
+            above the current head is waited for.
+        poll_interval: seconds between polls of the node (default ``2.0``,
+            must be ``> 0``). Watchers share one poll loop, which ticks at the
+            shortest interval any of them asked for.
+        confirmations: blocks that must sit on top of an event's block
+            before it is yielded (default ``0``). With ``N > 0`` an event a
+            reorg removes before that depth is never yielded.
+
+    Yields:
+        ``AttemptedEvent(task, provider, suggested_payment)``, the payment in wei:
+        exactly once each, in chain order (block number, then log index).
+        Addresses are EIP-55 checksummed.
+
+    Raises:
+        InvalidAddressError: when called, for a scoping address that is not a
+            20-byte hex string (any letter case is accepted).
+        InvalidArgumentError: when called, for a bad ``from_block``,
+            ``poll_interval`` or ``confirmations``.
+        InvalidRpcUrlError, ChainNotSupportedError: when called, for a bad
+            ``ChainConfig`` / ``OGPU_RPC_URL`` / ``OGPU_CHAIN``.
+        RpcTransportError, RpcHttpError, RpcProtocolError: from the first
+            ``__anext__`` when the node cannot be used: refused or
+            unresolvable within about 3 s, an answer that is not JSON-RPC
+            (an HTML page, HTTP 4xx or 501) within about 5 s, no answer at all
+            within about 10 s. Once the node has answered, transient faults
+            are retried (each retry logged at WARNING on ``ogpu.events``), not
+            raised.
+        UnsupportedNodeError: when the node offers neither log filters nor
+            ``eth_getLogs``, or cannot give block headers.
+        ChainChangedError: when the node's ``eth_chainId`` changes under a
+            running stream (a reorg or a restarted development node is
+            followed, with a WARNING, not raised).
+
+    Nothing touches the network until the first ``__anext__``. Cancelling is
+    safe and loses nothing: leaving the loop (``break``, ``return``, an
+    exception, ``asyncio.wait_for`` timing out, task cancellation,
+    ``aclose()``) takes the watcher off the shared stream, and the last
+    watcher out uninstalls the node filter and stops polling.
+
+    Example::
+
+        async for event in watch_attempted(task_address, from_block=0):
+            print(event.provider, "asks", event.suggested_payment / 10**18, "OGPU")
+    """
     return _scoped("watch_attempted", task, from_block, poll_interval, confirmations)
 
 
 def watch_response_submitted(
     task: str, *, from_block: int | None = None, poll_interval: float = 2.0, confirmations: int = 0
 ) -> AsyncGenerator[ResponseSubmittedEvent, None]:
-    """Responses submitted for ``task``."""
+    """Responses submitted for ``task``: one ``ResponseSubmittedEvent`` per response.
+
+    Args:
+        task: the task's address (``0x`` + 40 hex digits, any case).
+
+    Keyword arguments:
+        from_block: ``None`` (default) yields only events mined after the
+            watcher joined the stream. A block number ``N >= 0`` yields every
+            matching event from block ``N`` on: history first (read with
+            ``eth_getLogs``), then live, with no gap and no repeat. A block
+            above the current head is waited for.
+        poll_interval: seconds between polls of the node (default ``2.0``,
+            must be ``> 0``). Watchers share one poll loop, which ticks at the
+            shortest interval any of them asked for.
+        confirmations: blocks that must sit on top of an event's block
+            before it is yielded (default ``0``). With ``N > 0`` an event a
+            reorg removes before that depth is never yielded.
+
+    Yields:
+        ``ResponseSubmittedEvent(response, task)``:
+        exactly once each, in chain order (block number, then log index).
+        Addresses are EIP-55 checksummed.
+
+    Raises:
+        InvalidAddressError: when called, for a scoping address that is not a
+            20-byte hex string (any letter case is accepted).
+        InvalidArgumentError: when called, for a bad ``from_block``,
+            ``poll_interval`` or ``confirmations``.
+        InvalidRpcUrlError, ChainNotSupportedError: when called, for a bad
+            ``ChainConfig`` / ``OGPU_RPC_URL`` / ``OGPU_CHAIN``.
+        RpcTransportError, RpcHttpError, RpcProtocolError: from the first
+            ``__anext__`` when the node cannot be used: refused or
+            unresolvable within about 3 s, an answer that is not JSON-RPC
+            (an HTML page, HTTP 4xx or 501) within about 5 s, no answer at all
+            within about 10 s. Once the node has answered, transient faults
+            are retried (each retry logged at WARNING on ``ogpu.events``), not
+            raised.
+        UnsupportedNodeError: when the node offers neither log filters nor
+            ``eth_getLogs``, or cannot give block headers.
+        ChainChangedError: when the node's ``eth_chainId`` changes under a
+            running stream (a reorg or a restarted development node is
+            followed, with a WARNING, not raised).
+
+    Nothing touches the network until the first ``__anext__``. Cancelling is
+    safe and loses nothing: leaving the loop (``break``, ``return``, an
+    exception, ``asyncio.wait_for`` timing out, task cancellation,
+    ``aclose()``) takes the watcher off the shared stream, and the last
+    watcher out uninstalls the node filter and stops polling.
+
+    Example::
+
+        async for event in watch_response_submitted(task_address):
+            print("response", event.response)
+    """
     return _scoped("watch_response_submitted", task, from_block, poll_interval, confirmations)
 
 
@@ -89,14 +248,125 @@ def watch_response_status_changed(
     poll_interval: float = 2.0,
     confirmations: int = 0,
 ) -> AsyncGenerator[ResponseStatusChangedEvent, None]:
-    """Status changes of ``response``."""
+    """Status changes of ``response``: one ``ResponseStatusChangedEvent`` per change.
+
+    Args:
+        response: the response's address (``0x`` + 40 hex digits, any case).
+
+    Keyword arguments:
+        from_block: ``None`` (default) yields only events mined after the
+            watcher joined the stream. A block number ``N >= 0`` yields every
+            matching event from block ``N`` on: history first (read with
+            ``eth_getLogs``), then live, with no gap and no repeat. A block
+            above the current head is waited for.
+        poll_interval: seconds between polls of the node (default ``2.0``,
+            must be ``> 0``). Watchers share one poll loop, which ticks at the
+            shortest interval any of them asked for.
+        confirmations: blocks that must sit on top of an event's block
+            before it is yielded (default ``0``). With ``N > 0`` an event a
+            reorg removes before that depth is never yielded.
+
+    Yields:
+        ``ResponseStatusChangedEvent(response, status)``, ``status`` a ``ResponseStatus``:
+        exactly once each, in chain order (block number, then log index).
+        Addresses are EIP-55 checksummed.
+
+    Raises:
+        InvalidAddressError: when called, for a scoping address that is not a
+            20-byte hex string (any letter case is accepted).
+        InvalidArgumentError: when called, for a bad ``from_block``,
+            ``poll_interval`` or ``confirmations``.
+        InvalidRpcUrlError, ChainNotSupportedError: when called, for a bad
+            ``ChainConfig`` / ``OGPU_RPC_URL`` / ``OGPU_CHAIN``.
+        RpcTransportError, RpcHttpError, RpcProtocolError: from the first
+            ``__anext__`` when the node cannot be used: refused or
+            unresolvable within about 3 s, an answer that is not JSON-RPC
+            (an HTML page, HTTP 4xx or 501) within about 5 s, no answer at all
+            within about 10 s. Once the node has answered, transient faults
+            are retried (each retry logged at WARNING on ``ogpu.events``), not
+            raised.
+        UnsupportedNodeError: when the node offers neither log filters nor
+            ``eth_getLogs``, or cannot give block headers.
+        ChainChangedError: when the node's ``eth_chainId`` changes under a
+            running stream (a reorg or a restarted development node is
+            followed, with a WARNING, not raised).
+
+    Nothing touches the network until the first ``__anext__``. Cancelling is
+    safe and loses nothing: leaving the loop (``break``, ``return``, an
+    exception, ``asyncio.wait_for`` timing out, task cancellation,
+    ``aclose()``) takes the watcher off the shared stream, and the last
+    watcher out uninstalls the node filter and stops polling.
+
+    Example::
+
+        async for event in watch_response_status_changed(response_address):
+            if event.status is ResponseStatus.CONFIRMED:
+                break
+    """
     return _scoped("watch_response_status_changed", response, from_block, poll_interval, confirmations)
 
 
 def watch_task_status_changed(
     task: str, *, from_block: int | None = None, poll_interval: float = 2.0, confirmations: int = 0
 ) -> AsyncGenerator[TaskStatusChangedEvent, None]:
-    """Status changes of ``task``."""
+    """Status changes of ``task``: one ``TaskStatusChangedEvent`` per change.
+
+    Args:
+        task: the task's address (``0x`` + 40 hex digits, any case).
+
+    Keyword arguments:
+        from_block: ``None`` (default) yields only events mined after the
+            watcher joined the stream. A block number ``N >= 0`` yields every
+            matching event from block ``N`` on: history first (read with
+            ``eth_getLogs``), then live, with no gap and no repeat. A block
+            above the current head is waited for.
+        poll_interval: seconds between polls of the node (default ``2.0``,
+            must be ``> 0``). Watchers share one poll loop, which ticks at the
+            shortest interval any of them asked for.
+        confirmations: blocks that must sit on top of an event's block
+            before it is yielded (default ``0``). With ``N > 0`` an event a
+            reorg removes before that depth is never yielded.
+
+    Yields:
+        ``TaskStatusChangedEvent(task, status)``, ``status`` a ``TaskStatus``:
+        exactly once each, in chain order (block number, then log index).
+        Addresses are EIP-55 checksummed.
+
+    Raises:
+        InvalidAddressError: when called, for a scoping address that is not a
+            20-byte hex string (any letter case is accepted).
+        InvalidArgumentError: when called, for a bad ``from_block``,
+            ``poll_interval`` or ``confirmations``.
+        InvalidRpcUrlError, ChainNotSupportedError: when called, for a bad
+            ``ChainConfig`` / ``OGPU_RPC_URL`` / ``OGPU_CHAIN``.
+        RpcTransportError, RpcHttpError, RpcProtocolError: from the first
+            ``__anext__`` when the node cannot be used: refused or
+            unresolvable within about 3 s, an answer that is not JSON-RPC
+            (an HTML page, HTTP 4xx or 501) within about 5 s, no answer at all
+            within about 10 s. Once the node has answered, transient faults
+            are retried (each retry logged at WARNING on ``ogpu.events``), not
+            raised.
+        UnsupportedNodeError: when the node offers neither log filters nor
+            ``eth_getLogs``, or cannot give block headers.
+        ChainChangedError: when the node's ``eth_chainId`` changes under a
+            running stream (a reorg or a restarted development node is
+            followed, with a WARNING, not raised).
+
+    Nothing touches the network until the first ``__anext__``. Cancelling is
+    safe and loses nothing: leaving the loop (``break``, ``return``, an
+    exception, ``asyncio.wait_for`` timing out, task cancellation,
+    ``aclose()``) takes the watcher off the shared stream, and the last
+    watcher out uninstalls the node filter and stops polling.
+
+    Example::
+
+        async def finalized(task_address: str) -> None:
+            async for event in watch_task_status_changed(task_address, confirmations=2):
+                if event.status is TaskStatus.FINALIZED:
+                    return
+
+        await asyncio.wait_for(finalized(task_address), timeout=600)
+    """
     return _scoped("watch_task_status_changed", task, from_block, poll_interval, confirmations)
 
 
@@ -107,7 +377,60 @@ def watch_registered(
     poll_interval: float = 2.0,
     confirmations: int = 0,
 ) -> AsyncGenerator[RegisteredEvent, None]:
-    """Provider registrations to ``source``."""
+    """Provider registrations to ``source``: one ``RegisteredEvent`` per registration.
+
+    Args:
+        source: the source's address (``0x`` + 40 hex digits, any case).
+
+    Keyword arguments:
+        from_block: ``None`` (default) yields only events mined after the
+            watcher joined the stream. A block number ``N >= 0`` yields every
+            matching event from block ``N`` on: history first (read with
+            ``eth_getLogs``), then live, with no gap and no repeat. A block
+            above the current head is waited for.
+        poll_interval: seconds between polls of the node (default ``2.0``,
+            must be ``> 0``). Watchers share one poll loop, which ticks at the
+            shortest interval any of them asked for.
+        confirmations: blocks that must sit on top of an event's block
+            before it is yielded (default ``0``). With ``N > 0`` an event a
+            reorg removes before that depth is never yielded.
+
+    Yields:
+        ``RegisteredEvent(provider, registrant_id, source, preferred_environment)``:
+        exactly once each, in chain order (block number, then log index).
+        Addresses are EIP-55 checksummed.
+
+    Raises:
+        InvalidAddressError: when called, for a scoping address that is not a
+            20-byte hex string (any letter case is accepted).
+        InvalidArgumentError: when called, for a bad ``from_block``,
+            ``poll_interval`` or ``confirmations``.
+        InvalidRpcUrlError, ChainNotSupportedError: when called, for a bad
+            ``ChainConfig`` / ``OGPU_RPC_URL`` / ``OGPU_CHAIN``.
+        RpcTransportError, RpcHttpError, RpcProtocolError: from the first
+            ``__anext__`` when the node cannot be used: refused or
+            unresolvable within about 3 s, an answer that is not JSON-RPC
+            (an HTML page, HTTP 4xx or 501) within about 5 s, no answer at all
+            within about 10 s. Once the node has answered, transient faults
+            are retried (each retry logged at WARNING on ``ogpu.events``), not
+            raised.
+        UnsupportedNodeError: when the node offers neither log filters nor
+            ``eth_getLogs``, or cannot give block headers.
+        ChainChangedError: when the node's ``eth_chainId`` changes under a
+            running stream (a reorg or a restarted development node is
+            followed, with a WARNING, not raised).
+
+    Nothing touches the network until the first ``__anext__``. Cancelling is
+    safe and loses nothing: leaving the loop (``break``, ``return``, an
+    exception, ``asyncio.wait_for`` timing out, task cancellation,
+    ``aclose()``) takes the watcher off the shared stream, and the last
+    watcher out uninstalls the node filter and stops polling.
+
+    Example::
+
+        async for event in watch_registered(source_address, from_block=0):
+            print(event.provider, event.preferred_environment)
+    """
     return _scoped("watch_registered", source, from_block, poll_interval, confirmations)
 
 
@@ -119,8 +442,59 @@ def watch_nexus(
 ) -> AsyncGenerator[NexusEvent, None]:
     """Every Nexus event of the given types (all of them when none is given), unscoped.
 
-    Types are event names (``"TaskPublished"``) or event classes
-    (``TaskPublishedEvent``).
+    Args:
+        *event_types: event names as the contract spells them
+            (``"TaskPublished"``) or event classes (``TaskPublishedEvent``);
+            none at all means every Nexus event. An unknown name raises
+            ``InvalidArgumentError`` when called.
+    Keyword arguments:
+        from_block: ``None`` (default) yields only events mined after the
+            watcher joined the stream. A block number ``N >= 0`` yields every
+            matching event from block ``N`` on: history first (read with
+            ``eth_getLogs``), then live, with no gap and no repeat. A block
+            above the current head is waited for.
+        poll_interval: seconds between polls of the node (default ``2.0``,
+            must be ``> 0``). Watchers share one poll loop, which ticks at the
+            shortest interval any of them asked for.
+        confirmations: blocks that must sit on top of an event's block
+            before it is yielded (default ``0``). With ``N > 0`` an event a
+            reorg removes before that depth is never yielded.
+
+    Yields:
+        any Nexus event dataclass (``NexusEvent``) of the types asked for:
+        exactly once each, in chain order (block number, then log index).
+        Addresses are EIP-55 checksummed.
+
+    Raises:
+        InvalidAddressError: when called, for a scoping address that is not a
+            20-byte hex string (any letter case is accepted).
+        InvalidArgumentError: when called, for a bad ``from_block``,
+            ``poll_interval`` or ``confirmations``.
+        InvalidRpcUrlError, ChainNotSupportedError: when called, for a bad
+            ``ChainConfig`` / ``OGPU_RPC_URL`` / ``OGPU_CHAIN``.
+        RpcTransportError, RpcHttpError, RpcProtocolError: from the first
+            ``__anext__`` when the node cannot be used: refused or
+            unresolvable within about 3 s, an answer that is not JSON-RPC
+            (an HTML page, HTTP 4xx or 501) within about 5 s, no answer at all
+            within about 10 s. Once the node has answered, transient faults
+            are retried (each retry logged at WARNING on ``ogpu.events``), not
+            raised.
+        UnsupportedNodeError: when the node offers neither log filters nor
+            ``eth_getLogs``, or cannot give block headers.
+        ChainChangedError: when the node's ``eth_chainId`` changes under a
+            running stream (a reorg or a restarted development node is
+            followed, with a WARNING, not raised).
+
+    Nothing touches the network until the first ``__anext__``. Cancelling is
+    safe and loses nothing: leaving the loop (``break``, ``return``, an
+    exception, ``asyncio.wait_for`` timing out, task cancellation,
+    ``aclose()``) takes the watcher off the shared stream, and the last
+    watcher out uninstalls the node filter and stops polling.
+
+    Example::
+
+        async for event in watch_nexus("SourceUpdated", SourcePublishedEvent):
+            print(event.event_name, event.source)
     """
     specs = tuple(_spec_of(t) for t in event_types) or tuple(EVENTS.values())
     return follow(specs, None, None, from_block, poll_interval, confirmations, label="watch_nexus")
