@@ -246,3 +246,13 @@ async def test_unknown_event_type_fails_before_any_network_call() -> None:
         watch_nexus("TaskPublished", "NoSuchEvent")
     with pytest.raises(InvalidArgumentError):
         watch_nexus(int)
+
+
+@pytest.mark.parametrize("spelling", ["TaskPublished", "task-published", "task_published", "TASKPUBLISHED"])
+def test_event_names_are_taken_in_any_spelling(spelling: str) -> None:
+    from ogpu.events._abi import event_named
+
+    spec = event_named(spelling)
+    assert spec is not None and spec.name == "TaskPublished"
+    ChainConfig.set_rpc("http://127.0.0.1:9")  # nothing listens there; nothing may be asked
+    watch_nexus(spelling).aclose().close()  # accepted at call time; never started

@@ -30,7 +30,7 @@ from ogpu.events import _models as models
 from ogpu.events._address import checksum_address
 from ogpu.types import DeliveryMethod, Environment, ResponseStatus, SourceStatus, TaskStatus
 
-__all__ = ["ABI_FILE_NAME", "EVENTS", "EVENTS_BY_TOPIC", "EventSpec", "RawLog", "load_abi"]
+__all__ = ["ABI_FILE_NAME", "EVENTS", "EVENTS_BY_TOPIC", "EventSpec", "RawLog", "event_named", "load_abi"]
 
 RawLog = dict[str, Any]
 ABI_FILE_NAME = "nexus-events.json"
@@ -291,3 +291,16 @@ EVENTS: dict[str, EventSpec] = {
     spec.name: spec for spec in map(_build_spec, (e for e in load_abi() if e["type"] == "event"))
 }
 EVENTS_BY_TOPIC: dict[str, EventSpec] = {spec.topic0: spec for spec in EVENTS.values()}
+
+
+def _spelling(name: str) -> str:
+    return name.replace("-", "").replace("_", "").lower()
+
+
+_EVENTS_BY_SPELLING: dict[str, EventSpec] = {_spelling(name): spec for name, spec in EVENTS.items()}
+
+
+def event_named(name: str) -> EventSpec | None:
+    """The Nexus event called ``name`` in any spelling: ``TaskPublished``, ``task-published``,
+    ``task_published``, ``TASKPUBLISHED``; ``None`` if there is none."""
+    return _EVENTS_BY_SPELLING.get(_spelling(name))

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 from ogpu._errors import ConfigError, InvalidArgumentError, OGPUError, RpcError, RpcResponseError
 from ogpu.chain import ChainConfig, mask_url, parse_chain, validate_rpc_url
 from ogpu.events import _faults
-from ogpu.events._abi import EVENTS, EventSpec, snake_case
+from ogpu.events._abi import EVENTS, EventSpec, event_named, snake_case
 from ogpu.events._address import normalize_address
 from ogpu.events._blocktimes import BlockTimes
 from ogpu.events._devnode import AnvilNotFoundError
@@ -259,9 +259,9 @@ def _spelling(name: str) -> str:
 
 
 def _event_spec(name: str) -> EventSpec:
-    for spec in EVENTS.values():
-        if spec.name.lower() == _spelling(name):
-            return spec
+    spec = event_named(name)
+    if spec is not None:
+        return spec
     known = ", ".join(_kebab(n) for n in EVENTS)
     raise _Failure(f"unknown event {name!r}; known: {known}", EXIT_USAGE)
 

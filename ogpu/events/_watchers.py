@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ogpu._errors import InvalidArgumentError
 from ogpu.chain import ChainConfig, validate_rpc_url
-from ogpu.events._abi import EVENTS, EventSpec
+from ogpu.events._abi import EVENTS, EventSpec, event_named
 from ogpu.events._address import normalize_address
 from ogpu.events._models import (
     AttemptedEvent,
@@ -522,10 +522,11 @@ def _scoped(
 
 def _spec_of(event_type: str | type[Any]) -> EventSpec:
     name = event_type if isinstance(event_type, str) else getattr(event_type, "event_name", None)
-    if name not in EVENTS:
+    spec = event_named(name) if isinstance(name, str) else None
+    if spec is None:
         known = ", ".join(EVENTS)
         raise InvalidArgumentError(f"unknown Nexus event {event_type!r}; known: {known}")
-    return EVENTS[name]
+    return spec
 
 
 def _check_options(from_block: object, poll_interval: object, confirmations: object) -> None:
