@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ogpu.events._devnode import Anvil
 from tests.faultscenarios import ISSUE8_SCENARIOS, SCENARIOS, Outcome, run_scenario
-from tests.soak import SoakResult, run_seed
+from tests.soak import FAULTS, SoakResult, run_seed
 
 COLUMNS = ("fault", "sent", "delivered", "lost", "repeated", "in order", "leaked", "faults fired", "seconds")
 ALL_SCENARIOS = SCENARIOS + ISSUE8_SCENARIOS
@@ -67,10 +67,10 @@ async def _run_all(url: str, pick: str | None) -> list[Outcome]:
     return outcomes
 
 
-async def _soak(seeds: range) -> list[SoakResult]:
+async def _soak(seeds: range, faults: tuple[str, ...]) -> list[SoakResult]:
     results = []
     for seed in seeds:
-        result = await run_seed(seed)
+        result = await run_seed(seed, faults=faults)
         if not result.ok:
             print(f"soak FAILED: {result.summary()}", file=sys.stderr)
         results.append(result)
@@ -85,6 +85,12 @@ def main() -> int:
         "--soak", type=int, default=200, metavar="N", help="random soak seeds to run (0: none)"
     )
     parser.add_argument("--soak-from", type=int, default=1, metavar="SEED", help="first soak seed")
+    parser.add_argument(
+        "--soak-faults",
+        default=",".join(FAULTS),
+        metavar="KINDS",
+        help=f"comma-separated soak faults (default all: {','.join(FAULTS)}; empty: none)",
+    )
     parser.add_argument("--no-matrix", action="store_true", help="only the soak, no anvil")
     args = parser.parse_args()
     logging.basicConfig(
@@ -112,7 +118,8 @@ def main() -> int:
             print(f"FAILED: {outcome.name}: {why}", file=sys.stderr)
     soak_failed = 0
     if args.soak > 0:
-        results = asyncio.run(_soak(range(args.soak_from, args.soak_from + args.soak)))
+        kinds = tuple(k for k in args.soak_faults.split(",") if k)
+        results = asyncio.run(_soak(range(args.soak_from, args.soak_from + args.soak), kinds))
         soak_failed = sum(1 for r in results if not r.ok)
         print(
             f"soak: {len(results)} seeds, lost {sum(r.lost for r in results)}, "

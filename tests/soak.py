@@ -35,7 +35,7 @@ import contextlib
 import dataclasses
 import itertools
 import random
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from typing import Any
 from unittest import mock
 
@@ -47,7 +47,7 @@ from ogpu.events import _faults, watch_attempted, watch_nexus
 from ogpu.events._abi import EVENTS, RawLog
 from tests.fakenode import NEXUS, FakeNode, http_response, raw_log
 
-__all__ = ["SoakResult", "run_seed"]
+__all__ = ["FAULTS", "SoakResult", "run_seed"]
 
 SENTINEL = 2**256 - 1
 POLL = 0.005
@@ -56,6 +56,21 @@ BACKOFF_SCALE = 0.01
 OTHER_CONTRACT = "0x" + "5a" * 20
 MAX_WATCHERS = 8
 FINAL_WAIT = 2.0
+
+# Faults thrown between polls, with their weights.
+_BETWEEN_POLLS = {
+    "lost-filter": 0.15,  # the node forgets the filter (an error, or hardhat's null)
+    "lost-answer": 0.15,  # the node acts, the answer never arrives
+    "http": 0.15,  # HTTP 500/502/503, or 429 with Retry-After
+    "lag": 0.15,  # head answers behind the real head
+    "ahead": 0.08,  # head answers from a backend ahead
+    "spike": 0.07,  # one head answer 1,000 blocks ahead
+    "reorg": 0.15,  # depth 1-3, with or without removed logs
+    "foreign": 0.10,  # another contract's log in a filter answer
+}
+# Faults a seed may have throughout.
+_PER_SEED = ("no-filters", "no-batches", "overreach")
+FAULTS: tuple[str, ...] = (*_BETWEEN_POLLS, *_PER_SEED)
 
 
 @dataclasses.dataclass
@@ -142,18 +157,19 @@ def _fast_backoff() -> Iterator[None]:
 
 
 class _Soak:
-    def __init__(self, seed: int, steps: int) -> None:
+    def __init__(self, seed: int, steps: int, faults: frozenset[str]) -> None:
         self.seed = seed
         self.steps = steps
+        self.faults = faults
         self.rng = random.Random(seed)
         rng = self.rng
         self.node = FakeNode(
             url=f"http://127.0.0.1:8545/soak-{seed}",
-            filters_supported=rng.random() > 0.15,
-            batch_supported=rng.random() > 0.15,
+            filters_supported=not (rng.random() < 0.15 and "no-filters" in faults),
+            batch_supported=not (rng.random() < 0.15 and "no-batches" in faults),
             filter_lost_code=rng.choice([-32000, -32700]),
         )
-        self.node.get_logs_overreach = rng.random() < 0.2
+        self.node.get_logs_overreach = rng.random() < 0.2 and "overreach" in faults
         self.tasks = ["0x" + rng.randbytes(20).hex() for _ in range(3)]
         self.watchers: list[Watched] = []
         self.amount = 0
@@ -221,23 +237,26 @@ class _Soak:
 
     def _fault(self) -> None:
         rng, node = self.rng, self.node
-        roll = rng.random()
-        if roll < 0.15:
+        kinds = [kind for kind in _BETWEEN_POLLS if kind in self.faults]
+        if not kinds:
+            return
+        kind = rng.choices(kinds, weights=[_BETWEEN_POLLS[k] for k in kinds])[0]
+        if kind == "lost-filter":
             node.null_for_unknown_filter = rng.random() < 0.5
             node.forget_filters()
-        elif roll < 0.3:
+        elif kind == "lost-answer":
             node.lose_next_answer()
-        elif roll < 0.45:
+        elif kind == "http":
             status = rng.choice([500, 502, 503, 429])
             headers = {"Retry-After": "0"} if status == 429 else None
             node.fail_next(http_response(status, headers=headers))
-        elif roll < 0.6:
+        elif kind == "lag":
             node.lag_head([rng.randint(1, 3)] * rng.randint(1, 4))
-        elif roll < 0.68:
+        elif kind == "ahead":
             node.lag_head([-rng.randint(1, 2)] * rng.randint(1, 2))
-        elif roll < 0.75:
+        elif kind == "spike":
             node.spike_head(1_000)
-        elif roll < 0.9:
+        elif kind == "reorg":
             self._reorg()
         else:
             self._foreign_log()
@@ -435,9 +454,17 @@ class _Soak:
         )
 
 
-async def run_seed(seed: int, *, steps: int = 50) -> SoakResult:
-    """Run one seeded schedule to the end and judge what every watcher yielded."""
-    soak = _Soak(seed, steps)
+async def run_seed(seed: int, *, steps: int = 50, faults: Iterable[str] = FAULTS) -> SoakResult:
+    """Run one seeded schedule to the end and judge what every watcher yielded.
+
+    ``faults`` picks the kinds of fault thrown (names in ``FAULTS``), to tell
+    which one a failing seed needs. With none, the watchers still churn and
+    blocks are still mined: the control run, which shows the judging is sound.
+    """
+    unknown = set(faults) - set(FAULTS)
+    if unknown:
+        raise ValueError(f"unknown soak faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
+    soak = _Soak(seed, steps, frozenset(faults))
     node = soak.node
 
     async def serve(request: httpx.Request) -> httpx.Response:
