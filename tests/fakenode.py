@@ -433,6 +433,15 @@ class FakeNode:
         """
         self._http_by_method.setdefault(method, deque()).extend((status, processed) for _ in range(times))
 
+    def calm(self) -> None:
+        """Drop every scripted fault not yet fired (HTTP, JSON-RPC, head, injected logs)."""
+        self._http_faults.clear()
+        self._http_by_method.clear()
+        self._rpc_faults.clear()
+        self._head_lag.clear()
+        self._head_spike = None
+        self._injected.clear()
+
     def forget_filters(self) -> None:
         """Drop every filter, as a node restart or another load-balanced backend would."""
         self.filters.clear()

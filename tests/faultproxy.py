@@ -65,13 +65,29 @@ class Fault(enum.Enum):
     FILTER_NOT_FOUND = "forget the filter (really uninstall it) and say so"
     NO_FILTERS = "reject filter methods as unknown"
     CAP_LOGS = "refuse eth_getLogs over too many blocks or results"
-    LAG_HEAD = "report eth_blockNumber behind the real head"
+    LAG_HEAD = "report the head (eth_blockNumber, the latest block) behind the real one"
     RPC_ERROR = "answer a JSON-RPC error instead of forwarding"
+    NULL_FILTER = "forget the filter (really uninstall it) and answer null, as hardhat does"
+    HEAD_SPIKE = "report the head (eth_blockNumber, the latest block) far ahead of the real one"
+    FOREIGN_LOG = "add another contract's copy of a log to an eth_getFilterChanges answer"
+    OVERREACH = "forward eth_getLogs with toBlock 'latest': logs beyond the asked range"
 
 
 _PER_CALL = frozenset(
-    {Fault.FILTER_NOT_FOUND, Fault.NO_FILTERS, Fault.CAP_LOGS, Fault.LAG_HEAD, Fault.RPC_ERROR}
+    {
+        Fault.FILTER_NOT_FOUND,
+        Fault.NO_FILTERS,
+        Fault.CAP_LOGS,
+        Fault.LAG_HEAD,
+        Fault.RPC_ERROR,
+        Fault.NULL_FILTER,
+        Fault.HEAD_SPIKE,
+        Fault.FOREIGN_LOG,
+        Fault.OVERREACH,
+    }
 )
+# Where a FOREIGN_LOG comes from: no contract the watchers follow.
+FOREIGN_ADDRESS = "0x" + "5a" * 20
 
 
 @dataclasses.dataclass
@@ -104,7 +120,7 @@ class Rule:
     max_blocks: int | None = None
     max_results: int | None = None
     style: str = "plain"
-    # LAG_HEAD: how far behind the reported head is
+    # LAG_HEAD: how far behind the reported head is; HEAD_SPIKE: how far ahead (as a negative lag)
     lag: int = 3
     # RPC_ERROR: the error object's code and message
     code: int = -32005
@@ -140,6 +156,10 @@ class FaultProxy:
         self.upstream = upstream
         self.rules: list[Rule] = []
         self.requests = 0
+        # Filters the node created through the proxy and nobody uninstalled yet.
+        self.filters: set[str] = set()
+        # Filters a NULL_FILTER forgot: like hardhat, every later poll of them answers null.
+        self._nulled: set[str] = set()
         self._rng = random.Random(seed)
         self._server: asyncio.Server | None = None
         self._http: httpx.AsyncClient | None = None
@@ -298,6 +318,7 @@ class FaultProxy:
         answers: list[Any] = [None] * len(calls)
         sent: list[tuple[int, dict[str, Any]]] = []
         for i, call in enumerate(calls):
+            call = calls[i] = self._rewrite(call)
             replaced = self._before_node(call)
             if isinstance(replaced, _Synthetic):
                 answers[i] = replaced.answer
@@ -315,8 +336,22 @@ class FaultProxy:
             answers[i] = await self._after_node(call, answers[i])
         return answers
 
+    def _rewrite(self, call: dict[str, Any]) -> dict[str, Any]:
+        """``call`` as forwarded: OVERREACH widens eth_getLogs to the head (the answer keeps its id)."""
+        params = call.get("params") or []
+        if call.get("method") != "eth_getLogs" or not params or not isinstance(params[0], dict):
+            return call
+        if "blockHash" in params[0]:
+            return call
+        for rule in self.rules:
+            if rule.fault is Fault.OVERREACH and rule.matches("eth_getLogs") and rule.fires(self._rng):
+                return {**call, "params": [{**params[0], "toBlock": "latest"}, *params[1:]]}
+        return call
+
     def _before_node(self, call: dict[str, Any]) -> _Synthetic | None:
         method = call.get("method")
+        if method == "eth_getFilterChanges" and str((call.get("params") or [None])[0]) in self._nulled:
+            return _Synthetic({"jsonrpc": "2.0", "id": call.get("id"), "result": None})
         for rule in self.rules:
             if not rule.matches(method):
                 continue
@@ -326,38 +361,88 @@ class FaultProxy:
                 message = f"the method {method} does not exist/is not available"
                 return _Synthetic(_error(call, -32601, message))
             if (
-                rule.fault is Fault.FILTER_NOT_FOUND
+                rule.fault in (Fault.FILTER_NOT_FOUND, Fault.NULL_FILTER)
                 and method in ("eth_getFilterChanges", "eth_getFilterLogs")
                 and rule.fires(self._rng)
             ):
                 code = rule.codes[(rule.fired - 1) % len(rule.codes)]
                 params = call.get("params") or [None]
+                lost = (
+                    {"jsonrpc": "2.0", "id": call.get("id"), "result": None}
+                    if rule.fault is Fault.NULL_FILTER
+                    else _error(call, code, "filter not found")
+                )
                 # Drop the filter on the node too: whatever it held is gone,
                 # as on a backend that restarted or expired it.
+                self.filters.discard(str(params[0]))
+                if rule.fault is Fault.NULL_FILTER:
+                    self._nulled.add(str(params[0]))
                 uninstall = {
                     "jsonrpc": "2.0",
                     "id": f"faultproxy-{id(call)}",
                     "method": "eth_uninstallFilter",
                     "params": [params[0]],
                 }
-                return _Synthetic(_error(call, code, "filter not found"), send=uninstall)
+                return _Synthetic(lost, send=uninstall)
         return None
 
     async def _after_node(self, call: dict[str, Any], answer: Any) -> Any:
         method = call.get("method")
         if not isinstance(answer, dict) or "result" not in answer:
             return answer
+        if method == "eth_newFilter" and isinstance(answer["result"], str):
+            self.filters.add(answer["result"])
+        if method == "eth_uninstallFilter" and answer["result"] is True:
+            self.filters.discard(str((call.get("params") or [None])[0]))
         for rule in self.rules:
             if not rule.matches(method):
                 continue
-            if rule.fault is Fault.LAG_HEAD and method == "eth_blockNumber" and rule.fires(self._rng):
-                head = int(answer["result"], 16)
-                return {**answer, "result": hex(max(0, head - rule.lag))}
+            if rule.fault in (Fault.LAG_HEAD, Fault.HEAD_SPIKE) and _is_head(call) and rule.fires(self._rng):
+                return await self._moved_head(rule, call, answer)
+            if (
+                rule.fault is Fault.FOREIGN_LOG
+                and method == "eth_getFilterChanges"
+                and isinstance(answer["result"], list)
+                and answer["result"]
+                and rule.fires(self._rng)
+            ):
+                # Another contract emitting an event with a Nexus topic in the same block.
+                model = answer["result"][-1]
+                copy = {
+                    **model,
+                    "address": FOREIGN_ADDRESS,
+                    "logIndex": hex(int(model["logIndex"], 16) + 1000),
+                    "transactionHash": "0x" + self._rng.randbytes(32).hex(),
+                }
+                return {**answer, "result": [*answer["result"], copy]}
             if rule.fault is Fault.CAP_LOGS and method == "eth_getLogs":
                 refusal = await self._log_cap(rule, call, answer["result"])
                 if refusal is not None and rule.fires(self._rng):
                     return _error(call, *refusal)
         return answer
+
+    async def _moved_head(self, rule: Rule, call: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        """The head answer of a backend behind (LAG_HEAD) or far ahead (HEAD_SPIKE) of the node."""
+        result = answer["result"]
+        head = int(result if isinstance(result, str) else result["number"], 16)
+        moved = head + rule.lag if rule.fault is Fault.HEAD_SPIKE else max(0, head - rule.lag)
+        if isinstance(result, str):
+            return {**answer, "result": hex(moved)}
+        if moved <= head:
+            [header] = await self._post(
+                [
+                    {
+                        "jsonrpc": "2.0",
+                        "id": "proxy-lag",
+                        "method": "eth_getBlockByNumber",
+                        "params": [hex(moved), False],
+                    }
+                ]
+            )
+            return {**answer, "result": header.get("result")}
+        # A header nobody mined: its hash will not match the block later mined there.
+        made_up = "0x" + self._rng.randbytes(32).hex()
+        return {**answer, "result": {**result, "number": hex(moved), "hash": made_up, "parentHash": made_up}}
 
     async def _log_cap(self, rule: Rule, call: dict[str, Any], logs: Any) -> tuple[int, str] | None:
         params = call.get("params") or [{}]
@@ -415,6 +500,14 @@ class FaultProxy:
 class _Synthetic:
     answer: dict[str, Any]
     send: dict[str, Any] | None = None  # a call the node must still see in its place
+
+
+def _is_head(call: dict[str, Any]) -> bool:
+    """Whether ``call`` asks for the head: eth_blockNumber, or the latest block."""
+    if call.get("method") == "eth_blockNumber":
+        return True
+    params = call.get("params") or []
+    return call.get("method") == "eth_getBlockByNumber" and bool(params) and params[0] == "latest"
 
 
 def _error(call: dict[str, Any], code: int, message: str) -> dict[str, Any]:

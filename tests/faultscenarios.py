@@ -29,11 +29,14 @@ from ogpu.events._devnode import EMITTER_CODE, event_calldata
 from ogpu.events._rpc import RpcClient
 from tests.faultproxy import FILTER_METHODS, Fault, FaultProxy, Rule
 
-__all__ = ["SCENARIOS", "Outcome", "Scenario", "run_scenario"]
+__all__ = ["ISSUE8_SCENARIOS", "SCENARIOS", "Outcome", "Scenario", "run_scenario"]
 
 _CHANGES = frozenset({"eth_getFilterChanges"})
 _LOGS = frozenset({"eth_getLogs"})
 _HEAD = frozenset({"eth_blockNumber"})
+# Every way a stream asks for the head: the number, or the latest block itself.
+_HEADS = frozenset({"eth_blockNumber", "eth_getBlockByNumber"})
+_UNINSTALL = frozenset({"eth_uninstallFilter"})
 
 # The log lines that show a recovery, with the block range it covers.
 REFILL = r"refill from block \d+|refilling blocks \d+\.\.\d+"
@@ -59,6 +62,8 @@ class Outcome:
     fired: int
     error: str | None
     seconds: float
+    # Filters still installed on the node after the watcher left.
+    leaked: int = 0
 
     @property
     def lost(self) -> int:
@@ -232,6 +237,53 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
+# Issue 8's losses that a proxy in front of anvil can express. Kept apart from
+# SCENARIOS (which tests/test_faults_anvil.py runs on every `make test`) until
+# the stream handles them; `make faults` runs both.
+ISSUE8_SCENARIOS: tuple[Scenario, ...] = (
+    _scenario(
+        "null-filter-answer",
+        "filter forgotten, hardhat-style {result: null} for it",
+        None,
+        Rule(Fault.NULL_FILTER, _CHANGES, skip=3, every=4, times=3),
+    ),
+    _scenario(
+        "lag-one-at-install",
+        "filter lost while every head answer lags one block",
+        None,
+        Rule(Fault.FILTER_NOT_FOUND, _CHANGES, skip=2, every=3, times=5),
+        Rule(Fault.LAG_HEAD, _HEADS, lag=1),
+    ),
+    _scenario(
+        "head-spike",
+        "one head answer 1,000 blocks ahead, then lost answers",
+        None,
+        Rule(Fault.HEAD_SPIKE, _HEADS, skip=4, times=1, lag=1000),
+        Rule(Fault.DROP_AFTER, _CHANGES, skip=8, every=3, times=3),
+    ),
+    _scenario(
+        "foreign-log",
+        "another contract's log (a Nexus topic) in a filter answer",
+        None,
+        Rule(Fault.FOREIGN_LOG, _CHANGES, every=2, times=4),
+    ),
+    _scenario(
+        "logs-beyond-range",
+        "eth_getLogs answering beyond toBlock",
+        None,
+        Rule(Fault.OVERREACH, _LOGS),
+    ),
+    _scenario(
+        "uninstall-503",
+        "a stale filter's eth_uninstallFilter refused once with HTTP 503",
+        None,
+        # Another backend says the filter is unknown; it is still installed here.
+        Rule(Fault.RPC_ERROR, _CHANGES, skip=4, times=1, code=-32000, message="filter not found"),
+        Rule(Fault.HTTP_ERROR, _UNINSTALL, times=1, status=503, forward=False),
+    ),
+)
+
+
 @contextlib.contextmanager
 def _client_timeout(seconds: float | None) -> Iterator[None]:
     """Give the stream's RPC client a short timeout, so late answers show up quickly."""
@@ -332,5 +384,11 @@ async def run_scenario(
                         except Exception as exc:
                             error = f"{type(exc).__name__}: {exc}"
                 ChainConfig.reset_rpc()
+        leaked = 0
+        for filter_id in sorted(proxy.filters):
+            # A filter the node still answers for was never uninstalled.
+            body = {"jsonrpc": "2.0", "id": 1, "method": "eth_getFilterChanges", "params": [filter_id]}
+            if "result" in (await http.post(node_url, json=body)).json():
+                leaked += 1
 
-    return Outcome(scenario.name, sent, delivered, fired, error, time.monotonic() - started)
+    return Outcome(scenario.name, sent, delivered, fired, error, time.monotonic() - started, leaked)
