@@ -394,6 +394,8 @@ class _Soak:
         lost = repeated = extra = disordered = 0
         problems: list[str] = []
         for w in self.watchers:
+            if w.job is not None and w.job.cancelled() and w.joined_head is None:
+                continue  # cancelled before it ever ran: it asked for nothing
             got = [(str(e.block_hash).lower(), int(e.log_index)) for e in w.events]
             what = (
                 f"{w.label} {w.kind}{'(' + w.task[:8] + ')' if w.task else ''} from_block={w.from_block} "

@@ -351,10 +351,10 @@ class Hub:
             done = None if previous is None else min(previous, self._last_answer)
             await self.filter.take(live, changes, done)
         elif live is not None and not self.filter.supported:
-            await self._follow_by_ranges(live, self._last_answer, verify=False)
+            await self._follow_by_ranges(live, self._last_answer)
         for depth, lane in list(self.lanes.items()):
             if depth > 0:
-                await self._follow_by_ranges(lane, head - depth, verify=True)
+                await self._follow_by_ranges(lane, head - depth)
         await self.filter.uninstall_stale(self.ticks)
 
     async def _reconcile(self, latest: Header) -> Seen:
@@ -431,7 +431,8 @@ class Hub:
         lane.deliver(ready)
         return held
 
-    async def _follow_by_ranges(self, lane: Lane, target: int, *, verify: bool) -> None:
+    async def _follow_by_ranges(self, lane: Lane, target: int) -> None:
+        """Read ``eth_getLogs`` from the lane's cursor up to ``target``, each chunk checked by headers."""
         if lane.cursor is None:
             lane.start(max(target, 0), self.head if self.head is not None else target)
             return
@@ -439,29 +440,40 @@ class Hub:
             return
         first = lane.cursor + 1
         async for end, logs in self.reader.read(first, target):
-            if verify:
-                logs = await self._canonical(logs, first, end)
-            self._deliver(lane, logs)
+            confirmed = await self._confirmed(logs, first, end)
+            if confirmed is None:
+                return  # the node does not have ``end`` yet: the next tick goes on from here
+            self._deliver(lane, confirmed)
             lane.advance(end)
             first = end + 1
 
-    async def _canonical(self, logs: list[RawLog], first: int, last: int) -> list[RawLog]:
-        """``logs`` if every block they come from still has the same hash, else a re-read."""
+    async def _confirmed(self, logs: list[RawLog], first: int, last: int) -> list[RawLog] | None:
+        """``logs`` of ``first..last`` once headers show them on the chain; ``None`` if ``last`` is not.
+
+        A lane that moves its cursor over a block must know the block exists:
+        a head from a backend ahead, or a glitch, can name a block the node
+        that answered ``eth_getLogs`` has not got, and an empty answer for it
+        says nothing. So the range's last block is asked for beside the
+        blocks the logs come from, whose hashes must not have changed.
+        """
         for _ in range(_REORG_REREADS):
-            hashes: dict[str, set[str]] = {}
+            hashes: dict[int, set[str]] = {}
             for raw in logs:
                 if raw.get("blockHash") is not None and not raw.get("removed"):
-                    hashes.setdefault(raw["blockNumber"], set()).add(raw["blockHash"].lower())
-            if not hashes:
-                return logs
-            numbers = sorted(hashes, key=lambda n: int(n, 16))
-            answers = await self.client.batch(
-                [("eth_getBlockByNumber", [number, False]) for number in numbers]
-            )
+                    hashes.setdefault(int(raw["blockNumber"], 16), set()).add(raw["blockHash"].lower())
+            numbers = sorted({*hashes, last})
+            answers = await self.client.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+            headers = {n: _maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
+            end = headers[last]
+            if end is None:
+                return None
+            pinned = self.chain.pinned(last)
             changed = [
-                int(number, 16)
-                for number, block in zip(numbers, answers, strict=True)
-                if not isinstance(block, dict) or {str(block.get("hash", "")).lower()} != hashes[number]
+                n
+                for n in numbers
+                if (header := headers[n]) is None
+                or (n in hashes and {header.hash} != hashes[n])
+                or (n == last and pinned is not None and pinned != header.hash)
             ]
             if not changed:
                 return logs
