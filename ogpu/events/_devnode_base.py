@@ -9,6 +9,7 @@ with unindexed fields can be produced by a plain transaction.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -67,6 +68,11 @@ class DevNode:
 
     # --- what subclasses provide ---
 
+    @classmethod
+    def find(cls) -> list[str]:
+        """The argv prefix that runs this node; ``DevNodeNotFoundError`` if it is not installed."""
+        raise NotImplementedError
+
     def command(self) -> list[str]:
         """The argv that starts this node listening on ``self.port`` with ``self.chain_id``."""
         raise NotImplementedError
@@ -95,6 +101,8 @@ class DevNode:
             # Its own process group: stop() ends the node and any child it spawned.
             start_new_session=True,
         )
+        # A test run that dies without stop() must not leave nodes behind.
+        atexit.register(self._kill)
         deadline = time.monotonic() + timeout
         while True:
             if self._process.poll() is not None:
@@ -143,6 +151,7 @@ class DevNode:
         process, self._process = self._process, None
         if process is None:
             return
+        atexit.unregister(self._kill)
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
@@ -253,4 +262,3 @@ def cache_dirs(tool: str) -> list[Path]:
     """Where ``make`` installs ``tool``: ``.cache/<tool>`` under the current directory or the checkout."""
     roots = dict.fromkeys([Path.cwd(), Path(__file__).resolve().parents[2]])
     return [root / ".cache" / tool for root in roots]
-
