@@ -263,10 +263,11 @@ async def test_a_reorg_yields_each_canonical_event_exactly_once(
     )
     await asyncio.sleep(QUIET)
     await collector.close()
+    seen = [(e.suggested_payment, e.block_number, e.log_index, e.block_hash[:10]) for e in collector.items]
     counts = Counter(_payments(collector.items))
-    assert counts[1] == counts[3] == counts[4] == 1, counts
+    assert counts[1] == counts[3] == counts[4] == 1, seen
     canonical = [e for e in collector.items if e.suggested_payment != 2]
-    assert [e.transaction_hash for e in canonical[1:]] == [tx.lower() for tx in replacements]
+    assert [e.transaction_hash for e in canonical[1:]] == [tx.lower() for tx in replacements], seen
     assert [e.block_hash for e in canonical[1:]] == [node.receipt(tx)["blockHash"] for tx in replacements]
     if confirmations:
         assert counts[2] == 0, "an event reorged away before its depth is never yielded"
