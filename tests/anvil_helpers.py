@@ -79,7 +79,7 @@ class Collector(Generic[T]):
         async for item in self._stream:
             self.items.append(item)
 
-    async def wait_for(self, count: int, timeout: float = 30.0) -> list[T]:
+    async def wait_for(self, count: int, timeout: float = 20.0) -> list[T]:
         """The items so far, once there are at least ``count``; the stream's error if it failed."""
 
         def enough() -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from ogpu.events._abi import EVENTS
@@ -92,3 +94,17 @@ def test_a_node_that_is_not_installed_is_reported_by_name(
     if name == "anvil":
         with pytest.raises(_devnode.AnvilNotFoundError):
             _devnode.find_anvil()
+
+
+def test_a_node_that_dies_at_start_reports_its_stderr() -> None:
+    class Broken(DevNode):
+        name = "broken"
+
+        def command(self) -> list[str]:
+            return [sys.executable, "-c", "import sys; sys.stderr.write('no chain for you'); sys.exit(3)"]
+
+    node = Broken()
+    with pytest.raises(RuntimeError, match="broken exited with 3: no chain for you"):
+        node.start(timeout=10)
+    assert not node.running
+    node.stop()

@@ -221,7 +221,7 @@ async def test_a_node_restarted_on_the_same_port_is_followed_from_its_first_bloc
     node.install_emitter(NEXUS)
     sent = [node.emit(NEXUS, "Attempted", task, random_address(), payment) for payment in (1, 2, 3)]
 
-    events = await collector.wait_for(4, timeout=60)
+    events = await collector.wait_for(4, timeout=30)
     await asyncio.sleep(QUIET)
     await collector.close()
     assert _payments(collector.items) == [0, 1, 2, 3]

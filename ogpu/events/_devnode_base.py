@@ -15,10 +15,11 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 import httpx
 from eth_abi.abi import encode as abi_encode
@@ -53,6 +54,7 @@ class DevNode:
         self.extra_args = extra_args
         self.account = ""
         self._process: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
         self._http = httpx.Client(timeout=30.0)
         self._ids = 0
 
@@ -93,11 +95,14 @@ class DevNode:
         """Start the node and wait until it answers JSON-RPC."""
         if self._http.is_closed:
             self._http = httpx.Client(timeout=30.0)
+        # stderr goes to a file, not a pipe: a pipe nobody reads fills up and
+        # blocks a chatty node mid-test; the file is read if the node dies.
+        self._stderr = stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by _kill)
         self._process = subprocess.Popen(
             self.command(),
             cwd=self.workdir(),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=stderr,
             # Its own process group: stop() ends the node and any child it spawned.
             start_new_session=True,
         )
@@ -106,9 +111,10 @@ class DevNode:
         deadline = time.monotonic() + timeout
         while True:
             if self._process.poll() is not None:
-                err = self._process.stderr.read().decode() if self._process.stderr else ""
                 code = self._process.returncode
-                self._process = None
+                stderr.seek(0)
+                err = stderr.read().decode(errors="replace")
+                self._kill()
                 raise RuntimeError(f"{self.name} exited with {code}: {err.strip()[-2000:]}")
             try:
                 self.rpc("eth_chainId")
@@ -149,6 +155,9 @@ class DevNode:
 
     def _kill(self) -> None:
         process, self._process = self._process, None
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
         if process is None:
             return
         atexit.unregister(self._kill)
@@ -161,8 +170,6 @@ class DevNode:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
 
     # --- JSON-RPC ---
 
