@@ -106,10 +106,6 @@ class Anvil(DevNode):
     def mine(self, blocks: int = 1) -> None:
         self.rpc("anvil_mine", hex(blocks))  # one call however many blocks
 
-    def __enter__(self) -> Anvil:
-        self.start()
-        return self
-
 
 class Hardhat(DevNode):
     """hardhat 3 (EDR), started as ``hardhat node`` from a throwaway project folder.
@@ -168,10 +164,6 @@ class Hardhat(DevNode):
 
     def mine(self, blocks: int = 1) -> None:
         self.rpc("hardhat_mine", hex(blocks))
-
-    def __enter__(self) -> Hardhat:
-        self.start()
-        return self
 
 
 class Ganache(DevNode):
@@ -234,10 +226,6 @@ class Ganache(DevNode):
         if len(ours) == len(receipt["logs"]):
             receipt["logs"] = ours
         return receipt
-
-    def __enter__(self) -> Ganache:
-        self.start()
-        return self
 
 
 NODES: dict[str, type[DevNode]] = {"anvil": Anvil, "hardhat": Hardhat, "ganache": Ganache}

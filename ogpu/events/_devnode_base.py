@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, Any, ClassVar, TypeVar
 
 import httpx
 from eth_abi.abi import encode as abi_encode
@@ -29,6 +29,8 @@ from ogpu.events._abi import EVENTS, canonical_type, load_abi
 __all__ = ["EMITTER_CODE", "DevNode", "DevNodeNotFoundError", "cache_dirs", "event_calldata", "free_port"]
 
 EMITTER_CODE = "0x366000600037600051602036036020a100"
+
+_Node = TypeVar("_Node", bound="DevNode")
 
 
 class DevNodeNotFoundError(RuntimeError):
@@ -58,7 +60,7 @@ class DevNode:
         self._http = httpx.Client(timeout=30.0)
         self._ids = 0
 
-    def __enter__(self) -> DevNode:
+    def __enter__(self: _Node) -> _Node:
         self.start()
         return self
 
