@@ -7,12 +7,29 @@ ANVIL_DIR := .cache/anvil
 ANVIL := $(ANVIL_DIR)/node_modules/.bin/anvil
 STAMP := $(VENV)/.installed
 
+# The other dev nodes the integration tests run against, from npm like anvil.
+# Hardhat 3 needs Node >= 22.13: a Node 22 binary from npm goes beside it, so
+# the machine's Node (20 is enough for everything else) is never used for it.
+# hardhat pins @nomicfoundation/edr exactly; npm skips EDR's native package
+# on Node < 22 (its engines field), so it is named here, checked after install.
+HARDHAT_VERSION := 3.18.0
+HARDHAT_EDR_VERSION := 0.22.0
+HARDHAT_NODE_VERSION := 22.23.3
+NODE_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x64)
+HARDHAT_DIR := .cache/hardhat
+HARDHAT := $(HARDHAT_DIR)/installed-$(HARDHAT_VERSION)
+GANACHE_VERSION := 7.9.2
+GANACHE_DIR := .cache/ganache
+GANACHE := $(GANACHE_DIR)/installed-$(GANACHE_VERSION)
+DEV_NODES := $(ANVIL) $(HARDHAT) $(GANACHE)
+NPM_INSTALL := npm install --no-save --no-audit --no-fund --loglevel=error
+
 .PHONY: demo test lint faults bench wheel clean
 
 demo: $(STAMP) $(ANVIL)
 	$(VENV)/bin/ogpu-events demo
 
-test: $(STAMP) $(ANVIL)
+test: $(STAMP) $(DEV_NODES)
 	$(PY) -m pytest
 
 lint: $(STAMP)
@@ -20,7 +37,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-faults: $(STAMP) $(ANVIL)
+faults: $(STAMP) $(DEV_NODES)
 	$(PY) scripts/fault_matrix.py
 
 bench: $(STAMP) $(ANVIL)
@@ -38,7 +55,23 @@ $(STAMP): pyproject.toml
 
 $(ANVIL):
 	@echo "== installing anvil $(ANVIL_VERSION) from npm into $(ANVIL_DIR) (about 10-30 s, once) =="
-	npm install --no-save --no-audit --no-fund --prefix $(ANVIL_DIR) @foundry-rs/anvil@$(ANVIL_VERSION)
+	@$(NPM_INSTALL) --prefix $(ANVIL_DIR) @foundry-rs/anvil@$(ANVIL_VERSION)
+
+# Stamp files named by version: a version bump reinstalls, a failed install retries.
+$(HARDHAT):
+	@echo "== installing hardhat $(HARDHAT_VERSION) (EDR $(HARDHAT_EDR_VERSION), Node $(HARDHAT_NODE_VERSION)) from npm into $(HARDHAT_DIR) (about 10-40 s, once) =="
+	@$(NPM_INSTALL) --prefix $(HARDHAT_DIR) hardhat@$(HARDHAT_VERSION) \
+		node-linux-$(NODE_ARCH)@$(HARDHAT_NODE_VERSION) \
+		@nomicfoundation/edr-linux-$(NODE_ARCH)-gnu@$(HARDHAT_EDR_VERSION)
+	@edr=$$(node -p 'require("./$(HARDHAT_DIR)/node_modules/@nomicfoundation/edr/package.json").version'); \
+		test "$$edr" = "$(HARDHAT_EDR_VERSION)" || \
+		{ echo "hardhat $(HARDHAT_VERSION) wants EDR $$edr: set HARDHAT_EDR_VERSION to it"; exit 1; }
+	@touch $@
+
+$(GANACHE):
+	@echo "== installing ganache $(GANACHE_VERSION) from npm into $(GANACHE_DIR) (about 10-30 s, once) =="
+	@$(NPM_INSTALL) --prefix $(GANACHE_DIR) ganache@$(GANACHE_VERSION)
+	@touch $@
 
 clean:
 	rm -rf $(VENV) .cache dist build .pytest_cache .mypy_cache .ruff_cache

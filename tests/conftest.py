@@ -1,15 +1,22 @@
-"""Shared fixtures: the anyio backend, a clean ChainConfig, and anvil nodes."""
+"""Shared fixtures: the anyio backend, a clean ChainConfig, and development nodes.
+
+Nodes: ``shared_anvil``/``node``/``anvil`` (anvil only, as most tests need),
+and ``dev_node``/``fresh_dev_node``, parametrized over anvil, hardhat and
+ganache for the scenarios every node must pass.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from ogpu import ChainConfig
-from ogpu.events._devnode import Anvil
+from ogpu.events._devnode import NODES, Anvil, DevNode, DevNodeNotFoundError
 
 NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
+NODE_NAMES = tuple(NODES)
 
 
 @pytest.fixture
@@ -29,10 +36,28 @@ def clean_chain_config(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     ChainConfig._rpc_overrides.clear()
 
 
-def _start_node() -> Anvil:
-    node = Anvil()
+def start_node(name: str = "anvil") -> DevNode:
+    """A started node of kind ``name`` with the emitter at the mainnet Nexus address.
+
+    A node that is not installed skips the test, except in CI (``CI=true``),
+    where the suite must run against every node and a missing one fails.
+    """
+    kind = NODES[name]
+    try:
+        kind.find()
+    except DevNodeNotFoundError as exc:
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail(f"{name} is required in CI: {exc}")
+        pytest.skip(str(exc))
+    node = kind()
     node.start()
     node.install_emitter(NEXUS)
+    return node
+
+
+def _start_anvil() -> Anvil:
+    node = start_node("anvil")
+    assert isinstance(node, Anvil)
     return node
 
 
@@ -43,7 +68,7 @@ def shared_anvil() -> Iterator[Anvil]:
     Tests on it scope their watchers to fresh random addresses, so they do
     not see each other's events. Tests that rewrite history use ``anvil``.
     """
-    node = _start_node()
+    node = _start_anvil()
     yield node
     node.stop()
 
@@ -51,7 +76,7 @@ def shared_anvil() -> Iterator[Anvil]:
 @pytest.fixture
 def anvil() -> Iterator[Anvil]:
     """A node of this test's own, for reorgs, reverts and automine changes."""
-    node = _start_node()
+    node = _start_anvil()
     yield node
     node.stop()
 
@@ -61,3 +86,32 @@ def node(shared_anvil: Anvil) -> Anvil:
     """The shared node, with ChainConfig pointed at it."""
     ChainConfig.set_rpc(shared_anvil.url)
     return shared_anvil
+
+
+@pytest.fixture(scope="session", params=NODE_NAMES)
+def shared_dev_node(request: pytest.FixtureRequest) -> Iterator[DevNode]:
+    """One node of each kind for the session (hardhat and ganache take a second to start).
+
+    Like ``shared_anvil``: tests scope their watchers to fresh random
+    addresses, may hold mining for a moment (``one_block``), and never
+    rewrite history or restart it.
+    """
+    node = start_node(request.param)
+    yield node
+    node.stop()
+
+
+@pytest.fixture
+def dev_node(shared_dev_node: DevNode) -> DevNode:
+    """The session's node of this parameter's kind, with ChainConfig pointed at it."""
+    ChainConfig.set_rpc(shared_dev_node.url)
+    return shared_dev_node
+
+
+@pytest.fixture(params=NODE_NAMES)
+def fresh_dev_node(request: pytest.FixtureRequest) -> Iterator[DevNode]:
+    """A node of this test's own, of each kind, for reorgs, reverts and restarts."""
+    node = start_node(request.param)
+    ChainConfig.set_rpc(node.url)
+    yield node
+    node.stop()
