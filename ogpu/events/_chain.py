@@ -110,6 +110,9 @@ class ChainView:
         self._pinned: dict[int, str] = {}  # verified by a header
         self._claims: dict[int, str] = {}  # reported by logs, not yet verified
         self.tip: Header | None = None
+        # The highest head a later answer showed again with the same hash: a
+        # head from a backend on another fork, or a glitch, never gets here.
+        self.confirmed: int | None = None
         self.genesis: str | None = None
         self.chain_id: int | None = None
         self._candidate: Header | None = None
@@ -183,6 +186,8 @@ class ChainView:
             self._believe(latest)
             return Seen.NEW
         anchor_answer = checked.get(anchor.number)
+        if anchor_answer is not None:  # it agreed with the pin, or we would have returned
+            self.confirmed = max(self.confirmed or 0, anchor.number)
         if latest.number <= anchor.number:
             if anchor_answer is not None or self._pinned.get(latest.number) == latest.hash:
                 return Seen.SAME if latest.number == anchor.number else Seen.BEHIND
@@ -253,6 +258,8 @@ class ChainView:
                 del table[number]
         self._candidate = None
         self.tip = None
+        if self.confirmed is not None:
+            self.confirmed = min(self.confirmed, fork.number) if fork.number >= 0 else None
         for header in headers.values():
             if header is not None and header.number <= latest.number:
                 self._verify(header)

@@ -320,6 +320,8 @@ class Hub:
             checked = {n: _maybe_header(a, hex(n)) for n, a in zip(checks, answers[1:], strict=False)}
             if self.chain.chain_id is None and not isinstance(answers[-1], BaseException):
                 self.chain.chain_id = _quantity(answers[-1], "eth_chainId")
+            if self.chain.tip is None:
+                await self._first_contact(latest)
             seen = self.chain.observe(latest, checked)
             if seen is Seen.DIVERGED:
                 seen = await self._reconcile(latest)
@@ -352,9 +354,12 @@ class Hub:
             await self.filter.take(live, changes, done)
         elif live is not None and not self.filter.supported:
             await self._follow_by_ranges(live, self._last_answer)
+        # Depth is counted from a head the chain has shown twice: a head from a
+        # backend on another fork would otherwise let a shallow block through.
+        confirmed = min(head, self.chain.confirmed if self.chain.confirmed is not None else head)
         for depth, lane in list(self.lanes.items()):
             if depth > 0:
-                await self._follow_by_ranges(lane, head - depth)
+                await self._follow_by_ranges(lane, confirmed - depth)
         await self.filter.uninstall_stale(self.ticks)
 
     async def _reconcile(self, latest: Header) -> Seen:
@@ -417,10 +422,29 @@ class Hub:
             await self.filter.refill(live, live.cursor + 1, latest.number)
         return Seen.NEW
 
+    async def _first_contact(self, latest: Header) -> None:
+        """Believe the first head only once the node shows the same block at that height again.
+
+        Later heads are judged against the ones before them; the first has
+        nothing to be judged against, and lanes start from it: a glitched
+        first answer would put every cursor where the chain is not.
+        """
+        again = _maybe_header(
+            await self.client.call("eth_getBlockByNumber", [hex(latest.number), False]), hex(latest.number)
+        )
+        if again is None or again.hash != latest.hash:
+            raise RpcProtocolError(
+                f"the node's head answers disagree: block {latest.number} is {latest.hash}, then "
+                f"{'missing' if again is None else again.hash}",
+                url=self.client.masked_url,
+                method="eth_getBlockByNumber",
+            )
+
     async def _read_head(self) -> int:
         """The latest block number, through the chain view (used outside the tick's batch)."""
         latest = _header(await self.client.call("eth_getBlockByNumber", ["latest", False]), "latest")
         if self.chain.tip is None:
+            await self._first_contact(latest)
             self.chain.observe(latest, {})
         self._last_answer = latest.number if self._last_answer is None else self._last_answer
         return latest.number
