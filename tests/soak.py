@@ -88,6 +88,10 @@ class Watched:
     leave_after: int
     events: list[Any] = dataclasses.field(default_factory=list)
     joined_head: int | None = None
+    # No stream was running when it started: the stream's first head, read
+    # after the watcher started (maybe after retries), is where "new" begins.
+    fresh: bool = False
+    first_head: int | None = None
     deepest_reorg: int = 0
     done: bool = False
     # Still running when the schedule ended (so its range ends at the sentinel).
@@ -322,6 +326,7 @@ class _Soak:
         try:
             async with contextlib.aclosing(gen):
                 w.joined_head = self.node.head
+                w.fresh = not active_hubs()
                 while True:
                     if w.leave == "timeout" and len(w.events) >= w.leave_after:
                         try:
@@ -355,6 +360,12 @@ class _Soak:
         """Let the stream poll ``count`` more times (or a short while, if it cannot)."""
         start = self.node.head_answers
         await _until(lambda: self.node.head_answers >= start + count, 0.5)
+        # Nothing is mined while the stream polls, so a head it believes now is
+        # the one it first read.
+        hubs = active_hubs()
+        for w in self.watchers:
+            if w.fresh and w.first_head is None and hubs and hubs[0].head is not None:
+                w.first_head = hubs[0].head
 
     # --- the run ---
 
@@ -434,6 +445,8 @@ class _Soak:
                 end = (sentinel_block, 1 << 30)
             if w.from_block is not None:
                 start = w.from_block
+            elif w.fresh and w.first_head is not None:
+                start = max(w.first_head, w.joined_head or 0) + 1
             else:
                 start = (w.joined_head if w.joined_head is not None else self.node.head) + 1
             required = [raw for raw in canonical if w.wants(raw) and start <= int(raw["blockNumber"], 16)]

@@ -128,9 +128,14 @@ class LiveFilter:
             believed = self._chain.head
             head = seen_at_install if believed is None else min(seen_at_install, believed)
             if live.cursor is None:
+                # A first watcher may take the head block in (see Lane.start):
+                # the lane then starts below it, and reads it here.
                 live.start(head, head)
-            elif head > live.cursor:
-                await self.refill(live, max(0, live.cursor + 1 - REFILL_MARGIN), head, filter_id)
+                first = live.cursor + 1
+            else:
+                first = max(0, live.cursor + 1 - REFILL_MARGIN)
+            if head >= first:
+                await self.refill(live, first, head, filter_id)
         except BaseException:
             # Polling this filter now would move the cursor past what the
             # refill did not reach: drop it, the next tick starts over.
