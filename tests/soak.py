@@ -326,7 +326,7 @@ class _Soak:
         try:
             async with contextlib.aclosing(gen):
                 w.joined_head = self.node.head
-                w.fresh = not active_hubs()
+                w.fresh = not any(hub.head is not None for hub in active_hubs())
                 while True:
                     if w.leave == "timeout" and len(w.events) >= w.leave_after:
                         try:

@@ -260,10 +260,18 @@ class ChainView:
         self.tip = None
         if self.confirmed is not None:
             self.confirmed = min(self.confirmed, fork.number) if fork.number >= 0 else None
-        for header in headers.values():
-            if header is not None and header.number <= latest.number:
-                self._verify(header)
-        self._believe(latest)
+        found = [h for h in headers.values() if h is not None and h.number <= latest.number]
+        for header in found:
+            self._verify(header)
+        # The headers asked for by number vouch for each other; the latest
+        # answer is believed beside them only if it is not far above them.
+        best = max(found, key=lambda h: h.number, default=None)
+        if best is not None:
+            self._believe(best)
+        if best is None or latest.number - best.number <= SPIKE:
+            self._believe(latest)
+        else:
+            self._candidate = latest
 
     # --- internals ---
 

@@ -129,7 +129,10 @@ class Hub:
         if lane is None:
             lane = self.lanes[sub.confirmations] = Lane(sub.confirmations)
             self._wake.set()
-        sub.join_head = self.head
+        # A head the chain has shown twice: "new" is never measured from a
+        # head a backend on another fork made up.
+        confirmed = self.chain.confirmed
+        sub.join_head = self.head if confirmed is None or self.head is None else min(confirmed, self.head)
         lane.add(sub, self.head)
         fastest = min(self._intervals) if self._intervals else None
         self._intervals[sub.poll_interval] += 1
@@ -418,8 +421,9 @@ class Hub:
                 listed,
             )
         live = self.lanes.get(0)
-        if live is not None and self.filter.id is not None and live.cursor is not None:
-            await self.filter.refill(live, live.cursor + 1, latest.number)
+        head = self.chain.head
+        if live is not None and self.filter.id is not None and live.cursor is not None and head is not None:
+            await self.filter.refill(live, live.cursor + 1, head)
         return Seen.NEW
 
     async def _first_contact(self, latest: Header) -> None:

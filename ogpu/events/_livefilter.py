@@ -131,6 +131,7 @@ class LiveFilter:
                 # A first watcher may take the head block in (see Lane.start):
                 # the lane then starts below it, and reads it here.
                 live.start(head, head)
+                assert live.cursor is not None
                 first = live.cursor + 1
             else:
                 first = max(0, live.cursor + 1 - REFILL_MARGIN)
