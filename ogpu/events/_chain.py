@@ -264,13 +264,17 @@ class ChainView:
         for header in found:
             self._verify(header)
         # The headers asked for by number vouch for each other; the latest
-        # answer is believed beside them only if it is not far above them.
+        # answer, from another request, is believed beside them only if it is
+        # one of them or sits right on top of the highest: its parent's hash
+        # would otherwise be pinned unchecked. If not, a later tick confirms it.
         best = max(found, key=lambda h: h.number, default=None)
-        if best is not None:
-            self._believe(best)
-        if best is None or latest.number - best.number <= SPIKE:
+        if best is None:
             self._believe(latest)
-        else:
+            return
+        self._believe(best)
+        if latest == best or (latest.number == best.number + 1 and latest.parent_hash == best.hash):
+            self._believe(latest)
+        elif latest.number > best.number:
             self._candidate = latest
 
     # --- internals ---
