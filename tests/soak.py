@@ -411,7 +411,9 @@ class _Soak:
             on_chain = [canonical_keys[k] for k in got if k in canonical_keys]
             # The range: from from_block (or after the head at joining), to the
             # sentinel, or for a watcher that left, to its last canonical event.
-            if w.done and not w.at_end and w.error is None:
+            # Not running at the end and no error: it left (possibly cancelled
+            # before its task ever ran, so never marked done).
+            if not w.at_end and w.error is None:
                 end = max((_order(raw) for raw in on_chain), default=(-1, -1))
             else:
                 end = (sentinel_block, 1 << 30)
