@@ -61,7 +61,8 @@ FINAL_WAIT = 2.0
 
 # Faults thrown between polls, with their weights.
 _BETWEEN_POLLS = {
-    "lost-filter": 0.15,  # the node forgets the filter (an error, or hardhat's null)
+    "lost-filter": 0.09,  # the node forgets the filter and says so (an error)
+    "null-filter": 0.06,  # the node forgets the filter and answers null for it (hardhat)
     "lost-answer": 0.15,  # the node acts, the answer never arrives
     "http": 0.15,  # HTTP 500/502/503, or 429 with Retry-After
     "lag": 0.15,  # head answers behind the real head
@@ -255,8 +256,8 @@ class _Soak:
         if not kinds:
             return
         kind = rng.choices(kinds, weights=[_BETWEEN_POLLS[k] for k in kinds])[0]
-        if kind == "lost-filter":
-            node.null_for_unknown_filter = rng.random() < 0.5
+        if kind in ("lost-filter", "null-filter"):
+            node.null_for_unknown_filter = kind == "null-filter"
             node.forget_filters()
         elif kind == "lost-answer":
             # A timeout takes the whole time allowed for an answer, which an
@@ -428,7 +429,9 @@ class _Soak:
             got = [(str(e.block_hash).lower(), int(e.log_index)) for e in w.events]
             what = (
                 f"{w.label} {w.kind}{'(' + w.task[:8] + ')' if w.task else ''} from_block={w.from_block} "
-                f"confirmations={w.confirmations} leave={w.leave}"
+                f"confirmations={w.confirmations} leave={w.leave} joined at head {w.joined_head}, "
+                f"{'ran to the end' if w.at_end else 'left'}, yielded {len(w.events)}"
+                + (f" (blocks {w.events[0].block_number}..{w.events[-1].block_number})" if w.events else "")
             )
             if w.error is not None:
                 problems.append(f"{what}: raised {w.error}")
@@ -439,7 +442,9 @@ class _Soak:
             on_chain = [canonical_keys[k] for k in got if k in canonical_keys]
             # The range: from from_block (or after the head at joining), to the
             # sentinel, or for a watcher that left, to its last canonical event.
-            if w.done and not w.at_end and w.error is None:
+            # Not running at the end and no error: it left (possibly cancelled
+            # before its task ever ran, so never marked done).
+            if not w.at_end and w.error is None:
                 end = max((_order(raw) for raw in on_chain), default=(-1, -1))
             else:
                 end = (sentinel_block, 1 << 30)

@@ -482,10 +482,14 @@ async def test_watcher_joining_mid_poll_sees_what_is_mined_after_it_started(
     node: FakeNode, gate: Gate, confirmations: int
 ) -> None:
     node.mine(5)
-    # A slow poll interval: the joiner must not wait for the next scheduled poll.
-    gate.hold("eth_getFilterChanges")
+    # Slow poll intervals: the joiner must not wait for the next scheduled poll.
     running = start(watch_attempted(TASK, poll_interval=5.0))
-    await asyncio.wait_for(gate.held.wait(), PATIENCE)  # a poll of the running stream is out
+    await heads(node, 2)  # the stream knows the head and has polled; it sleeps for 5 s now
+    # A slightly faster watcher wakes the loop (it ticks at the shortest
+    # interval); that poll is held, and the joiner comes while it is out.
+    gate.hold("eth_getFilterChanges")
+    waker = start(watch_attempted(TASK, poll_interval=4.9))
+    await asyncio.wait_for(gate.held.wait(), PATIENCE)
     joiner = start(watch_attempted(TASK, poll_interval=5.0, confirmations=confirmations))
     await asyncio.sleep(0.05)  # its __anext__ is waiting
     attempted(node, TASK, 1)
@@ -493,7 +497,7 @@ async def test_watcher_joining_mid_poll_sees_what_is_mined_after_it_started(
     node.mine()  # a confirmation for it
     gate.open()
     await asyncio.wait_for(until_payments(joiner, [1]), 2.0)
-    for c in (running, joiner):
+    for c in (running, waker, joiner):
         await c.stop()
     assert payments(joiner) == [1]
     await all_gone(node)
