@@ -33,7 +33,8 @@ __all__ = ["ISSUE8_SCENARIOS", "SCENARIOS", "Outcome", "Scenario", "run_scenario
 
 _CHANGES = frozenset({"eth_getFilterChanges"})
 _LOGS = frozenset({"eth_getLogs"})
-_HEAD = frozenset({"eth_blockNumber"})
+# The stream reads its head as the latest block's header (eth_blockNumber before).
+_HEAD = frozenset({"eth_getBlockByNumber"})
 # Every way a stream asks for the head: the number, or the latest block itself.
 _HEADS = frozenset({"eth_blockNumber", "eth_getBlockByNumber"})
 _UNINSTALL = frozenset({"eth_uninstallFilter"})
@@ -151,7 +152,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     _scenario(
         "rate-limit-in-batch",
-        "JSON-RPC rate-limit error on eth_blockNumber inside the poll batch",
+        "JSON-RPC rate-limit error on a header inside the poll batch",
         REFILL,
         Rule(Fault.RPC_ERROR, _HEAD, every=4, times=4, code=-32005, message="rate limit exceeded"),
     ),
@@ -206,7 +207,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     _scenario(
         "head-lags",
         "head reported behind the real one now and then",
-        r"node reported head \d+ after \d+",
+        r"node reported head \d+ below \d+",
         Rule(Fault.LAG_HEAD, _HEAD, every=3, lag=4),
     ),
     _scenario(

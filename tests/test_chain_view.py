@@ -216,3 +216,23 @@ def test_screening_drops_other_contracts_and_out_of_range_logs_with_a_warning(
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("other contracts" in m for m in messages)
     assert any("outside that range" in m for m in messages)
+
+
+def test_a_block_a_log_reported_above_lagging_heads_is_believed_when_shown_by_number() -> None:
+    view = following(9, 10)
+    assert view.place(11, h(11)) is LogPlace.AHEAD
+    assert 11 in view.checks()
+    # Every head answer lags (10), but block 11 asked for by number is there, on block 10.
+    assert view.observe(header(10), {10: header(10), 11: header(11)}) is Seen.NEW
+    assert view.head == 11
+    assert view.place(11, h(11)) is LogPlace.OK
+
+
+def test_an_expected_block_is_believed_only_on_top_of_the_pinned_head() -> None:
+    view = following(9, 10)
+    view.expect(11)
+    assert 11 in view.checks()
+    assert view.observe(header(10), {10: header(10), 11: header(11, "b", "b")}) is not Seen.NEW
+    view.expect(11)
+    assert view.observe(header(10), {10: header(10), 11: header(11)}) is Seen.NEW
+    assert view.head == 11

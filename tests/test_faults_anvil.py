@@ -13,12 +13,14 @@ import re
 import pytest
 
 from ogpu.events._devnode import Anvil
-from tests.faultscenarios import SCENARIOS, Scenario, run_scenario
+from tests.faultscenarios import ISSUE8_SCENARIOS, SCENARIOS, Scenario, run_scenario
+
+ALL_SCENARIOS = SCENARIOS + ISSUE8_SCENARIOS
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.key for s in SCENARIOS])
+@pytest.mark.parametrize("scenario", ALL_SCENARIOS, ids=[s.key for s in ALL_SCENARIOS])
 async def test_every_event_arrives_exactly_once_in_order(
     shared_anvil: Anvil, scenario: Scenario, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -109,6 +109,9 @@ class ChainView:
     def __init__(self) -> None:
         self._pinned: dict[int, str] = {}  # verified by a header
         self._claims: dict[int, str] = {}  # reported by logs, not yet verified
+        # Blocks above the believed head that a log reported (with its hash)
+        # or the stream waits for (None): asked for by number until shown.
+        self._ahead: dict[int, str | None] = {}
         self.tip: Header | None = None
         # The highest head a later answer showed again with the same hash: a
         # head from a backend on another fork, or a glitch, never gets here.
@@ -133,6 +136,7 @@ class ChainView:
             wanted.add(0)
         if self._candidate is not None:
             wanted.add(self._candidate.number)
+        wanted.update(self._ahead)
         wanted.update(sorted(self._claims)[:_CLAIMS_PER_TICK])
         wanted.update(self._gaps())
         return sorted(wanted)
@@ -161,6 +165,9 @@ class ChainView:
     def observe(self, latest: Header, checked: Mapping[int, Header | None]) -> Seen:
         """Take one tick's answers: the latest header and the headers asked for by :meth:`checks`."""
         anchor = self.tip
+        # A block a log reported above the head, shown by its number: the
+        # head answers may lag (a backend behind), that block is there.
+        shown: Header | None = None
         # From the top down: each header pins its parent's hash, which the
         # next one down is checked against.
         for number, header in sorted(checked.items(), reverse=True):
@@ -169,6 +176,12 @@ class ChainView:
             if number == 0 and self.genesis is None:
                 self.genesis = self._pinned[0] = header.hash
                 continue
+            if number in self._ahead and (shown is None or number > shown.number):
+                expected = self._ahead[number]
+                if expected == header.hash or (
+                    expected is None and self._pinned.get(number - 1) == header.parent_hash
+                ):
+                    shown = header
             if self._pinned.get(number, self._claims.get(number)) is None:
                 continue  # no link to the pinned chain (a gap the answer above did not fill)
             if not self._agrees(header):
@@ -188,6 +201,9 @@ class ChainView:
         anchor_answer = checked.get(anchor.number)
         if anchor_answer is not None:  # it agreed with the pin, or we would have returned
             self.confirmed = max(self.confirmed or 0, anchor.number)
+        if shown is not None and shown.number > max(anchor.number, latest.number) and self._agrees(shown):
+            self._believe(shown)
+            return Seen.NEW
         if latest.number <= anchor.number:
             if anchor_answer is not None or self._pinned.get(latest.number) == latest.hash:
                 return Seen.SAME if latest.number == anchor.number else Seen.BEHIND
@@ -208,6 +224,8 @@ class ChainView:
         if head is None or number > head:
             if head is not None and number > head + SPIKE:
                 return LogPlace.BEYOND
+            if head is not None:
+                self._ahead[number] = block_hash.lower()
             return LogPlace.AHEAD
         block_hash = block_hash.lower()
         known = self._pinned.get(number, self._claims.get(number))
@@ -216,6 +234,17 @@ class ChainView:
                 self._claims[number] = block_hash
             return LogPlace.OK
         return LogPlace.OK if known == block_hash else LogPlace.STALE
+
+    def expect(self, number: int) -> None:
+        """Ask for block ``number`` by number in later ticks, and believe it once it sits on the head.
+
+        Head answers from a backend that lags can stay below a block the
+        stream knows must exist (a filter was created after it); this finds
+        it without them.
+        """
+        head = self.head
+        if head is not None and head < number <= head + SPIKE:
+            self._ahead.setdefault(number, None)
 
     def fork_queries(self) -> list[int]:
         """Every number the view pins or has claims for, and the genesis block."""
@@ -257,6 +286,7 @@ class ChainView:
             for number in [n for n in table if n > fork.number]:
                 del table[number]
         self._candidate = None
+        self._ahead.clear()
         self.tip = None
         if self.confirmed is not None:
             self.confirmed = min(self.confirmed, fork.number) if fork.number >= 0 else None
@@ -298,6 +328,8 @@ class ChainView:
             return
         self.tip = header
         self._verify(header)
+        for number in [n for n in self._ahead if n <= header.number]:
+            del self._ahead[number]
         horizon = header.number - WINDOW
         for table in (self._pinned, self._claims):
             for number in [n for n in table if 0 < n < horizon]:

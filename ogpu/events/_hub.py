@@ -84,6 +84,7 @@ class Hub:
         self.lanes: dict[int, Lane] = {}
         self.ticks = 0
         self._last_answer: int | None = None
+        self._last_seen: Seen | None = None
         self.filter = LiveFilter(
             self.client,
             self.reader,
@@ -335,6 +336,13 @@ class Hub:
                 # be put in place: a gap.
                 self.filter.lose(f"the head beside it could not be used ({exc})")
             raise
+        if seen is Seen.BEHIND and self._last_seen is not Seen.BEHIND:
+            log.info(
+                "node reported head %d below %s (a lagging backend?); cursors stay where they are",
+                latest.number,
+                self.chain.head,
+            )
+        self._last_seen = seen
         if seen is Seen.HELD:
             log.warning(
                 "node reported head %d, far above the %s believed so far; not believed until confirmed",

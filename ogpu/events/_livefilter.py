@@ -235,6 +235,8 @@ class LiveFilter:
                 raise
         if checks > 1 or needed > last:
             self._cover = (last, checks - 1, needed)
+            # If every head answer lags, the block the cover waits for is found by its number.
+            self._chain.expect(needed)
             # Logs far beyond every head stay in, for the triage to drop with a WARNING.
             return [raw for raw, b in zip(changes, blocks, strict=True) if not last < b <= head + SPIKE]
         self._cover = None
