@@ -29,6 +29,7 @@ async def test_every_event_arrives_exactly_once_in_order(
     outcome = await run_scenario(shared_anvil.url, scenario)
 
     assert outcome.error is None
+    assert outcome.leaked == 0, "a filter was left installed on the node"
     assert outcome.delivered == outcome.sent, (
         f"lost {outcome.lost}, repeated {outcome.repeated}, in order: {outcome.in_order}"
     )

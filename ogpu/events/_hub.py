@@ -321,7 +321,22 @@ class Hub:
         changes = answers.pop() if polling else None
         try:
             latest = _header(answers[0], "latest")
-            checked = {n: _maybe_header(a, hex(n)) for n, a in zip(checks, answers[1:], strict=False)}
+            # A check the node refused (an error, not null) says nothing either
+            # way: the block is asked for again next tick.
+            refused = [
+                n for n, a in zip(checks, answers[1:], strict=False) if isinstance(a, RpcResponseError)
+            ]
+            if refused:
+                log.info(
+                    "could not check blocks %s this tick (%s); asking again",
+                    refused,
+                    answers[1 + checks.index(refused[0])],
+                )
+            checked = {
+                n: _maybe_header(a, hex(n))
+                for n, a in zip(checks, answers[1:], strict=False)
+                if n not in refused
+            }
             if self.chain.chain_id is None and not isinstance(answers[-1], BaseException):
                 self.chain.chain_id = _quantity(answers[-1], "eth_chainId")
             if self.chain.tip is None:
@@ -336,11 +351,13 @@ class Hub:
                 # be put in place: a gap.
                 self.filter.lose(f"the head beside it could not be used ({exc})")
             raise
-        if seen is Seen.BEHIND and self._last_seen is not Seen.BEHIND:
+        head = self.chain.head
+        assert head is not None
+        if seen is Seen.BEHIND and self._last_seen is not Seen.BEHIND and latest.number < head:
             log.info(
-                "node reported head %d below %s (a lagging backend?); cursors stay where they are",
+                "node reported head %d below %d (a lagging backend?); cursors stay where they are",
                 latest.number,
-                self.chain.head,
+                head,
             )
         self._last_seen = seen
         if seen is Seen.HELD:
@@ -349,8 +366,6 @@ class Hub:
                 latest.number,
                 self.chain.head,
             )
-        head = self.chain.head
-        assert head is not None
         # Ranges end at the lower of the last two answers: a load-balanced node
         # may report a head that the backend holding the filter has not reached.
         answer = latest.number if seen in (Seen.NEW, Seen.SAME, Seen.BEHIND) else head
@@ -397,7 +412,7 @@ class Hub:
         headers = {n: _maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
         fork = self.chain.locate_fork(headers)
         if fork.lagging:
-            log.info("node answered from a backend behind block %s; nothing moves", self.chain.head)
+            log.info("a backend behind block %s answered; nothing moves", self.chain.head)
             return Seen.BEHIND
         old_head = self.chain.head
         self.chain.rebase(fork, headers, latest)

@@ -11,6 +11,7 @@ looks like are the hub's and the chain view's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -36,6 +37,8 @@ _INSTALL_CHECKS = 3
 # A refill after a lost filter starts this many blocks below the cursor: the
 # cursor may have followed heads from a backend ahead of the filter's.
 REFILL_MARGIN = 16
+# How long a cancelled stream still waits for the id of a filter it asked for.
+_CREATE_GRACE = 1.0
 # eth_uninstallFilter tries before a filter is left to the node's idle expiry.
 _UNINSTALL_TRIES = 4
 
@@ -108,7 +111,7 @@ class LiveFilter:
         # that head is covered by the filter and everything up to it by the
         # refill; the overlap is dropped by the lane's log memory.
         try:
-            created = await self._client.call("eth_newFilter", [{"address": self._nexus}])
+            created = await self._create()
         except RpcResponseError as exc:
             if classify(exc) not in (Fault.UNSUPPORTED, Fault.FILTER_LOST):
                 raise
@@ -157,6 +160,21 @@ class LiveFilter:
         owed = self._cover[2] if self._cover is not None else 0
         trusted = seen_at_install if seen_at_install <= head + SPIKE else head
         self._cover = (head, _INSTALL_CHECKS, max(trusted + 1, owed))
+
+    async def _create(self) -> Any:
+        """``eth_newFilter``; if the stream is closed meanwhile, the filter is still uninstalled.
+
+        Cancelled after the request left, the node may have made the filter:
+        its id is awaited (briefly) so the teardown can uninstall it.
+        """
+        request = asyncio.ensure_future(self._client.call("eth_newFilter", [{"address": self._nexus}]))
+        try:
+            return await asyncio.shield(request)
+        except asyncio.CancelledError:
+            # No answer in time: nothing is known to uninstall.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                self._stale[str(await asyncio.wait_for(request, _CREATE_GRACE))] = (0, 0)
+            raise
 
     async def refill(self, live: Lane, first: int, last: int, filter_id: str | None = None) -> None:
         log.info("filter %s: refilling blocks %d..%d from eth_getLogs", filter_id or self.id, first, last)
