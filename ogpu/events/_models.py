@@ -8,7 +8,7 @@ different logs can share ``(block_number, log_index)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from ogpu.types import DeliveryMethod, Environment, ResponseStatus, SourceStatus, TaskStatus
 
@@ -28,6 +28,26 @@ __all__ = [
 ]
 
 
+# Where every event sits on chain, written once and appended to each event's
+# docstring, so help() on any of them reads whole.
+_ON_CHAIN_DOC = """
+    Where it sits on chain (every event has these, after its payload):
+        block_number: the block that holds the log.
+        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
+        log_index: its position among the block's logs (per block, from 0).
+        block_hash: the block's hash; with ``log_index`` it identifies the
+            log even across a reorg.
+"""
+
+_C = TypeVar("_C", bound=type)
+
+
+def _on_chain(cls: _C) -> _C:
+    cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + _ON_CHAIN_DOC
+    return cls
+
+
+@_on_chain
 @dataclass(frozen=True, slots=True)
 class TaskPublishedEvent:
     """A client published a task against a source (Nexus ``TaskPublished``).
@@ -36,12 +56,6 @@ class TaskPublishedEvent:
         task: the new task's address (EIP-55 checksummed).
         source: the source the task runs on (EIP-55 checksummed).
 
-    Where it sits on chain (every event has these, after its payload):
-        block_number: the block that holds the log.
-        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
-        log_index: its position among the block's logs (per block, from 0).
-        block_hash: the block's hash; with ``log_index`` it identifies the
-            log even across a reorg.
     """
 
     event_name: ClassVar[str] = "TaskPublished"
@@ -53,6 +67,7 @@ class TaskPublishedEvent:
     block_hash: str
 
 
+@_on_chain
 @dataclass(frozen=True, slots=True)
 class AttemptedEvent:
     """A provider attempted a task (Nexus ``Attempted``).
@@ -63,12 +78,6 @@ class AttemptedEvent:
         suggested_payment: what the provider asks, in wei of OGPU
             (10**18 wei = 1 OGPU); an exact int, up to 2**256 - 1.
 
-    Where it sits on chain (every event has these, after its payload):
-        block_number: the block that holds the log.
-        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
-        log_index: its position among the block's logs (per block, from 0).
-        block_hash: the block's hash; with ``log_index`` it identifies the
-            log even across a reorg.
     """
 
     event_name: ClassVar[str] = "Attempted"
@@ -81,6 +90,7 @@ class AttemptedEvent:
     block_hash: str
 
 
+@_on_chain
 @dataclass(frozen=True, slots=True)
 class ResponseSubmittedEvent:
     """A provider submitted a response to a task (Nexus ``ResponseSubmitted``).
@@ -89,12 +99,6 @@ class ResponseSubmittedEvent:
         response: the new response's address (EIP-55 checksummed).
         task: the task it answers (EIP-55 checksummed).
 
-    Where it sits on chain (every event has these, after its payload):
-        block_number: the block that holds the log.
-        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
-        log_index: its position among the block's logs (per block, from 0).
-        block_hash: the block's hash; with ``log_index`` it identifies the
-            log even across a reorg.
     """
 
     event_name: ClassVar[str] = "ResponseSubmitted"
@@ -106,6 +110,7 @@ class ResponseSubmittedEvent:
     block_hash: str
 
 
+@_on_chain
 @dataclass(frozen=True, slots=True)
 class ResponseStatusChangedEvent:
     """A response changed status (Nexus ``ResponseStatusChanged``).
@@ -114,12 +119,6 @@ class ResponseStatusChangedEvent:
         response: the response's address (EIP-55 checksummed).
         status: its new status, a ``ResponseStatus`` (SUBMITTED, CONFIRMED).
 
-    Where it sits on chain (every event has these, after its payload):
-        block_number: the block that holds the log.
-        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
-        log_index: its position among the block's logs (per block, from 0).
-        block_hash: the block's hash; with ``log_index`` it identifies the
-            log even across a reorg.
     """
 
     event_name: ClassVar[str] = "ResponseStatusChanged"
@@ -131,6 +130,7 @@ class ResponseStatusChangedEvent:
     block_hash: str
 
 
+@_on_chain
 @dataclass(frozen=True, slots=True)
 class TaskStatusChangedEvent:
     """A task changed status (Nexus ``TaskStatusChanged``).
@@ -140,12 +140,6 @@ class TaskStatusChangedEvent:
         status: its new status, a ``TaskStatus`` (NEW, ATTEMPTED, RESPONDED,
             CANCELED, EXPIRED, FINALIZED).
 
-    Where it sits on chain (every event has these, after its payload):
-        block_number: the block that holds the log.
-        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
-        log_index: its position among the block's logs (per block, from 0).
-        block_hash: the block's hash; with ``log_index`` it identifies the
-            log even across a reorg.
     """
 
     event_name: ClassVar[str] = "TaskStatusChanged"
@@ -157,6 +151,7 @@ class TaskStatusChangedEvent:
     block_hash: str
 
 
+@_on_chain
 @dataclass(frozen=True, slots=True)
 class RegisteredEvent:
     """A provider registered to a source (Nexus ``Registered``).
@@ -168,12 +163,6 @@ class RegisteredEvent:
         preferred_environment: the provider's ``Environment`` flags (CPU,
             NVIDIA, AMD; several may be set).
 
-    Where it sits on chain (every event has these, after its payload):
-        block_number: the block that holds the log.
-        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
-        log_index: its position among the block's logs (per block, from 0).
-        block_hash: the block's hash; with ``log_index`` it identifies the
-            log even across a reorg.
     """
 
     event_name: ClassVar[str] = "Registered"
@@ -187,6 +176,7 @@ class RegisteredEvent:
     block_hash: str
 
 
+@_on_chain
 @dataclass(frozen=True, slots=True)
 class SourcePublishedEvent:
     """A client published a source (Nexus ``SourcePublished``).
@@ -194,12 +184,6 @@ class SourcePublishedEvent:
     Fields:
         source: the new source's address (EIP-55 checksummed).
 
-    Where it sits on chain (every event has these, after its payload):
-        block_number: the block that holds the log.
-        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
-        log_index: its position among the block's logs (per block, from 0).
-        block_hash: the block's hash; with ``log_index`` it identifies the
-            log even across a reorg.
     """
 
     event_name: ClassVar[str] = "SourcePublished"
@@ -210,6 +194,7 @@ class SourcePublishedEvent:
     block_hash: str
 
 
+@_on_chain
 @dataclass(frozen=True, slots=True)
 class SourceStatusChangedEvent:
     """A source changed status (Nexus ``SourceStatusChanged``).
@@ -218,12 +203,6 @@ class SourceStatusChangedEvent:
         source: the source's address (EIP-55 checksummed).
         status: its new status, a ``SourceStatus`` (ACTIVE, INACTIVE).
 
-    Where it sits on chain (every event has these, after its payload):
-        block_number: the block that holds the log.
-        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
-        log_index: its position among the block's logs (per block, from 0).
-        block_hash: the block's hash; with ``log_index`` it identifies the
-            log even across a reorg.
     """
 
     event_name: ClassVar[str] = "SourceStatusChanged"
@@ -265,6 +244,7 @@ class SourceParams:
     last_update_time: int
 
 
+@_on_chain
 @dataclass(frozen=True, slots=True)
 class SourceUpdatedEvent:
     """A source's parameters were set or changed (Nexus ``SourceUpdated``).
@@ -273,12 +253,6 @@ class SourceUpdatedEvent:
         source: the source's address (EIP-55 checksummed).
         source_params: the parameters now in force, a ``SourceParams``.
 
-    Where it sits on chain (every event has these, after its payload):
-        block_number: the block that holds the log.
-        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
-        log_index: its position among the block's logs (per block, from 0).
-        block_hash: the block's hash; with ``log_index`` it identifies the
-            log even across a reorg.
     """
 
     event_name: ClassVar[str] = "SourceUpdated"
@@ -290,6 +264,7 @@ class SourceUpdatedEvent:
     block_hash: str
 
 
+@_on_chain
 @dataclass(frozen=True, slots=True)
 class OwnershipTransferredEvent:
     """The Nexus contract changed owner (``OwnershipTransferred``).
@@ -298,12 +273,6 @@ class OwnershipTransferredEvent:
         previous_owner: the former owner's address (EIP-55 checksummed).
         new_owner: the new owner's address (EIP-55 checksummed).
 
-    Where it sits on chain (every event has these, after its payload):
-        block_number: the block that holds the log.
-        transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
-        log_index: its position among the block's logs (per block, from 0).
-        block_hash: the block's hash; with ``log_index`` it identifies the
-            log even across a reorg.
     """
 
     event_name: ClassVar[str] = "OwnershipTransferred"

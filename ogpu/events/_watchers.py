@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ogpu._errors import InvalidArgumentError
 from ogpu.chain import ChainConfig, validate_rpc_url
@@ -57,6 +57,59 @@ SCOPED_WATCHERS: dict[str, tuple[str, str]] = {
 }
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+# What every watcher shares, written once and appended to each docstring, so
+# help() on any of them reads whole.
+_SHARED_DOC = """
+    Keyword arguments:
+        from_block: ``None`` (default) yields only events mined after the
+            watcher joined the stream. A block number ``N >= 0`` yields every
+            matching event from block ``N`` on: history first (read with
+            ``eth_getLogs``), then live, with no gap and no repeat. A block
+            above the current head is waited for.
+        poll_interval: seconds between polls of the node (default ``2.0``,
+            must be ``> 0``). Watchers share one poll loop, which ticks at the
+            shortest interval any of them asked for.
+        confirmations: blocks that must sit on top of an event's block
+            before it is yielded (default ``0``). With ``N > 0`` an event a
+            reorg removes before that depth is never yielded.
+
+    Raises:
+        InvalidAddressError: when called, for a scoping address that is not a
+            20-byte hex string (any letter case is accepted).
+        InvalidArgumentError: when called, for a bad ``from_block``,
+            ``poll_interval`` or ``confirmations``.
+        InvalidRpcUrlError, ChainNotSupportedError: when called, for a bad
+            ``ChainConfig`` / ``OGPU_RPC_URL`` / ``OGPU_CHAIN``.
+        RpcTransportError, RpcHttpError, RpcProtocolError: from the first
+            ``__anext__`` when the node cannot be used: refused or
+            unresolvable within about 3 s, an answer that is not JSON-RPC
+            (an HTML page, HTTP 4xx or 501) within about 5 s, no answer at all
+            within about 10 s. Once the node has answered, transient faults
+            are retried (each retry logged at WARNING on ``ogpu.events``), not
+            raised.
+        UnsupportedNodeError: when the node offers neither log filters nor
+            ``eth_getLogs``, or cannot give block headers.
+        ChainChangedError: when the node's ``eth_chainId`` changes under a
+            running stream (a reorg or a restarted development node is
+            followed, with a WARNING, not raised).
+
+    Nothing touches the network until the first ``__anext__``. Cancelling is
+    safe and loses nothing: leaving the loop (``break``, ``return``, an
+    exception, ``asyncio.wait_for`` timing out, task cancellation,
+    ``aclose()``) takes the watcher off the shared stream, and the last
+    watcher out uninstalls the node filter and stops polling.
+
+"""
+
+
+def _documented(watcher: _F) -> _F:
+    watcher.__doc__ = (watcher.__doc__ or "").rstrip() + "\n" + _SHARED_DOC
+    return watcher
+
+
+@_documented
 def watch_task_published(
     source: str,
     *,
@@ -69,49 +122,10 @@ def watch_task_published(
     Args:
         source: the source's address (``0x`` + 40 hex digits, any case).
 
-    Keyword arguments:
-        from_block: ``None`` (default) yields only events mined after the
-            watcher joined the stream. A block number ``N >= 0`` yields every
-            matching event from block ``N`` on: history first (read with
-            ``eth_getLogs``), then live, with no gap and no repeat. A block
-            above the current head is waited for.
-        poll_interval: seconds between polls of the node (default ``2.0``,
-            must be ``> 0``). Watchers share one poll loop, which ticks at the
-            shortest interval any of them asked for.
-        confirmations: blocks that must sit on top of an event's block
-            before it is yielded (default ``0``). With ``N > 0`` an event a
-            reorg removes before that depth is never yielded.
-
     Yields:
         ``TaskPublishedEvent(task, source)``:
         exactly once each, in chain order (block number, then log index).
         Addresses are EIP-55 checksummed.
-
-    Raises:
-        InvalidAddressError: when called, for a scoping address that is not a
-            20-byte hex string (any letter case is accepted).
-        InvalidArgumentError: when called, for a bad ``from_block``,
-            ``poll_interval`` or ``confirmations``.
-        InvalidRpcUrlError, ChainNotSupportedError: when called, for a bad
-            ``ChainConfig`` / ``OGPU_RPC_URL`` / ``OGPU_CHAIN``.
-        RpcTransportError, RpcHttpError, RpcProtocolError: from the first
-            ``__anext__`` when the node cannot be used: refused or
-            unresolvable within about 3 s, an answer that is not JSON-RPC
-            (an HTML page, HTTP 4xx or 501) within about 5 s, no answer at all
-            within about 10 s. Once the node has answered, transient faults
-            are retried (each retry logged at WARNING on ``ogpu.events``), not
-            raised.
-        UnsupportedNodeError: when the node offers neither log filters nor
-            ``eth_getLogs``, or cannot give block headers.
-        ChainChangedError: when the node's ``eth_chainId`` changes under a
-            running stream (a reorg or a restarted development node is
-            followed, with a WARNING, not raised).
-
-    Nothing touches the network until the first ``__anext__``. Cancelling is
-    safe and loses nothing: leaving the loop (``break``, ``return``, an
-    exception, ``asyncio.wait_for`` timing out, task cancellation,
-    ``aclose()``) takes the watcher off the shared stream, and the last
-    watcher out uninstalls the node filter and stops polling.
 
     Example::
 
@@ -121,6 +135,7 @@ def watch_task_published(
     return _scoped("watch_task_published", source, from_block, poll_interval, confirmations)
 
 
+@_documented
 def watch_attempted(
     task: str, *, from_block: int | None = None, poll_interval: float = 2.0, confirmations: int = 0
 ) -> AsyncGenerator[AttemptedEvent, None]:
@@ -129,49 +144,10 @@ def watch_attempted(
     Args:
         task: the task's address (``0x`` + 40 hex digits, any case).
 
-    Keyword arguments:
-        from_block: ``None`` (default) yields only events mined after the
-            watcher joined the stream. A block number ``N >= 0`` yields every
-            matching event from block ``N`` on: history first (read with
-            ``eth_getLogs``), then live, with no gap and no repeat. A block
-            above the current head is waited for.
-        poll_interval: seconds between polls of the node (default ``2.0``,
-            must be ``> 0``). Watchers share one poll loop, which ticks at the
-            shortest interval any of them asked for.
-        confirmations: blocks that must sit on top of an event's block
-            before it is yielded (default ``0``). With ``N > 0`` an event a
-            reorg removes before that depth is never yielded.
-
     Yields:
         ``AttemptedEvent(task, provider, suggested_payment)``, the payment in wei:
         exactly once each, in chain order (block number, then log index).
         Addresses are EIP-55 checksummed.
-
-    Raises:
-        InvalidAddressError: when called, for a scoping address that is not a
-            20-byte hex string (any letter case is accepted).
-        InvalidArgumentError: when called, for a bad ``from_block``,
-            ``poll_interval`` or ``confirmations``.
-        InvalidRpcUrlError, ChainNotSupportedError: when called, for a bad
-            ``ChainConfig`` / ``OGPU_RPC_URL`` / ``OGPU_CHAIN``.
-        RpcTransportError, RpcHttpError, RpcProtocolError: from the first
-            ``__anext__`` when the node cannot be used: refused or
-            unresolvable within about 3 s, an answer that is not JSON-RPC
-            (an HTML page, HTTP 4xx or 501) within about 5 s, no answer at all
-            within about 10 s. Once the node has answered, transient faults
-            are retried (each retry logged at WARNING on ``ogpu.events``), not
-            raised.
-        UnsupportedNodeError: when the node offers neither log filters nor
-            ``eth_getLogs``, or cannot give block headers.
-        ChainChangedError: when the node's ``eth_chainId`` changes under a
-            running stream (a reorg or a restarted development node is
-            followed, with a WARNING, not raised).
-
-    Nothing touches the network until the first ``__anext__``. Cancelling is
-    safe and loses nothing: leaving the loop (``break``, ``return``, an
-    exception, ``asyncio.wait_for`` timing out, task cancellation,
-    ``aclose()``) takes the watcher off the shared stream, and the last
-    watcher out uninstalls the node filter and stops polling.
 
     Example::
 
@@ -181,6 +157,7 @@ def watch_attempted(
     return _scoped("watch_attempted", task, from_block, poll_interval, confirmations)
 
 
+@_documented
 def watch_response_submitted(
     task: str, *, from_block: int | None = None, poll_interval: float = 2.0, confirmations: int = 0
 ) -> AsyncGenerator[ResponseSubmittedEvent, None]:
@@ -189,49 +166,10 @@ def watch_response_submitted(
     Args:
         task: the task's address (``0x`` + 40 hex digits, any case).
 
-    Keyword arguments:
-        from_block: ``None`` (default) yields only events mined after the
-            watcher joined the stream. A block number ``N >= 0`` yields every
-            matching event from block ``N`` on: history first (read with
-            ``eth_getLogs``), then live, with no gap and no repeat. A block
-            above the current head is waited for.
-        poll_interval: seconds between polls of the node (default ``2.0``,
-            must be ``> 0``). Watchers share one poll loop, which ticks at the
-            shortest interval any of them asked for.
-        confirmations: blocks that must sit on top of an event's block
-            before it is yielded (default ``0``). With ``N > 0`` an event a
-            reorg removes before that depth is never yielded.
-
     Yields:
         ``ResponseSubmittedEvent(response, task)``:
         exactly once each, in chain order (block number, then log index).
         Addresses are EIP-55 checksummed.
-
-    Raises:
-        InvalidAddressError: when called, for a scoping address that is not a
-            20-byte hex string (any letter case is accepted).
-        InvalidArgumentError: when called, for a bad ``from_block``,
-            ``poll_interval`` or ``confirmations``.
-        InvalidRpcUrlError, ChainNotSupportedError: when called, for a bad
-            ``ChainConfig`` / ``OGPU_RPC_URL`` / ``OGPU_CHAIN``.
-        RpcTransportError, RpcHttpError, RpcProtocolError: from the first
-            ``__anext__`` when the node cannot be used: refused or
-            unresolvable within about 3 s, an answer that is not JSON-RPC
-            (an HTML page, HTTP 4xx or 501) within about 5 s, no answer at all
-            within about 10 s. Once the node has answered, transient faults
-            are retried (each retry logged at WARNING on ``ogpu.events``), not
-            raised.
-        UnsupportedNodeError: when the node offers neither log filters nor
-            ``eth_getLogs``, or cannot give block headers.
-        ChainChangedError: when the node's ``eth_chainId`` changes under a
-            running stream (a reorg or a restarted development node is
-            followed, with a WARNING, not raised).
-
-    Nothing touches the network until the first ``__anext__``. Cancelling is
-    safe and loses nothing: leaving the loop (``break``, ``return``, an
-    exception, ``asyncio.wait_for`` timing out, task cancellation,
-    ``aclose()``) takes the watcher off the shared stream, and the last
-    watcher out uninstalls the node filter and stops polling.
 
     Example::
 
@@ -241,6 +179,7 @@ def watch_response_submitted(
     return _scoped("watch_response_submitted", task, from_block, poll_interval, confirmations)
 
 
+@_documented
 def watch_response_status_changed(
     response: str,
     *,
@@ -253,49 +192,10 @@ def watch_response_status_changed(
     Args:
         response: the response's address (``0x`` + 40 hex digits, any case).
 
-    Keyword arguments:
-        from_block: ``None`` (default) yields only events mined after the
-            watcher joined the stream. A block number ``N >= 0`` yields every
-            matching event from block ``N`` on: history first (read with
-            ``eth_getLogs``), then live, with no gap and no repeat. A block
-            above the current head is waited for.
-        poll_interval: seconds between polls of the node (default ``2.0``,
-            must be ``> 0``). Watchers share one poll loop, which ticks at the
-            shortest interval any of them asked for.
-        confirmations: blocks that must sit on top of an event's block
-            before it is yielded (default ``0``). With ``N > 0`` an event a
-            reorg removes before that depth is never yielded.
-
     Yields:
         ``ResponseStatusChangedEvent(response, status)``, ``status`` a ``ResponseStatus``:
         exactly once each, in chain order (block number, then log index).
         Addresses are EIP-55 checksummed.
-
-    Raises:
-        InvalidAddressError: when called, for a scoping address that is not a
-            20-byte hex string (any letter case is accepted).
-        InvalidArgumentError: when called, for a bad ``from_block``,
-            ``poll_interval`` or ``confirmations``.
-        InvalidRpcUrlError, ChainNotSupportedError: when called, for a bad
-            ``ChainConfig`` / ``OGPU_RPC_URL`` / ``OGPU_CHAIN``.
-        RpcTransportError, RpcHttpError, RpcProtocolError: from the first
-            ``__anext__`` when the node cannot be used: refused or
-            unresolvable within about 3 s, an answer that is not JSON-RPC
-            (an HTML page, HTTP 4xx or 501) within about 5 s, no answer at all
-            within about 10 s. Once the node has answered, transient faults
-            are retried (each retry logged at WARNING on ``ogpu.events``), not
-            raised.
-        UnsupportedNodeError: when the node offers neither log filters nor
-            ``eth_getLogs``, or cannot give block headers.
-        ChainChangedError: when the node's ``eth_chainId`` changes under a
-            running stream (a reorg or a restarted development node is
-            followed, with a WARNING, not raised).
-
-    Nothing touches the network until the first ``__anext__``. Cancelling is
-    safe and loses nothing: leaving the loop (``break``, ``return``, an
-    exception, ``asyncio.wait_for`` timing out, task cancellation,
-    ``aclose()``) takes the watcher off the shared stream, and the last
-    watcher out uninstalls the node filter and stops polling.
 
     Example::
 
@@ -306,6 +206,7 @@ def watch_response_status_changed(
     return _scoped("watch_response_status_changed", response, from_block, poll_interval, confirmations)
 
 
+@_documented
 def watch_task_status_changed(
     task: str, *, from_block: int | None = None, poll_interval: float = 2.0, confirmations: int = 0
 ) -> AsyncGenerator[TaskStatusChangedEvent, None]:
@@ -314,49 +215,10 @@ def watch_task_status_changed(
     Args:
         task: the task's address (``0x`` + 40 hex digits, any case).
 
-    Keyword arguments:
-        from_block: ``None`` (default) yields only events mined after the
-            watcher joined the stream. A block number ``N >= 0`` yields every
-            matching event from block ``N`` on: history first (read with
-            ``eth_getLogs``), then live, with no gap and no repeat. A block
-            above the current head is waited for.
-        poll_interval: seconds between polls of the node (default ``2.0``,
-            must be ``> 0``). Watchers share one poll loop, which ticks at the
-            shortest interval any of them asked for.
-        confirmations: blocks that must sit on top of an event's block
-            before it is yielded (default ``0``). With ``N > 0`` an event a
-            reorg removes before that depth is never yielded.
-
     Yields:
         ``TaskStatusChangedEvent(task, status)``, ``status`` a ``TaskStatus``:
         exactly once each, in chain order (block number, then log index).
         Addresses are EIP-55 checksummed.
-
-    Raises:
-        InvalidAddressError: when called, for a scoping address that is not a
-            20-byte hex string (any letter case is accepted).
-        InvalidArgumentError: when called, for a bad ``from_block``,
-            ``poll_interval`` or ``confirmations``.
-        InvalidRpcUrlError, ChainNotSupportedError: when called, for a bad
-            ``ChainConfig`` / ``OGPU_RPC_URL`` / ``OGPU_CHAIN``.
-        RpcTransportError, RpcHttpError, RpcProtocolError: from the first
-            ``__anext__`` when the node cannot be used: refused or
-            unresolvable within about 3 s, an answer that is not JSON-RPC
-            (an HTML page, HTTP 4xx or 501) within about 5 s, no answer at all
-            within about 10 s. Once the node has answered, transient faults
-            are retried (each retry logged at WARNING on ``ogpu.events``), not
-            raised.
-        UnsupportedNodeError: when the node offers neither log filters nor
-            ``eth_getLogs``, or cannot give block headers.
-        ChainChangedError: when the node's ``eth_chainId`` changes under a
-            running stream (a reorg or a restarted development node is
-            followed, with a WARNING, not raised).
-
-    Nothing touches the network until the first ``__anext__``. Cancelling is
-    safe and loses nothing: leaving the loop (``break``, ``return``, an
-    exception, ``asyncio.wait_for`` timing out, task cancellation,
-    ``aclose()``) takes the watcher off the shared stream, and the last
-    watcher out uninstalls the node filter and stops polling.
 
     Example::
 
@@ -370,6 +232,7 @@ def watch_task_status_changed(
     return _scoped("watch_task_status_changed", task, from_block, poll_interval, confirmations)
 
 
+@_documented
 def watch_registered(
     source: str,
     *,
@@ -382,49 +245,10 @@ def watch_registered(
     Args:
         source: the source's address (``0x`` + 40 hex digits, any case).
 
-    Keyword arguments:
-        from_block: ``None`` (default) yields only events mined after the
-            watcher joined the stream. A block number ``N >= 0`` yields every
-            matching event from block ``N`` on: history first (read with
-            ``eth_getLogs``), then live, with no gap and no repeat. A block
-            above the current head is waited for.
-        poll_interval: seconds between polls of the node (default ``2.0``,
-            must be ``> 0``). Watchers share one poll loop, which ticks at the
-            shortest interval any of them asked for.
-        confirmations: blocks that must sit on top of an event's block
-            before it is yielded (default ``0``). With ``N > 0`` an event a
-            reorg removes before that depth is never yielded.
-
     Yields:
         ``RegisteredEvent(provider, registrant_id, source, preferred_environment)``:
         exactly once each, in chain order (block number, then log index).
         Addresses are EIP-55 checksummed.
-
-    Raises:
-        InvalidAddressError: when called, for a scoping address that is not a
-            20-byte hex string (any letter case is accepted).
-        InvalidArgumentError: when called, for a bad ``from_block``,
-            ``poll_interval`` or ``confirmations``.
-        InvalidRpcUrlError, ChainNotSupportedError: when called, for a bad
-            ``ChainConfig`` / ``OGPU_RPC_URL`` / ``OGPU_CHAIN``.
-        RpcTransportError, RpcHttpError, RpcProtocolError: from the first
-            ``__anext__`` when the node cannot be used: refused or
-            unresolvable within about 3 s, an answer that is not JSON-RPC
-            (an HTML page, HTTP 4xx or 501) within about 5 s, no answer at all
-            within about 10 s. Once the node has answered, transient faults
-            are retried (each retry logged at WARNING on ``ogpu.events``), not
-            raised.
-        UnsupportedNodeError: when the node offers neither log filters nor
-            ``eth_getLogs``, or cannot give block headers.
-        ChainChangedError: when the node's ``eth_chainId`` changes under a
-            running stream (a reorg or a restarted development node is
-            followed, with a WARNING, not raised).
-
-    Nothing touches the network until the first ``__anext__``. Cancelling is
-    safe and loses nothing: leaving the loop (``break``, ``return``, an
-    exception, ``asyncio.wait_for`` timing out, task cancellation,
-    ``aclose()``) takes the watcher off the shared stream, and the last
-    watcher out uninstalls the node filter and stops polling.
 
     Example::
 
@@ -434,6 +258,7 @@ def watch_registered(
     return _scoped("watch_registered", source, from_block, poll_interval, confirmations)
 
 
+@_documented
 def watch_nexus(
     *event_types: str | type[Any],
     from_block: int | None = None,
@@ -447,49 +272,10 @@ def watch_nexus(
             (``"TaskPublished"``) or event classes (``TaskPublishedEvent``);
             none at all means every Nexus event. An unknown name raises
             ``InvalidArgumentError`` when called.
-    Keyword arguments:
-        from_block: ``None`` (default) yields only events mined after the
-            watcher joined the stream. A block number ``N >= 0`` yields every
-            matching event from block ``N`` on: history first (read with
-            ``eth_getLogs``), then live, with no gap and no repeat. A block
-            above the current head is waited for.
-        poll_interval: seconds between polls of the node (default ``2.0``,
-            must be ``> 0``). Watchers share one poll loop, which ticks at the
-            shortest interval any of them asked for.
-        confirmations: blocks that must sit on top of an event's block
-            before it is yielded (default ``0``). With ``N > 0`` an event a
-            reorg removes before that depth is never yielded.
-
     Yields:
         any Nexus event dataclass (``NexusEvent``) of the types asked for:
         exactly once each, in chain order (block number, then log index).
         Addresses are EIP-55 checksummed.
-
-    Raises:
-        InvalidAddressError: when called, for a scoping address that is not a
-            20-byte hex string (any letter case is accepted).
-        InvalidArgumentError: when called, for a bad ``from_block``,
-            ``poll_interval`` or ``confirmations``.
-        InvalidRpcUrlError, ChainNotSupportedError: when called, for a bad
-            ``ChainConfig`` / ``OGPU_RPC_URL`` / ``OGPU_CHAIN``.
-        RpcTransportError, RpcHttpError, RpcProtocolError: from the first
-            ``__anext__`` when the node cannot be used: refused or
-            unresolvable within about 3 s, an answer that is not JSON-RPC
-            (an HTML page, HTTP 4xx or 501) within about 5 s, no answer at all
-            within about 10 s. Once the node has answered, transient faults
-            are retried (each retry logged at WARNING on ``ogpu.events``), not
-            raised.
-        UnsupportedNodeError: when the node offers neither log filters nor
-            ``eth_getLogs``, or cannot give block headers.
-        ChainChangedError: when the node's ``eth_chainId`` changes under a
-            running stream (a reorg or a restarted development node is
-            followed, with a WARNING, not raised).
-
-    Nothing touches the network until the first ``__anext__``. Cancelling is
-    safe and loses nothing: leaving the loop (``break``, ``return``, an
-    exception, ``asyncio.wait_for`` timing out, task cancellation,
-    ``aclose()``) takes the watcher off the shared stream, and the last
-    watcher out uninstalls the node filter and stops polling.
 
     Example::
 
