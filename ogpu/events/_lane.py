@@ -133,6 +133,9 @@ class Lane:
         # lately, and a heap by block number to forget them in any order.
         self._seen: dict[tuple[str, int], str] = {}
         self._seen_order: list[tuple[int, tuple[str, int]]] = []
+        # (block hash, log index) -> (block, transaction hash) of logs watchers
+        # of this lane got from history, for the reorg WARNING only.
+        self._from_history: dict[tuple[str, int], tuple[int, str]] = {}
         self._pending: list[Subscription] = []
         self._members: set[Subscription] = set()
 
@@ -222,6 +225,8 @@ class Lane:
         order = self._seen_order
         while order and order[0][0] < horizon:
             self._seen.pop(heapq.heappop(order)[1], None)
+        if self._from_history:
+            self._from_history = {k: v for k, v in self._from_history.items() if v[0] >= horizon}
 
     def rewind(self, fork: int, canonical: Mapping[int, str]) -> list[tuple[int, int, str]]:
         """Go back to ``fork`` after a reorg; return the delivered logs that left the chain.
@@ -239,22 +244,28 @@ class Lane:
         for sub in self._members:
             if sub.floor > fork + 1:
                 sub.floor = max(fork + 1, sub.from_block or 0)
-        gone = [
-            (block, key[1], self._seen[key])
-            for block, key in self._seen_order
+        delivered = ((block, key, self._seen[key]) for block, key in self._seen_order)
+        from_history = ((block, key, tx) for key, (block, tx) in self._from_history.items())
+        gone = {
+            (block, key[1], tx)
+            for block, key, tx in (*delivered, *from_history)
             if block > fork and canonical.get(block, key[0]) != key[0]
-        ]
+        }
         return sorted(gone)
 
     def remember(self, raw: RawLog) -> None:
-        """Note a log a watcher got from history, as if this lane had delivered it."""
+        """Note a log a watcher got from history, so a reorg that takes it off the chain names it.
+
+        Kept apart from the delivered logs: this lane has not delivered it to
+        anyone, and after a reorg it may still owe it to its other watchers.
+        """
         block = int(raw["blockNumber"], 16)
         if self.cursor is not None and block < self.cursor - _KEEP_BLOCKS:
             return  # older than anything a reorg is followed back to
-        key = (raw["blockHash"].lower(), int(raw["logIndex"], 16))
-        if key not in self._seen:
-            self._seen[key] = str(raw.get("transactionHash"))
-            heapq.heappush(self._seen_order, (block, key))
+        self._from_history[(raw["blockHash"].lower(), int(raw["logIndex"], 16))] = (
+            block,
+            str(raw.get("transactionHash")),
+        )
 
     def deliver(self, logs: list[RawLog]) -> int:
         """Route logs, in chain order, to the subscriptions that want them; count new ones."""
