@@ -169,8 +169,8 @@ def test_no_common_block_is_a_replaced_chain(genesis_branch: str, fork: int) -> 
 
 
 def test_the_window_is_bounded() -> None:
-    view = following(*range(1, 3 * WINDOW))
-    assert len(view.fork_queries()) <= WINDOW + 2
+    view = following(*range(1, 5 * WINDOW))
+    assert len(view.fork_queries()) <= 2 * WINDOW + 2
 
 
 def test_header_answers_are_parsed_strictly() -> None:
@@ -236,3 +236,25 @@ def test_an_expected_block_is_believed_only_on_top_of_the_pinned_head() -> None:
     view.expect(11)
     assert view.observe(header(10), {10: header(10), 11: header(11)}) is Seen.NEW
     assert view.head == 11
+
+
+def test_a_far_tip_that_never_shows_again_is_given_up() -> None:
+    view = following(*range(1, 13))
+    made_up = Header(1012, h(1012, "z"), h(1011, "z"))
+    view.observe(made_up, {12: header(12)})
+    # The same made-up block shown again, by a node whose head got there: believed.
+    assert view.observe(made_up, {12: header(12), 1012: made_up}) in (Seen.NEW, Seen.SAME)
+    assert view.head == 1012
+    # Then only the real chain, below it, never showing it again.
+    verdicts = []
+    for _ in range(6):
+        headers = {n: (header(n) if n <= 12 else None) for n in view.fork_queries()}
+        seen = view.observe(header(12), {n: headers.get(n) for n in view.checks()})
+        if seen is Seen.DIVERGED:
+            fork = view.locate_fork(headers)
+            verdicts.append(fork)
+            if not fork.lagging:
+                view.rebase(fork, headers, header(12))
+                break
+    assert verdicts and not verdicts[-1].lagging and verdicts[-1].number == 12
+    assert view.head == 12

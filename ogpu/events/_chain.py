@@ -43,6 +43,8 @@ _FILL_PER_TICK = 16
 _SHORT_CHAIN = 10_000
 # A head this far above the believed one is held until the chain confirms it.
 SPIKE = 64
+# Ticks a tip may go unseen, the node answering below it, before it is given up.
+_TIP_MISSING_TICKS = 5
 # Unverified log hashes checked per tick, lowest first: a bound on the batch.
 _CLAIMS_PER_TICK = 16
 
@@ -119,6 +121,8 @@ class ChainView:
         self.genesis: str | None = None
         self.chain_id: int | None = None
         self._candidate: Header | None = None
+        # Ticks in a row whose answers were below the tip and did not show it.
+        self._tip_missing = 0
 
     @property
     def head(self) -> int | None:
@@ -191,8 +195,14 @@ class ChainView:
             return Seen.DIVERGED
         candidate, self._candidate = self._candidate, None
         if candidate is not None:
+            # Confirmed by a later answer of the same block at that height,
+            # from a node whose head has got there too.
             confirmed = checked.get(candidate.number)
-            if confirmed is not None and confirmed.hash == candidate.hash:
+            if (
+                confirmed is not None
+                and confirmed.hash == candidate.hash
+                and latest.number >= candidate.number
+            ):
                 self._believe(candidate)
                 anchor = self.tip
         if anchor is None:
@@ -204,9 +214,16 @@ class ChainView:
         if shown is not None and shown.number > max(anchor.number, latest.number) and self._agrees(shown):
             self._believe(shown)
             return Seen.NEW
+        if anchor_answer is not None:
+            self._tip_missing = 0
         if latest.number <= anchor.number:
-            if anchor_answer is not None or self._pinned.get(latest.number) == latest.hash:
+            if anchor_answer is not None:
                 return Seen.SAME if latest.number == anchor.number else Seen.BEHIND
+            if self._pinned.get(latest.number) == latest.hash:
+                # A backend behind us catches up; a tip that a backend far ahead
+                # made up never shows again: after a few ticks, it is given up.
+                self._tip_missing += 1
+                return Seen.BEHIND if self._tip_missing < _TIP_MISSING_TICKS else Seen.DIVERGED
             # A lower head and no trace of the anchor: a backend behind us, or a
             # chain that restarted below it. Only the headers can tell.
             return Seen.DIVERGED
@@ -263,7 +280,13 @@ class ChainView:
             if header.hash != ours:
                 differed = True
             elif number in self._pinned:
-                return Fork(number, lagging=not differed)
+                if differed:
+                    return Fork(number)
+                # Only missing above: a backend behind, which catches up; but a
+                # tip that stays missing tick after tick was made up (a backend
+                # on another chain), and is given up.
+                self._tip_missing += 1
+                return Fork(number, lagging=self._tip_missing < _TIP_MISSING_TICKS)
         genesis = headers.get(0)
         same_genesis = genesis is not None and self.genesis in (None, genesis.hash)
         if not same_genesis:
@@ -287,6 +310,7 @@ class ChainView:
                 del table[number]
         self._candidate = None
         self._ahead.clear()
+        self._tip_missing = 0
         self.tip = None
         if self.confirmed is not None:
             self.confirmed = min(self.confirmed, fork.number) if fork.number >= 0 else None
@@ -331,9 +355,14 @@ class ChainView:
         for number in [n for n in self._ahead if n <= header.number]:
             del self._ahead[number]
         horizon = header.number - WINDOW
-        for table in (self._pinned, self._claims):
-            for number in [n for n in table if 0 < n < horizon]:
-                del table[number]
+        for number in [n for n in self._claims if n < horizon]:
+            del self._claims[number]
+        # Pins are kept by count, not by distance from the head: after a jump
+        # (a backend far ahead, believed once confirmed), the blocks from
+        # before it are still there to find the fork if the jump is undone.
+        if len(self._pinned) > 2 * WINDOW:
+            for number in sorted(n for n in self._pinned if n > 0)[: len(self._pinned) - 2 * WINDOW]:
+                del self._pinned[number]
 
     def _in_window(self, number: int) -> bool:
         return self.tip is None or number > self.tip.number - WINDOW

@@ -28,6 +28,7 @@ log = logging.getLogger("ogpu.events")
 # Log identities are kept this many blocks behind the cursor: a refill after
 # a lost filter starts at cursor + 1, and reorg refetches stay within it.
 _KEEP_BLOCKS = 256
+_KEEP_LOGS = 4_096
 _FIRST_BACKLOG_WARNING = 1_000
 
 
@@ -223,7 +224,10 @@ class Lane:
         self.cursor = block
         horizon = block - _KEEP_BLOCKS
         order = self._seen_order
-        while order and order[0][0] < horizon:
+        # The newest identities stay whatever the distance: a cursor that
+        # jumped (a head believed, then undone by a reorg) must not make the
+        # logs it comes back to look new.
+        while len(order) > _KEEP_LOGS and order[0][0] < horizon:
             self._seen.pop(heapq.heappop(order)[1], None)
         if self._from_history:
             self._from_history = {k: v for k, v in self._from_history.items() if v[0] >= horizon}
