@@ -109,7 +109,8 @@ class ChainView:
     """Recent blocks by number and hash, the believed head, and the checks still owed."""
 
     def __init__(self) -> None:
-        self._pinned: dict[int, str] = {}  # verified by a header
+        self._pinned: dict[int, str] = {}  # verified by a header, or as the parent of one
+        self._headed: set[int] = set()  # pinned from a header of their own
         self._claims: dict[int, str] = {}  # reported by logs, not yet verified
         # Blocks above the believed head that a log reported (with its hash)
         # or the stream waits for (None): asked for by number until shown.
@@ -158,11 +159,12 @@ class ChainView:
         wanted: list[int] = []
         number = self.tip.number
         while number > bottom and len(wanted) < _FILL_PER_TICK:
-            if number - 1 not in self._pinned:
-                wanted.append(number)
+            if number - 1 not in self._headed:
+                if not wanted or wanted[-1] != number:
+                    wanted.append(number)
                 wanted.append(number - 1)
             elif wanted and wanted[-1] == number:
-                break  # the gap above is closed: the parent is pinned
+                break  # the gap above is closed: the parent was shown by a header
             number -= 1
         return wanted
 
@@ -209,7 +211,9 @@ class ChainView:
             self._believe(latest)
             return Seen.NEW
         anchor_answer = checked.get(anchor.number)
-        if anchor_answer is not None:  # it agreed with the pin, or we would have returned
+        if anchor_answer is not None and (anchor.number - 1 in self._headed or anchor.number == 0):
+            # Shown twice, and on a parent some header showed too: a head that
+            # a backend on another chain made up never links down like that.
             self.confirmed = max(self.confirmed or 0, anchor.number)
         if shown is not None and shown.number > max(anchor.number, latest.number) and self._agrees(shown):
             self._believe(shown)
@@ -308,6 +312,7 @@ class ChainView:
         for table in (self._pinned, self._claims):
             for number in [n for n in table if n > fork.number]:
                 del table[number]
+        self._headed &= set(self._pinned)
         self._candidate = None
         self._ahead.clear()
         self._tip_missing = 0
@@ -344,6 +349,7 @@ class ChainView:
         self._claims.pop(header.number, None)
         if self._in_window(header.number) or header.number == 0:
             self._pinned[header.number] = header.hash
+            self._headed.add(header.number)
             if header.number > 0 and self._in_window(header.number - 1):
                 self._pinned.setdefault(header.number - 1, header.parent_hash)
 
@@ -363,6 +369,7 @@ class ChainView:
         if len(self._pinned) > 2 * WINDOW:
             for number in sorted(n for n in self._pinned if n > 0)[: len(self._pinned) - 2 * WINDOW]:
                 del self._pinned[number]
+                self._headed.discard(number)
 
     def _in_window(self, number: int) -> bool:
         return self.tip is None or number > self.tip.number - WINDOW
