@@ -3,13 +3,16 @@
 Run from the repository root (``make faults``)::
 
     .venv/bin/python scripts/fault_matrix.py [-v] [-k SUBSTRING] [--soak N] [--soak-from SEED]
+        [--anvil-soak N] [--anvil-soak-from SEED]
 
 Then runs ``N`` seeds (default 200; 0 skips it) of the in-memory random soak
-(``tests/soak.py``), printing each failing seed and a summary line.
+(``tests/soak.py``), and ``N`` seeds (default 5; 0 skips it) of the same kind
+of soak on anvil through the fault proxy (``tests/anvilsoak.py``, a few
+seconds each), printing each failing seed and a summary line for each.
 
 Exits 1 if any scenario lost or repeated an event, delivered out of order,
 ended with an error, left a filter installed, or never saw its fault fire
-(so proved nothing), or if any soak seed failed.
+(so proved nothing), or if any soak seed (in memory or on anvil) failed.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ogpu.events._devnode import Anvil
+from tests.anvilsoak import run_anvil_seed
 from tests.faultscenarios import ISSUE8_SCENARIOS, SCENARIOS, Outcome, run_scenario
 from tests.soak import FAULTS, SoakResult, run_seed
 
@@ -77,6 +82,20 @@ async def _soak(seeds: range, faults: tuple[str, ...]) -> list[SoakResult]:
     return results
 
 
+async def _anvil_soak(url: str, seeds: range) -> list[SoakResult]:
+    results = []
+    for seed in seeds:
+        started = time.monotonic()
+        result = await run_anvil_seed(seed, url)
+        seconds = time.monotonic() - started
+        if not result.ok:
+            print(f"anvil soak FAILED ({seconds:.1f} s): {result.summary()}", file=sys.stderr)
+        else:
+            print(f"  anvil soak seed {seed}: ok ({seconds:.1f} s)", file=sys.stderr)
+        results.append(result)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="show the stream's log")
@@ -91,7 +110,13 @@ def main() -> int:
         metavar="KINDS",
         help=f"comma-separated soak faults (default all: {','.join(FAULTS)}; empty: none)",
     )
-    parser.add_argument("--no-matrix", action="store_true", help="only the soak, no anvil")
+    parser.add_argument(
+        "--anvil-soak", type=int, default=5, metavar="N", help="anvil soak seeds to run (0: none)"
+    )
+    parser.add_argument(
+        "--anvil-soak-from", type=int, default=1, metavar="SEED", help="first anvil soak seed"
+    )
+    parser.add_argument("--no-matrix", action="store_true", help="no fault matrix on anvil")
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR,
@@ -126,7 +151,19 @@ def main() -> int:
             f"repeated {sum(r.repeated for r in results)}, extra {sum(r.extra for r in results)}, "
             f"out of order {sum(r.disordered for r in results)}; {soak_failed} seeds failed"
         )
-    return 1 if bad or soak_failed else 0
+    anvil_failed = 0
+    if args.anvil_soak > 0:
+        seeds = range(args.anvil_soak_from, args.anvil_soak_from + args.anvil_soak)
+        with Anvil() as node:
+            anvil_results = asyncio.run(_anvil_soak(node.url, seeds))
+        anvil_failed = sum(1 for r in anvil_results if not r.ok)
+        lost, repeated = sum(r.lost for r in anvil_results), sum(r.repeated for r in anvil_results)
+        extra, disordered = sum(r.extra for r in anvil_results), sum(r.disordered for r in anvil_results)
+        print(
+            f"anvil soak: {len(anvil_results)} seeds, lost {lost}, repeated {repeated}, extra {extra}, "
+            f"out of order {disordered}; {anvil_failed} seeds failed"
+        )
+    return 1 if bad or soak_failed or anvil_failed else 0
 
 
 if __name__ == "__main__":
