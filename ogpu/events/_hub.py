@@ -353,6 +353,7 @@ class Hub:
             raise
         head = self.chain.head
         assert head is not None
+        self._note_head()
         if seen is Seen.BEHIND and self._last_seen is not Seen.BEHIND and latest.number < head:
             log.info(
                 "node reported head %d below %d (a lagging backend?); cursors stay where they are",
@@ -449,6 +450,12 @@ class Hub:
             await self.filter.refill(live, live.cursor + 1, head)
         return Seen.NEW
 
+    def _note_head(self) -> None:
+        head = self.chain.head
+        if head is not None:
+            for lane in self.lanes.values():
+                lane.note_head(head)
+
     async def _first_contact(self, latest: Header) -> None:
         """Believe the first head only once the node shows the same block at that height again.
 
@@ -473,6 +480,7 @@ class Hub:
         if self.chain.tip is None:
             await self._first_contact(latest)
             self.chain.observe(latest, {})
+            self._note_head()
         self._last_answer = latest.number if self._last_answer is None else self._last_answer
         return latest.number
 

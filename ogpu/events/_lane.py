@@ -189,6 +189,14 @@ class Lane:
             self._pending.remove(sub)
         return True
 
+    def note_head(self, head: int) -> None:
+        """Watchers still waiting for this lane, that joined before the stream knew any
+        head, measure "mined after they started" from this one: the lane may start
+        a poll or more later, at a higher head."""
+        for sub in self._pending:
+            if sub.from_block is None and sub.join_head is None:
+                sub.join_head = head
+
     def start(self, cursor: int, head: int) -> None:
         """First position of a new lane; subscriptions waiting for it join here.
 
