@@ -233,9 +233,10 @@ class _AnvilSoak:
             node.rpc("anvil_mine", "0x1")  # the new branch longer than the old
         self.head = node.head()
         self.reorgs.append(depth)
+        # Every watcher, those that left too: a block yielded with N blocks on
+        # top can be orphaned later only by a reorg deeper than N, whenever it comes.
         for w in self.watchers:
-            if not w.done:
-                w.deepest_reorg = max(w.deepest_reorg, depth)
+            w.deepest_reorg = max(w.deepest_reorg, depth)
 
     def _next(self) -> int:
         self.amount += 1

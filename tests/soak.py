@@ -232,9 +232,10 @@ class _Soak:
                 entry = ("Attempted", rng.choice(self.tasks), "0x" + rng.randbytes(20).hex(), self.amount)
                 new_logs.setdefault(offset, []).append(entry)
         self.node.reorg(depth, new_logs, length=depth + rng.choice([0, 0, 1]))
+        # Every watcher, those that left too: a block yielded with N blocks on
+        # top can be orphaned later only by a reorg deeper than N, whenever it comes.
         for w in self.watchers:
-            if not w.done:
-                w.deepest_reorg = max(w.deepest_reorg, depth)
+            w.deepest_reorg = max(w.deepest_reorg, depth)
 
     def _foreign_log(self) -> None:
         block = self.node.blocks[-1]
