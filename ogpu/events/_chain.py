@@ -28,9 +28,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ogpu._errors import RpcProtocolError
+from ogpu._errors import RpcProtocolError, RpcResponseError
 
-__all__ = ["WINDOW", "ChainView", "Fork", "Header", "LogPlace", "Seen", "parse_header"]
+__all__ = [
+    "WINDOW",
+    "ChainView",
+    "Fork",
+    "Header",
+    "LogPlace",
+    "Seen",
+    "header_of",
+    "maybe_header",
+    "parse_header",
+]
 
 # Blocks kept by hash, counted back from the believed head; the view fills
 # gaps (a head that jumped several blocks) so that every block in it is pinned.
@@ -69,6 +79,25 @@ def parse_header(answer: Any, method: str = "eth_getBlockByNumber") -> Header | 
     if not (block_hash.startswith("0x") and len(block_hash) == 66 and number >= 0):
         raise RpcProtocolError(f"{method} answered a header with hash {block_hash!r:.80}")
     return Header(number, block_hash, parent)
+
+
+def header_of(answer: Any, which: str) -> Header:
+    """The header the node gave for ``which``; a missing or failed answer is raised."""
+    if isinstance(answer, BaseException):
+        raise answer
+    header = parse_header(answer, f"eth_getBlockByNumber({which})")
+    if header is None:
+        raise RpcProtocolError(f"eth_getBlockByNumber({which}) answered null")
+    return header
+
+
+def maybe_header(answer: Any, which: str) -> Header | None:
+    """A header, or ``None`` where the node does not have (or will not give) that block."""
+    if isinstance(answer, RpcResponseError):
+        return None  # some nodes answer "header not found" instead of null
+    if isinstance(answer, BaseException):
+        raise answer
+    return parse_header(answer, f"eth_getBlockByNumber({which})")
 
 
 class Seen(enum.Enum):

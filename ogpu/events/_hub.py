@@ -45,7 +45,6 @@ from typing import Any
 
 from ogpu._errors import (
     ChainChangedError,
-    LogDecodeError,
     OGPUError,
     RpcError,
     RpcHttpError,
@@ -55,20 +54,20 @@ from ogpu._errors import (
     UnsupportedNodeError,
 )
 from ogpu.events._abi import EventSpec, RawLog
-from ogpu.events._chain import ChainView, Header, Seen, parse_header
+from ogpu.events._chain import ChainView, Header, Seen, header_of, maybe_header
+from ogpu.events._depth import RangeFollower
 from ogpu.events._faults import Fault, Retrier, classify
+from ogpu.events._history import read_history
 from ogpu.events._lane import Lane, Subscription
 from ogpu.events._livefilter import LiveFilter
 from ogpu.events._ranges import LogRangeReader, ProgressCallback
 from ogpu.events._rpc import Call, RpcClient
-from ogpu.events._screen import chain_order, triage
+from ogpu.events._screen import triage
 
 __all__ = ["Hub", "active_hubs", "hub_for"]
 
 log = logging.getLogger("ogpu.events")
 
-# How often a confirmed range is read again when its blocks keep changing.
-_REORG_REREADS = 5
 _TEARDOWN_TIMEOUT = 2.0
 
 
@@ -85,6 +84,9 @@ class Hub:
         self.ticks = 0
         self._last_answer: int | None = None
         self._last_seen: Seen | None = None
+        self.ranges = RangeFollower(
+            self.client, self.reader, self.chain, lambda lane, logs: self._deliver(lane, logs)
+        )
         self.filter = LiveFilter(
             self.client,
             self.reader,
@@ -184,7 +186,7 @@ class Hub:
 
     # --- history for one watcher ---
 
-    async def history(
+    def history(
         self,
         specs: Sequence[EventSpec],
         field: str | None,
@@ -195,49 +197,23 @@ class Hub:
         confirmations: int = 0,
     ) -> AsyncGenerator[Any, None]:
         """Decoded past events of ``specs`` in ``first..last``, scoped like a watcher."""
-        by_topic = {spec.topic0: spec for spec in specs}
-        topics: list[object] = [list(by_topic)] if len(by_topic) > 1 else [next(iter(by_topic))]
-        chunks = self.reader.read(first, last, topics=topics, progress=progress)
-        async with contextlib.aclosing(chunks):
-            while True:
-                try:
-                    _, logs = await anext(chunks)
-                except StopAsyncIteration:
-                    return
-                except Exception:
-                    # The shared stream failed meanwhile (and closed the client the
-                    # reader uses): its typed error is the one to report.
-                    if self._error is not None:
-                        raise self._error from None
-                    raise
-                logs.sort(key=chain_order)
-                # The reader keeps each chunk to its own range, so a log can
-                # only come twice within one answer.
-                yielded: set[tuple[str, int]] = set()
-                for raw in logs:
-                    if raw.get("removed") or raw.get("blockHash") is None:
-                        continue
-                    # A node that answers a chunk with logs of other chunks must
-                    # not make one event come out twice.
-                    key = (raw["blockHash"].lower(), int(raw["logIndex"], 16))
-                    if key in yielded:
-                        continue
-                    yielded.add(key)
-                    lane = self.lanes.get(confirmations)
-                    if lane is not None:
-                        # So a reorg that takes it off the chain can name it.
-                        lane.remember(raw)
-                    spec = by_topic.get(raw["topics"][0].lower()) if raw.get("topics") else None
-                    if spec is None:
-                        continue
-                    if field is not None and spec.scope_hex(raw, field) != scope:
-                        continue
-                    try:
-                        event = spec.decode(raw)
-                    except LogDecodeError as exc:  # logged and skipped, as the live path does
-                        log.warning("skipping a log that does not decode: %s", exc)
-                        continue
-                    yield event
+
+        def remember(raw: RawLog) -> None:
+            lane = self.lanes.get(confirmations)
+            if lane is not None:
+                lane.remember(raw)
+
+        return read_history(
+            self.reader,
+            specs,
+            field,
+            scope,
+            first,
+            last,
+            progress=progress,
+            remember=remember,
+            stream_error=lambda: self._error,
+        )
 
     # --- the poll loop ---
 
@@ -320,7 +296,7 @@ class Hub:
             raise
         changes = answers.pop() if polling else None
         try:
-            latest = _header(answers[0], "latest")
+            latest = header_of(answers[0], "latest")
             # A check the node refused (an error, not null) says nothing either
             # way: the block is asked for again next tick.
             refused = [
@@ -333,7 +309,7 @@ class Hub:
                     answers[1 + checks.index(refused[0])],
                 )
             checked = {
-                n: _maybe_header(a, hex(n))
+                n: maybe_header(a, hex(n))
                 for n, a in zip(checks, answers[1:], strict=False)
                 if n not in refused
             }
@@ -380,13 +356,13 @@ class Hub:
             done = None if previous is None else min(previous, self._last_answer)
             await self.filter.take(live, changes, done)
         elif live is not None and not self.filter.supported:
-            await self._follow_by_ranges(live, self._last_answer)
+            await self.ranges.follow(live, self._last_answer)
         # Depth is counted from a head the chain has shown twice: a head from a
         # backend on another fork would otherwise let a shallow block through.
         confirmed = min(head, self.chain.confirmed if self.chain.confirmed is not None else head)
         for depth, lane in list(self.lanes.items()):
             if depth > 0:
-                await self._follow_by_ranges(lane, confirmed - depth)
+                await self.ranges.follow(lane, confirmed - depth)
         await self.filter.uninstall_stale(self.ticks)
 
     async def _reconcile(self, latest: Header) -> Seen:
@@ -410,7 +386,7 @@ class Hub:
                     url=self.client.masked_url,
                     method="eth_chainId",
                 )
-        headers = {n: _maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
+        headers = {n: maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
         fork = self.chain.locate_fork(headers)
         if fork.lagging:
             log.info("a backend behind block %s answered; nothing moves", self.chain.head)
@@ -463,7 +439,7 @@ class Hub:
         nothing to be judged against, and lanes start from it: a glitched
         first answer would put every cursor where the chain is not.
         """
-        again = _maybe_header(
+        again = maybe_header(
             await self.client.call("eth_getBlockByNumber", [hex(latest.number), False]), hex(latest.number)
         )
         if again is None or again.hash != latest.hash:
@@ -476,7 +452,7 @@ class Hub:
 
     async def _read_head(self) -> int:
         """The latest block number, through the chain view (used outside the tick's batch)."""
-        latest = _header(await self.client.call("eth_getBlockByNumber", ["latest", False]), "latest")
+        latest = header_of(await self.client.call("eth_getBlockByNumber", ["latest", False]), "latest")
         if self.chain.tip is None:
             await self._first_contact(latest)
             self.chain.observe(latest, {})
@@ -489,83 +465,6 @@ class Hub:
         ready, held = triage(self.chain, logs, asked=asked)
         lane.deliver(ready)
         return held
-
-    async def _follow_by_ranges(self, lane: Lane, target: int) -> None:
-        """Read ``eth_getLogs`` from the lane's cursor up to ``target``, each chunk checked by headers."""
-        if lane.cursor is None:
-            lane.start(max(target, 0), self.head if self.head is not None else target)
-            return
-        if target <= lane.cursor:
-            return
-        first = lane.cursor + 1
-        async for end, logs in self.reader.read(first, target):
-            confirmed = await self._confirmed(logs, first, end)
-            if confirmed is None:
-                return  # the node does not have ``end`` yet: the next tick goes on from here
-            self._deliver(lane, confirmed)
-            lane.advance(end)
-            first = end + 1
-
-    async def _confirmed(self, logs: list[RawLog], first: int, last: int) -> list[RawLog] | None:
-        """``logs`` of ``first..last`` once headers show them on the chain; ``None`` if ``last`` is not.
-
-        A lane that moves its cursor over a block must know the block exists:
-        a head from a backend ahead, or a glitch, can name a block the node
-        that answered ``eth_getLogs`` has not got, and an empty answer for it
-        says nothing. So the range's last block is asked for beside the
-        blocks the logs come from, whose hashes must not have changed.
-        """
-        for _ in range(_REORG_REREADS):
-            hashes: dict[int, set[str]] = {}
-            for raw in logs:
-                if raw.get("blockHash") is not None and not raw.get("removed"):
-                    hashes.setdefault(int(raw["blockNumber"], 16), set()).add(raw["blockHash"].lower())
-            numbers = sorted({*hashes, last})
-            answers = await self.client.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
-            headers = {n: _maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
-            end = headers[last]
-            if end is None:
-                return None
-            pinned = self.chain.pinned(last)
-            changed = [
-                n
-                for n in numbers
-                if (header := headers[n]) is None
-                or (n in hashes and {header.hash} != hashes[n])
-                or (n == last and pinned is not None and pinned != header.hash)
-            ]
-            if not changed:
-                return logs
-            log.warning(
-                "blocks %s changed since their logs were read (reorg); reading %d..%d again",
-                changed,
-                first,
-                last,
-            )
-            logs = [raw async for _, chunk in self.reader.read(first, last) for raw in chunk]
-        raise RpcError(
-            f"blocks {first}..{last} kept changing while being confirmed",
-            url=self.client.masked_url,
-        )
-
-
-def _header(answer: Any, which: str) -> Header:
-    """The header the node gave for ``which``; a missing or failed answer is raised."""
-    if isinstance(answer, BaseException):
-        raise answer
-    header = parse_header(answer, f"eth_getBlockByNumber({which})")
-    if header is None:
-        raise RpcProtocolError(f"eth_getBlockByNumber({which}) answered null")
-    return header
-
-
-def _maybe_header(answer: Any, which: str) -> Header | None:
-    """A header, or ``None`` where the node does not have (or will not give) that block."""
-    if isinstance(answer, RpcResponseError):
-        return None  # some nodes answer "header not found" instead of null
-    if isinstance(answer, BaseException):
-        raise answer
-    return parse_header(answer, f"eth_getBlockByNumber({which})")
 
 
 def _quantity(value: Any, method: str) -> int:
