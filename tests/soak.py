@@ -132,6 +132,14 @@ class SoakResult:
     settings: str
 
     @property
+    def exact(self) -> bool:
+        """Every event exactly once and nothing foreign; order aside, since an event a
+        recovery finds late comes when it is found (README, "What it guarantees")."""
+        return not (self.lost or self.repeated or self.extra) and all(
+            "out of order" in problem for problem in self.problems
+        )
+
+    @property
     def ok(self) -> bool:
         return not (self.lost or self.repeated or self.extra or self.disordered or self.problems)
 
