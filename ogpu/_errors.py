@@ -6,7 +6,7 @@
     ├── ConfigError                    the library is pointed somewhere it cannot work
     │   ├── ChainNotSupportedError     unknown chain id or name
     │   ├── InvalidRpcUrlError         RPC URL that is not http(s)://host[:port][/path]
-    │   └── UnknownContractError       contract name ChainConfig does not know (also a KeyError)
+    │   └── UnknownContractError       contract name ChainConfig does not know (also a KeyError and a ValueError)
     ├── InvalidArgumentError           bad argument to a public call (also a ValueError)
     │   └── InvalidAddressError        not a 20-byte hex address string
     ├── RpcError                       talking to the node failed
@@ -17,6 +17,9 @@
     │   ├── UnsupportedNodeError       the node lacks what following needs (logs, head)
     │   └── ChainChangedError          the node now serves another chain (eth_chainId changed)
     └── LogDecodeError                 a log does not match the vendored ABI
+
+The errors the ``ogpu`` package 0.2 constructed with keywords still take
+them: ``ChainNotSupportedError(chain_id=999)``, ``InvalidRpcUrlError(url=...)``.
 
 Errors from the transport are translated once, in ``ogpu.events._rpc``;
 nothing above that layer sees an ``httpx`` exception.
@@ -52,15 +55,39 @@ class ConfigError(OGPUError):
 
 
 class ChainNotSupportedError(ConfigError):
-    """Raised for a chain id or name that ``ChainId`` does not know."""
+    """Raised for a chain id or name that ``ChainId`` does not know; ``chain_id`` is that value.
+
+    Built with a message, or with ``chain_id=`` alone (the message then names it).
+    """
+
+    def __init__(self, message: str | None = None, *, chain_id: object = None) -> None:
+        super().__init__(f"chain {chain_id!r} is not supported" if message is None else message)
+        self.chain_id = chain_id
 
 
 class InvalidRpcUrlError(ConfigError):
-    """Raised for an RPC URL that is not an absolute http(s) URL."""
+    """Raised for an RPC URL that is not an absolute http(s) URL.
+
+    ``url`` is that URL with its credentials masked (``None`` when not given).
+    Built with a message, or with ``url=`` alone (the message then names it).
+    """
+
+    def __init__(self, message: str | None = None, *, url: object = None) -> None:
+        # A local import: ogpu.chain imports this module. The URL is masked
+        # here too, as everywhere the library shows one: errors end up in logs.
+        from ogpu.chain.config import mask_url
+
+        shown = mask_url(url) if isinstance(url, str) else url
+        super().__init__(f"invalid RPC URL {shown!r}" if message is None else message)
+        self.url = shown
 
 
-class UnknownContractError(ConfigError, KeyError):
-    """Raised by ``ChainConfig.get_contract_address`` for a name it does not know."""
+class UnknownContractError(ConfigError, KeyError, ValueError):
+    """Raised by ``ChainConfig.get_contract_address`` for a name it does not know.
+
+    A ``KeyError`` (a lookup by name) and a ``ValueError`` (what the ``ogpu``
+    package 0.2 raised), so either ``except`` clause catches it.
+    """
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""

@@ -13,6 +13,7 @@ go through eth-abi. A test decodes every event both ways and compares.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -209,17 +210,24 @@ class EventSpec:
     # shared stream to route a log without decoding it first.
     data_word_of_field: dict[str, int]
     decode_payload: Callable[[Sequence[str], str], list[Any]]
+    # False when the dataclass puts a payload field after the chain fields
+    # (RegisteredEvent, to keep the ogpu package 0.2's positional order).
+    payload_first: bool = True
 
     def decode(self, log: RawLog) -> Any:
         """Turn a raw log into this event's dataclass, or raise :class:`LogDecodeError`."""
         try:
             payload = self.decode_payload(log["topics"], log["data"].lower())
-            return self.event_class(
-                *payload,
+            where = (
                 int(log["blockNumber"], 16),
                 log["transactionHash"].lower(),
                 int(log["logIndex"], 16),
                 log["blockHash"].lower(),
+            )
+            if self.payload_first:
+                return self.event_class(*payload, *where)
+            return self.event_class(
+                **dict(zip(self.field_names, payload, strict=True)), **dict(zip(_CHAIN_FIELDS, where))
             )
         except LogDecodeError as exc:
             raise LogDecodeError(f"{self.name} log {_where(log)}: {exc}") from None
@@ -230,6 +238,9 @@ class EventSpec:
         """Lowercase hex (no ``0x``) of an address field, read without full decoding."""
         start = 2 + 64 * self.data_word_of_field[field] + 24
         return str(log["data"][start : start + 40]).lower()
+
+
+_CHAIN_FIELDS = ("block_number", "transaction_hash", "log_index", "block_hash")
 
 
 def _where(log: RawLog) -> str:
@@ -276,14 +287,18 @@ def _build_spec(entry: dict[str, Any]) -> EventSpec:
         return [from_topics[i] if src == "topic" else from_data[i] for src, i in order]
 
     word_of_field = {snake_case(p["name"]): i for i, p in enumerate(plain) if p["type"] == "address"}
+    field_names = tuple(snake_case(p["name"]) for p in inputs)
+    event_class = _EVENT_CLASSES[name]
+    class_order = tuple(f.name for f in dataclasses.fields(event_class))
     return EventSpec(
         name=name,
         signature=signature,
         topic0=keccak_hex(signature),
-        event_class=_EVENT_CLASSES[name],
-        field_names=tuple(snake_case(p["name"]) for p in inputs),
+        event_class=event_class,
+        field_names=field_names,
         data_word_of_field=word_of_field,
         decode_payload=decode_payload,
+        payload_first=class_order == (*field_names, *_CHAIN_FIELDS),
     )
 
 

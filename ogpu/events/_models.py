@@ -3,6 +3,14 @@
 Every event carries its payload first (in the ABI's order), then where it
 sits on chain. ``block_hash`` is part of it because across a reorg two
 different logs can share ``(block_number, log_index)``.
+
+The field order is that of the ``ogpu`` package 0.2, whose users build
+events by position in their tests: its fields first (payload, then
+``block_number, transaction_hash, log_index``), then what it lacked, with
+defaults: ``block_hash`` (``""``) and ``RegisteredEvent.preferred_environment``
+(``Environment(0)``). The defaults keep the fields' types: every decoded
+event has a real hash and environment, and code reading them never has to
+handle a ``None``.
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ _ON_CHAIN_DOC = """
         transaction_hash: the transaction that emitted it (``0x`` + 64 lowercase hex).
         log_index: its position among the block's logs (per block, from 0).
         block_hash: the block's hash; with ``log_index`` it identifies the
-            log even across a reorg.
+            log even across a reorg. Every decoded event has it; an event
+            built by hand without it has ``""``.
 """
 
 _C = TypeVar("_C", bound=type)
@@ -64,7 +73,7 @@ class TaskPublishedEvent:
     block_number: int
     transaction_hash: str
     log_index: int
-    block_hash: str
+    block_hash: str = ""
 
 
 @_on_chain
@@ -87,7 +96,7 @@ class AttemptedEvent:
     block_number: int
     transaction_hash: str
     log_index: int
-    block_hash: str
+    block_hash: str = ""
 
 
 @_on_chain
@@ -107,7 +116,7 @@ class ResponseSubmittedEvent:
     block_number: int
     transaction_hash: str
     log_index: int
-    block_hash: str
+    block_hash: str = ""
 
 
 @_on_chain
@@ -127,7 +136,7 @@ class ResponseStatusChangedEvent:
     block_number: int
     transaction_hash: str
     log_index: int
-    block_hash: str
+    block_hash: str = ""
 
 
 @_on_chain
@@ -148,7 +157,7 @@ class TaskStatusChangedEvent:
     block_number: int
     transaction_hash: str
     log_index: int
-    block_hash: str
+    block_hash: str = ""
 
 
 @_on_chain
@@ -161,7 +170,8 @@ class RegisteredEvent:
         registrant_id: the registration's number at the source (an int).
         source: the source registered to (EIP-55 checksummed).
         preferred_environment: the provider's ``Environment`` flags (CPU,
-            NVIDIA, AMD; several may be set).
+            NVIDIA, AMD; several may be set). Last in the field order, after
+            ``block_hash``; ``Environment(0)`` when built by hand without it.
 
     """
 
@@ -169,11 +179,12 @@ class RegisteredEvent:
     provider: str
     registrant_id: int
     source: str
-    preferred_environment: Environment
     block_number: int
     transaction_hash: str
     log_index: int
-    block_hash: str
+    block_hash: str = ""
+    # After the fields the ogpu package 0.2 had, so its positional order holds.
+    preferred_environment: Environment = Environment(0)
 
 
 @_on_chain
@@ -191,7 +202,7 @@ class SourcePublishedEvent:
     block_number: int
     transaction_hash: str
     log_index: int
-    block_hash: str
+    block_hash: str = ""
 
 
 @_on_chain
@@ -211,7 +222,7 @@ class SourceStatusChangedEvent:
     block_number: int
     transaction_hash: str
     log_index: int
-    block_hash: str
+    block_hash: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +272,7 @@ class SourceUpdatedEvent:
     block_number: int
     transaction_hash: str
     log_index: int
-    block_hash: str
+    block_hash: str = ""
 
 
 @_on_chain
@@ -281,7 +292,7 @@ class OwnershipTransferredEvent:
     block_number: int
     transaction_hash: str
     log_index: int
-    block_hash: str
+    block_hash: str = ""
 
 
 NexusEvent = (

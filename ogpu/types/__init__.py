@@ -1,9 +1,13 @@
-"""Nexus enums (uint8 on chain) and the error tree, under their public names."""
+"""Nexus enums (uint8 on chain), ``Role``, ``Environment`` mask helpers, and the error tree.
+
+Everything public is importable from here; ``ogpu.types.enums`` and
+``ogpu.types.errors`` hold the same objects under the paths the ``ogpu``
+package 0.2 used.
+"""
 
 from __future__ import annotations
 
-from enum import IntEnum, IntFlag
-
+# From ogpu._errors, not .errors: that module loads only for code that names it.
 from ogpu._errors import (
     ChainChangedError,
     ChainNotSupportedError,
@@ -21,6 +25,17 @@ from ogpu._errors import (
     UnknownContractError,
     UnsupportedNodeError,
 )
+from ogpu.types.enums import (
+    DeliveryMethod,
+    Environment,
+    ResponseStatus,
+    Role,
+    SourceStatus,
+    TaskStatus,
+    combine_environments,
+    environment_names,
+    parse_environments,
+)
 
 __all__ = [
     "ChainChangedError",
@@ -34,6 +49,7 @@ __all__ = [
     "LogDecodeError",
     "OGPUError",
     "ResponseStatus",
+    "Role",
     "RpcError",
     "RpcHttpError",
     "RpcProtocolError",
@@ -43,36 +59,7 @@ __all__ = [
     "TaskStatus",
     "UnknownContractError",
     "UnsupportedNodeError",
+    "combine_environments",
+    "environment_names",
+    "parse_environments",
 ]
-
-
-class TaskStatus(IntEnum):
-    NEW = 0
-    ATTEMPTED = 1
-    RESPONDED = 2
-    CANCELED = 3
-    EXPIRED = 4
-    FINALIZED = 5
-
-
-class ResponseStatus(IntEnum):
-    SUBMITTED = 0
-    CONFIRMED = 1
-
-
-class SourceStatus(IntEnum):
-    ACTIVE = 0
-    INACTIVE = 1
-
-
-class Environment(IntFlag):
-    """Bit flags: a source may accept several environments at once."""
-
-    CPU = 1
-    NVIDIA = 2
-    AMD = 4
-
-
-class DeliveryMethod(IntEnum):
-    MANUAL_CONFIRMATION = 0
-    FIRST_RESPONSE = 1

@@ -6,19 +6,23 @@ chain's public default. The current chain is ``set_chain`` in code, then
 ``OGPU_CHAIN`` (``mainnet``, ``testnet`` or a chain id), then mainnet.
 The environment is read when asked, not at import, so a service can set it
 up before first use.
+
+Nothing here does I/O: ``set_rpc`` checks the URL's form, never the network
+(the ``ogpu`` package 0.2 probed the node there).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator, Mapping
 from enum import IntEnum
 from typing import ClassVar
 from urllib.parse import urlsplit
 
 from ogpu._errors import ChainNotSupportedError, InvalidRpcUrlError, UnknownContractError
 
-__all__ = ["ChainConfig", "ChainId", "mask_url", "parse_chain", "validate_rpc_url"]
+__all__ = ["CHAIN_RPC_URLS", "ChainConfig", "ChainId", "mask_url", "parse_chain", "validate_rpc_url"]
 
 
 class ChainId(IntEnum):
@@ -78,7 +82,7 @@ def parse_chain(chain: object) -> ChainId:
         if key.isdigit():
             return parse_chain(int(key))
     known = ", ".join(f"{c.name.lower().removeprefix('ogpu_')} ({c.value})" for c in ChainId)
-    raise ChainNotSupportedError(f"unknown chain {chain!r}; known chains: {known}")
+    raise ChainNotSupportedError(f"unknown chain {chain!r}; known chains: {known}", chain_id=chain)
 
 
 def validate_rpc_url(url: object) -> str:
@@ -86,12 +90,12 @@ def validate_rpc_url(url: object) -> str:
     if not isinstance(url, str):
         raise InvalidRpcUrlError(f"RPC URL must be a string, got {type(url).__name__}")
     if any(c.isspace() for c in url):
-        raise InvalidRpcUrlError(f"RPC URL contains whitespace: {mask_url(url.strip())!r}")
+        raise InvalidRpcUrlError(f"RPC URL contains whitespace: {mask_url(url.strip())!r}", url=url)
     try:
         parts = urlsplit(url)
         port = parts.port  # raises ValueError for a port that is not a number
     except ValueError as exc:
-        raise InvalidRpcUrlError(f"malformed RPC URL {mask_url(url)!r}: {exc}") from None
+        raise InvalidRpcUrlError(f"malformed RPC URL {mask_url(url)!r}: {exc}", url=url) from None
     host = parts.hostname or ""
     if (
         parts.scheme not in ("http", "https")
@@ -99,10 +103,10 @@ def validate_rpc_url(url: object) -> str:
         or not _HOST.match(host if ":" not in host else f"[{host}]")
     ):
         raise InvalidRpcUrlError(
-            f"RPC URL must look like http(s)://host[:port][/path], got {mask_url(url)!r}"
+            f"RPC URL must look like http(s)://host[:port][/path], got {mask_url(url)!r}", url=url
         )
     if port == 0:
-        raise InvalidRpcUrlError(f"RPC URL has port 0: {mask_url(url)!r}")
+        raise InvalidRpcUrlError(f"RPC URL has port 0: {mask_url(url)!r}", url=url)
     return url
 
 
@@ -141,9 +145,12 @@ class ChainConfig:
     _current: ClassVar[ChainId | None] = None
     _rpc_overrides: ClassVar[dict[ChainId, str]] = {}
 
+    # Parameter names are those of the ogpu package 0.2 (chain_id,
+    # contract_name, chain), so its callers' keyword arguments still work.
+
     @classmethod
-    def set_chain(cls, chain: ChainId | int | str) -> None:
-        cls._current = parse_chain(chain)
+    def set_chain(cls, chain_id: ChainId | int | str) -> None:
+        cls._current = parse_chain(chain_id)
 
     @classmethod
     def get_current_chain(cls) -> ChainId:
@@ -175,14 +182,45 @@ class ChainConfig:
         cls._rpc_overrides.pop(cls._resolve(chain), None)
 
     @classmethod
-    def get_contract_address(cls, name: str, chain: ChainId | int | str | None = None) -> str:
+    def get_contract_address(cls, contract_name: str, chain: ChainId | int | str | None = None) -> str:
+        """The address of ``NEXUS``, ``CONTROLLER``, ``TERMINAL`` or ``VAULT`` (any case).
+
+        Any other name raises ``UnknownContractError``, which is both a
+        ``KeyError`` and a ``ValueError`` (the ``ogpu`` package 0.2 raised the latter).
+        """
         contracts = _CONTRACTS[cls._resolve(chain)]
         try:
-            return contracts[name.upper()]
+            return contracts[contract_name.upper()]
         except (KeyError, AttributeError):
             known = ", ".join(sorted(contracts))
-            raise UnknownContractError(f"unknown contract {name!r}; known: {known}") from None
+            raise UnknownContractError(f"unknown contract {contract_name!r}; known: {known}") from None
 
     @classmethod
     def get_all_supported_chains(cls) -> list[ChainId]:
         return list(ChainId)
+
+
+class _RpcUrls(Mapping[ChainId, str]):
+    """Each chain's RPC URL as ``ChainConfig.get_rpc(chain)`` answers it now.
+
+    Read-only: a URL is set with ``ChainConfig.set_rpc``, which checks it.
+    It follows ``set_rpc`` and ``reset_rpc``, as ``CHAIN_RPC_URLS`` did in the
+    ``ogpu`` package 0.2.
+    """
+
+    def __getitem__(self, chain: ChainId) -> str:
+        if chain not in _DEFAULT_RPC:
+            raise KeyError(chain)
+        return ChainConfig.get_rpc(chain)
+
+    def __iter__(self) -> Iterator[ChainId]:
+        return iter(_DEFAULT_RPC)
+
+    def __len__(self) -> int:
+        return len(_DEFAULT_RPC)
+
+    def __repr__(self) -> str:
+        return f"CHAIN_RPC_URLS({ {chain.name: mask_url(url) for chain, url in self.items()} })"
+
+
+CHAIN_RPC_URLS: Mapping[ChainId, str] = _RpcUrls()
