@@ -6,7 +6,7 @@
     ├── ConfigError                    the library is pointed somewhere it cannot work
     │   ├── ChainNotSupportedError     unknown chain id or name
     │   ├── InvalidRpcUrlError         RPC URL that is not http(s)://host[:port][/path]
-    │   └── UnknownContractError       contract name ChainConfig does not know (also a KeyError and a ValueError)
+    │   └── UnknownContractError       contract name ChainConfig does not know (also KeyError, ValueError)
     ├── InvalidArgumentError           bad argument to a public call (also a ValueError)
     │   └── InvalidAddressError        not a 20-byte hex address string
     ├── RpcError                       talking to the node failed

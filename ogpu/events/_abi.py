@@ -227,7 +227,8 @@ class EventSpec:
             if self.payload_first:
                 return self.event_class(*payload, *where)
             return self.event_class(
-                **dict(zip(self.field_names, payload, strict=True)), **dict(zip(_CHAIN_FIELDS, where))
+                **dict(zip(self.field_names, payload, strict=True)),
+                **dict(zip(_CHAIN_FIELDS, where, strict=True)),
             )
         except LogDecodeError as exc:
             raise LogDecodeError(f"{self.name} log {_where(log)}: {exc}") from None

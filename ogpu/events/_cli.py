@@ -26,6 +26,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, TextIO
 
 from ogpu._errors import ConfigError, InvalidArgumentError, OGPUError, RpcError, RpcResponseError
+from ogpu._verbose import set_verbose
 from ogpu.chain import ChainConfig, mask_url, parse_chain, validate_rpc_url
 from ogpu.events import _faults
 from ogpu.events._abi import EVENTS, EventSpec, event_named, snake_case
@@ -532,6 +533,9 @@ def _setup_logging(verbose: bool) -> _LogGate:
     logger = logging.getLogger("ogpu.events")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    # The command shows the log its own way (-v, the gate): the handler that
+    # OGPU_VERBOSE=1 added at import would print every line again, ungated.
+    set_verbose(False)
     return gate
 
 

@@ -50,6 +50,9 @@ _ON_CHAIN_DOC = """
 
 _C = TypeVar("_C", bound=type)
 
+# RegisteredEvent.preferred_environment when built by hand without it: no flag set.
+_NO_ENVIRONMENT = Environment(0)
+
 
 def _on_chain(cls: _C) -> _C:
     cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + _ON_CHAIN_DOC
@@ -184,7 +187,7 @@ class RegisteredEvent:
     log_index: int
     block_hash: str = ""
     # After the fields the ogpu package 0.2 had, so its positional order holds.
-    preferred_environment: Environment = Environment(0)
+    preferred_environment: Environment = _NO_ENVIRONMENT
 
 
 @_on_chain

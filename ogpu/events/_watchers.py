@@ -12,7 +12,7 @@ import math
 from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ogpu._errors import InvalidArgumentError
+from ogpu._errors import InvalidAddressError, InvalidArgumentError
 from ogpu.chain import ChainConfig, validate_rpc_url
 from ogpu.events._abi import EVENTS, EventSpec, event_named
 from ogpu.events._address import normalize_address
@@ -77,9 +77,10 @@ _SHARED_DOC = """
 
     Raises:
         InvalidAddressError: when called, for a scoping address that is not a
-            20-byte hex string (any letter case is accepted).
+            20-byte hex string (any letter case is accepted), or none at all.
         InvalidArgumentError: when called, for a bad ``from_block``,
-            ``poll_interval`` or ``confirmations``.
+            ``poll_interval`` or ``confirmations``, or an address given both by
+            position and as ``..._address=``.
         InvalidRpcUrlError, ChainNotSupportedError: when called, for a bad
             ``ChainConfig`` / ``OGPU_RPC_URL`` / ``OGPU_CHAIN``.
         RpcTransportError, RpcHttpError, RpcProtocolError: from the first
@@ -111,8 +112,9 @@ def _documented(watcher: _F) -> _F:
 
 @_documented
 def watch_task_published(
-    source: str,
+    source: str | None = None,
     *,
+    source_address: str | None = None,
     from_block: int | None = None,
     poll_interval: float = 2.0,
     confirmations: int = 0,
@@ -121,6 +123,8 @@ def watch_task_published(
 
     Args:
         source: the source's address (``0x`` + 40 hex digits, any case).
+        source_address: the same, under the name the ``ogpu`` package 0.2
+            used; give one of the two.
 
     Yields:
         ``TaskPublishedEvent(task, source)``:
@@ -132,17 +136,24 @@ def watch_task_published(
         async for event in watch_task_published(source_address):
             print("new task", event.task, "in block", event.block_number)
     """
-    return _scoped("watch_task_published", source, from_block, poll_interval, confirmations)
+    return _scoped("watch_task_published", source, source_address, from_block, poll_interval, confirmations)
 
 
 @_documented
 def watch_attempted(
-    task: str, *, from_block: int | None = None, poll_interval: float = 2.0, confirmations: int = 0
+    task: str | None = None,
+    *,
+    task_address: str | None = None,
+    from_block: int | None = None,
+    poll_interval: float = 2.0,
+    confirmations: int = 0,
 ) -> AsyncGenerator[AttemptedEvent, None]:
     """Provider attempts on ``task``: one ``AttemptedEvent`` per attempt.
 
     Args:
         task: the task's address (``0x`` + 40 hex digits, any case).
+        task_address: the same, under the name the ``ogpu`` package 0.2
+            used; give one of the two.
 
     Yields:
         ``AttemptedEvent(task, provider, suggested_payment)``, the payment in wei:
@@ -154,17 +165,24 @@ def watch_attempted(
         async for event in watch_attempted(task_address, from_block=0):
             print(event.provider, "asks", event.suggested_payment / 10**18, "OGPU")
     """
-    return _scoped("watch_attempted", task, from_block, poll_interval, confirmations)
+    return _scoped("watch_attempted", task, task_address, from_block, poll_interval, confirmations)
 
 
 @_documented
 def watch_response_submitted(
-    task: str, *, from_block: int | None = None, poll_interval: float = 2.0, confirmations: int = 0
+    task: str | None = None,
+    *,
+    task_address: str | None = None,
+    from_block: int | None = None,
+    poll_interval: float = 2.0,
+    confirmations: int = 0,
 ) -> AsyncGenerator[ResponseSubmittedEvent, None]:
     """Responses submitted for ``task``: one ``ResponseSubmittedEvent`` per response.
 
     Args:
         task: the task's address (``0x`` + 40 hex digits, any case).
+        task_address: the same, under the name the ``ogpu`` package 0.2
+            used; give one of the two.
 
     Yields:
         ``ResponseSubmittedEvent(response, task)``:
@@ -176,13 +194,14 @@ def watch_response_submitted(
         async for event in watch_response_submitted(task_address):
             print("response", event.response)
     """
-    return _scoped("watch_response_submitted", task, from_block, poll_interval, confirmations)
+    return _scoped("watch_response_submitted", task, task_address, from_block, poll_interval, confirmations)
 
 
 @_documented
 def watch_response_status_changed(
-    response: str,
+    response: str | None = None,
     *,
+    response_address: str | None = None,
     from_block: int | None = None,
     poll_interval: float = 2.0,
     confirmations: int = 0,
@@ -191,6 +210,8 @@ def watch_response_status_changed(
 
     Args:
         response: the response's address (``0x`` + 40 hex digits, any case).
+        response_address: the same, under the name the ``ogpu`` package 0.2
+            used; give one of the two.
 
     Yields:
         ``ResponseStatusChangedEvent(response, status)``, ``status`` a ``ResponseStatus``:
@@ -203,17 +224,26 @@ def watch_response_status_changed(
             if event.status is ResponseStatus.CONFIRMED:
                 break
     """
-    return _scoped("watch_response_status_changed", response, from_block, poll_interval, confirmations)
+    return _scoped(
+        "watch_response_status_changed", response, response_address, from_block, poll_interval, confirmations
+    )
 
 
 @_documented
 def watch_task_status_changed(
-    task: str, *, from_block: int | None = None, poll_interval: float = 2.0, confirmations: int = 0
+    task: str | None = None,
+    *,
+    task_address: str | None = None,
+    from_block: int | None = None,
+    poll_interval: float = 2.0,
+    confirmations: int = 0,
 ) -> AsyncGenerator[TaskStatusChangedEvent, None]:
     """Status changes of ``task``: one ``TaskStatusChangedEvent`` per change.
 
     Args:
         task: the task's address (``0x`` + 40 hex digits, any case).
+        task_address: the same, under the name the ``ogpu`` package 0.2
+            used; give one of the two.
 
     Yields:
         ``TaskStatusChangedEvent(task, status)``, ``status`` a ``TaskStatus``:
@@ -229,13 +259,14 @@ def watch_task_status_changed(
 
         await asyncio.wait_for(finalized(task_address), timeout=600)
     """
-    return _scoped("watch_task_status_changed", task, from_block, poll_interval, confirmations)
+    return _scoped("watch_task_status_changed", task, task_address, from_block, poll_interval, confirmations)
 
 
 @_documented
 def watch_registered(
-    source: str,
+    source: str | None = None,
     *,
+    source_address: str | None = None,
     from_block: int | None = None,
     poll_interval: float = 2.0,
     confirmations: int = 0,
@@ -244,6 +275,8 @@ def watch_registered(
 
     Args:
         source: the source's address (``0x`` + 40 hex digits, any case).
+        source_address: the same, under the name the ``ogpu`` package 0.2
+            used; give one of the two.
 
     Yields:
         ``RegisteredEvent(provider, registrant_id, source, preferred_environment)``:
@@ -255,7 +288,7 @@ def watch_registered(
         async for event in watch_registered(source_address, from_block=0):
             print(event.provider, event.preferred_environment)
     """
-    return _scoped("watch_registered", source, from_block, poll_interval, confirmations)
+    return _scoped("watch_registered", source, source_address, from_block, poll_interval, confirmations)
 
 
 @_documented
@@ -291,10 +324,28 @@ def watch_nexus(
 
 
 def _scoped(
-    watcher: str, address: object, from_block: object, poll_interval: object, confirmations: object
+    watcher: str,
+    address: object,
+    address_kw: object,
+    from_block: object,
+    poll_interval: object,
+    confirmations: object,
 ) -> AsyncGenerator[Any, None]:
     event, field = SCOPED_WATCHERS[watcher]
-    scope = normalize_address(address, what=f"{watcher}() {field} address")
+    # The scoping address by position, as ``task=`` etc., or as ``task_address=``
+    # etc. (the ogpu package 0.2's names): exactly one of them.
+    if address is not None and address_kw is not None:
+        raise InvalidArgumentError(
+            f"{watcher}() got the {field} address twice, as {field} and as {field}_address; give one"
+        )
+    if address is None and address_kw is None:
+        # An InvalidAddressError, as for any other value that is not an address.
+        raise InvalidAddressError(
+            f"{watcher}() needs the {field}'s address: {watcher}(address) or {field}_address=address"
+        )
+    scope = normalize_address(
+        address if address_kw is None else address_kw, what=f"{watcher}() {field} address"
+    )
     return follow(
         (EVENTS[event],),
         field,
