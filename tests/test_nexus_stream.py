@@ -28,6 +28,7 @@ from ogpu.events import (
     TaskStatusChangedEvent,
     watch_nexus,
 )
+from ogpu.events._abi import EVENTS
 from ogpu.events._address import checksum_address
 from ogpu.events._devnode import Anvil, event_calldata
 from ogpu.types import (
@@ -172,8 +173,9 @@ async def _ours(stream: AsyncGenerator[Any, None], addresses: set[str], count: i
 def _check(got: list[Any], emitted: list[_Emission], txs: list[str]) -> None:
     assert [type(e) for e in got] == [e.cls for e in emitted]
     for event, emission, tx in zip(got, emitted, txs, strict=True):
-        chain = (event.block_number, tx, event.log_index, event.block_hash)
-        assert event == emission.cls(*emission.expected, *chain)
+        payload = dict(zip(EVENTS[emission.event].field_names, emission.expected, strict=True))
+        chain = {"block_number": event.block_number, "transaction_hash": tx, "log_index": event.log_index}
+        assert event == emission.cls(**payload, **chain, block_hash=event.block_hash)
 
 
 async def test_every_nexus_event_type_decodes_from_history_and_live(node: Anvil) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +22,7 @@ from ogpu.events import (
     watch_task_published,
     watch_task_status_changed,
 )
+from ogpu.events._abi import EVENTS
 from ogpu.events._devnode import Anvil
 from ogpu.events._hub import active_hubs
 from ogpu.types import Environment, TaskStatus
@@ -63,7 +63,7 @@ async def test_each_watcher_yields_its_typed_event_from_real_logs(
     assert got.block_number == int(receipt["blockNumber"], 16)
     assert got.block_hash == receipt["blockHash"]
     assert got.log_index == int(receipt["logs"][0]["logIndex"], 16)
-    payload = [getattr(got, f.name) for f in dataclasses.fields(got)][: len(values)]
+    payload = [getattr(got, name) for name in EVENTS[event].field_names]  # in ABI order
     expected = [v.lower() if isinstance(v, str) else v for v in values]
     assert [p.lower() if isinstance(p, str) else p for p in payload] == expected
     for value in payload:
