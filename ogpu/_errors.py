@@ -77,9 +77,9 @@ class InvalidRpcUrlError(ConfigError):
         # here too, as everywhere the library shows one: errors end up in logs.
         from ogpu.chain.config import mask_url
 
-        shown = mask_url(url) if isinstance(url, str) else url
+        shown = mask_url(url) if isinstance(url, str) else None if url is None else repr(url)
         super().__init__(f"invalid RPC URL {shown!r}" if message is None else message)
-        self.url = shown
+        self.url: str | None = shown
 
 
 class UnknownContractError(ConfigError, KeyError, ValueError):
