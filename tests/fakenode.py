@@ -28,7 +28,6 @@ from ogpu.events._abi import RawLog
 from ogpu.events._fakechain import EncodedLog, encode_event, fake_hash
 from ogpu.events._fakelogs import decoded
 from ogpu.events._fakerpc import RpcFault, http_response
-from ogpu.events._models import NexusEvent
 from ogpu.events.testing import FakeNode as KitNode
 
 __all__ = [
@@ -105,7 +104,7 @@ class FakeNode(KitNode):
         events: Sequence[tuple[Any, ...]] | Mapping[int, Sequence[tuple[Any, ...]]] | None = None,
         *,
         length: int | None = None,
-    ) -> list[NexusEvent]:
+    ) -> list[Any]:
         """The kit's reorg, also taking ``{offset: [("Attempted", task, provider, amount), ...]}``.
 
         A positional entry may end with ``{"address": ...}`` for another

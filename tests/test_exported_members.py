@@ -8,10 +8,13 @@ import pytest
 
 import ogpu
 import ogpu.events
+import ogpu.events.testing
 import ogpu.types
 
 
-@pytest.mark.parametrize("module", [ogpu, ogpu.events, ogpu.types], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [ogpu, ogpu.events, ogpu.events.testing, ogpu.types], ids=lambda m: m.__name__
+)
 def test_all_lists_every_public_name_sorted(module: types.ModuleType) -> None:
     # Names defined in ogpu itself (imports such as IntEnum are not part of the surface).
     public = {

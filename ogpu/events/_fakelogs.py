@@ -86,7 +86,7 @@ def _value(event: str, field: str, param: Mapping[str, Any], value: Any) -> Any:
 
 
 def decoded(blocks: list[Block]) -> list[NexusEvent]:
-    """The events of ``blocks`` as the watchers yield them, in chain order (logs that do not decode left out)."""
+    """The events of ``blocks`` as the watchers yield them, in chain order (undecodable logs left out)."""
     events: list[NexusEvent] = []
     for raw in (raw for block in blocks for raw in block.logs):
         spec = EVENTS_BY_TOPIC.get(raw["topics"][0]) if raw["topics"] else None

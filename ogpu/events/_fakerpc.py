@@ -118,7 +118,7 @@ class FakeRpc(FakeChain):
         self._phantom_count = 0
 
     def restart(self, chain_id: int | None = None, *, same_genesis: bool = False) -> None:
-        """Start a new chain from block 0 (see ``FakeChain.restart``); ``chain_id``, if given, is the new one."""
+        """Start a new chain from block 0 (``FakeChain.restart``); ``chain_id``, if given, is the new one."""
         self._phantoms.clear()
         if chain_id is not None:
             self.chain_id = chain_id

@@ -43,27 +43,25 @@ import asyncio
 import itertools
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import httpx
 
-from ogpu._errors import InvalidArgumentError
-from ogpu.chain import ChainConfig, ChainId, parse_chain, validate_rpc_url
-from ogpu.events._fakelogs import EventItem, decoded, encode_fields
-from ogpu.events._fakerpc import FakeRpc
-from ogpu.events._hub import hubs_at
-from ogpu.events._models import NexusEvent
-from ogpu.events._rpc import FAKE_TRANSPORTS
+# Modules, not names: this module's public surface is FakeNode alone.
+from ogpu import _errors
+from ogpu import chain as _chain
+from ogpu.events import _fakelogs, _fakerpc, _hub, _rpc
 
 __all__ = ["FakeNode"]
 
 _F = TypeVar("_F", bound="FakeNode")
+_E = TypeVar("_E")
 _NODE_NUMBERS = itertools.count(1)
 # How long ``async with`` waits, on leaving, for the streams to uninstall their filters.
 _TEARDOWN_TIMEOUT = 2.0
 
 
-class FakeNode(FakeRpc):
+class FakeNode(_fakerpc.FakeRpc):
     """An in-memory Ethereum node with the Nexus contract's events, for unit tests.
 
     Args:
@@ -92,17 +90,21 @@ class FakeNode(FakeRpc):
     def __init__(
         self,
         *,
-        chain: ChainId | int | str | None = None,
+        chain: _chain.ChainId | int | str | None = None,
         start_block: int = 0,
         url: str | None = None,
     ) -> None:
-        played = ChainConfig.get_current_chain() if chain is None else parse_chain(chain)
+        played = _chain.ChainConfig.get_current_chain() if chain is None else _chain.parse_chain(chain)
         if not isinstance(start_block, int) or isinstance(start_block, bool) or start_block < 0:
-            raise InvalidArgumentError(f"start_block must be a block number >= 0, got {start_block!r}")
+            raise _errors.InvalidArgumentError(
+                f"start_block must be a block number >= 0, got {start_block!r}"
+            )
         super().__init__(
-            url=f"http://fakenode-{next(_NODE_NUMBERS)}.invalid" if url is None else validate_rpc_url(url),
+            url=f"http://fakenode-{next(_NODE_NUMBERS)}.invalid"
+            if url is None
+            else _chain.validate_rpc_url(url),
             chain_id=int(played),
-            nexus=ChainConfig.get_contract_address("NEXUS", played),
+            nexus=_chain.ChainConfig.get_contract_address("NEXUS", played),
             start_block=start_block,
         )
         self.chain = played
@@ -111,11 +113,17 @@ class FakeNode(FakeRpc):
         # Mining wakes the streams that follow this node (see _chain_moved).
         self.wake_streams = True
         self._transport = _Transport(self)
-        self._saved: tuple[ChainId | None, str | None] | None = None
+        self._saved: tuple[_chain.ChainId | None, str | None] | None = None
 
     # --- building the chain ---
 
-    def emit(self, event: str | type[Any], /, **fields: Any) -> NexusEvent:
+    @overload
+    def emit(self, event: type[_E], /, **fields: Any) -> _E: ...
+
+    @overload
+    def emit(self, event: str, /, **fields: Any) -> Any: ...
+
+    def emit(self, event: str | type[Any], /, **fields: Any) -> Any:
         """Mine one Nexus event in a new block; return it as the watchers will yield it.
 
         Args:
@@ -133,30 +141,34 @@ class FakeNode(FakeRpc):
                 is mined then.
 
         The log sits at the Nexus address of :attr:`chain`; the returned
-        dataclass equals the one a watcher yields for it.
+        dataclass equals the one a watcher yields for it. Given the class,
+        the result is typed as that class; given a name, it is ``Any`` (one
+        of the ``NexusEvent`` dataclasses), so ``emitted.status`` type-checks.
         """
         (mined,) = self.emit_many([(event, fields)])
         return mined
 
-    def emit_many(self, events: Sequence[EventItem]) -> list[NexusEvent]:
+    def emit_many(self, events: Sequence[_fakelogs.EventItem]) -> list[Any]:
         """Mine several events in one new block, in the order given; return them as :meth:`emit` does.
 
         ``events`` holds ``(event, {field: value, ...})`` pairs, e.g.
         ``[("Attempted", {"task": T, "provider": P, "suggested_payment": 5})]``.
         Every one is checked before the block is mined.
         """
-        logs = [encode_fields(name, fields, self.nexus) for name, fields in _pairs(events, "emit_many")]
+        logs = [
+            _fakelogs.encode_fields(name, fields, self.nexus) for name, fields in _pairs(events, "emit_many")
+        ]
         block = self._seal(logs)
         self._chain_moved()
-        return decoded([block])
+        return _fakelogs.decoded([block])
 
     def reorg(
         self,
         depth: int,
-        events: Sequence[EventItem] | Mapping[int, Sequence[EventItem]] | None = None,
+        events: Sequence[_fakelogs.EventItem] | Mapping[int, Sequence[_fakelogs.EventItem]] | None = None,
         *,
         length: int | None = None,
-    ) -> list[NexusEvent]:
+    ) -> list[Any]:
         """Replace the last ``depth`` blocks with a new branch; return the events on it.
 
         Args:
@@ -173,16 +185,18 @@ class FakeNode(FakeRpc):
         reorg is shallower.
         """
         if events is None:
-            by_offset: Mapping[int, Sequence[EventItem]] = {}
+            by_offset: Mapping[int, Sequence[_fakelogs.EventItem]] = {}
         elif isinstance(events, Mapping):
             by_offset = events
         else:
             by_offset = {0: events}
         logs = {
-            offset: [encode_fields(name, fields, self.nexus) for name, fields in _pairs(items, "reorg")]
+            offset: [
+                _fakelogs.encode_fields(name, fields, self.nexus) for name, fields in _pairs(items, "reorg")
+            ]
             for offset, items in by_offset.items()
         }
-        return decoded(self.replace_blocks(depth, logs, length))
+        return _fakelogs.decoded(self.replace_blocks(depth, logs, length))
 
     # mine(count=1) and head come from the chain: see their docstrings.
 
@@ -221,7 +235,7 @@ class FakeNode(FakeRpc):
                 seconds (not started, failed, or pointed at another URL).
         """
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise InvalidArgumentError(f"count must be an int >= 1, got {count!r}")
+            raise _errors.InvalidArgumentError(f"count must be an int >= 1, got {count!r}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while (following := self._following()) < count:
@@ -234,7 +248,7 @@ class FakeNode(FakeRpc):
     def _following(self) -> int:
         return sum(
             1
-            for hub in hubs_at(self.url)
+            for hub in _hub.hubs_at(self.url)
             for lane in hub.lanes.values()
             for sub in lane.subscriptions()
             if sub.join_cursor is not None
@@ -244,7 +258,7 @@ class FakeNode(FakeRpc):
         # A stream sleeping out its poll interval would see the new block
         # only then: wake it, so a test never waits for a clock.
         if self.wake_streams:
-            for hub in hubs_at(self.url):
+            for hub in _hub.hubs_at(self.url):
                 hub.poll_now()
 
     # --- being the node ogpu talks to ---
@@ -254,11 +268,11 @@ class FakeNode(FakeRpc):
             raise RuntimeError(f"the FakeNode at {self.url} is already active")
         # Private to ChainConfig, but the only way to know whether the chain
         # was set in code at all (rather than by OGPU_CHAIN) and restore that.
-        self._saved = (ChainConfig._current, ChainConfig._rpc_overrides.get(self.chain))
-        FAKE_TRANSPORTS[self.url] = self._transport
+        self._saved = (_chain.ChainConfig._current, _chain.ChainConfig._rpc_overrides.get(self.chain))
+        _rpc.FAKE_TRANSPORTS[self.url] = self._transport
         if self._pin_chain:
-            ChainConfig.set_chain(self.chain)
-        ChainConfig.set_rpc(self.url, self.chain)
+            _chain.ChainConfig.set_chain(self.chain)
+        _chain.ChainConfig.set_rpc(self.url, self.chain)
         return self
 
     def __exit__(
@@ -286,16 +300,16 @@ class FakeNode(FakeRpc):
 
     def _leave(self) -> list[asyncio.Task[None]]:
         """Stop the streams bound to this node and put the configuration back; return their tasks."""
-        stopped = [hub.abandon(f"the FakeNode at {self.url} was closed") for hub in hubs_at(self.url)]
-        FAKE_TRANSPORTS.pop(self.url, None)
+        stopped = [hub.abandon(f"the FakeNode at {self.url} was closed") for hub in _hub.hubs_at(self.url)]
+        _rpc.FAKE_TRANSPORTS.pop(self.url, None)
         if self._saved is not None:
             current, rpc = self._saved
             self._saved = None
-            ChainConfig._current = current
+            _chain.ChainConfig._current = current
             if rpc is None:
-                ChainConfig.reset_rpc(self.chain)
+                _chain.ChainConfig.reset_rpc(self.chain)
             else:
-                ChainConfig.set_rpc(rpc, self.chain)
+                _chain.ChainConfig.set_rpc(rpc, self.chain)
         return [task for task in stopped if task is not None]
 
 
@@ -312,11 +326,13 @@ class _Transport(httpx.AsyncBaseTransport):
         return self._node(request)
 
 
-def _pairs(items: Sequence[EventItem], caller: str) -> list[EventItem]:
+def _pairs(items: Sequence[_fakelogs.EventItem], caller: str) -> list[_fakelogs.EventItem]:
     """``items`` checked to be ``(event, {fields})`` pairs, so a mistake names what was wrong."""
     if isinstance(items, str | Mapping) or not isinstance(items, Sequence):
-        raise InvalidArgumentError(f"{caller}() takes a list of (event, {{fields}}) pairs, got {items!r}")
+        raise _errors.InvalidArgumentError(
+            f"{caller}() takes a list of (event, {{fields}}) pairs, got {items!r}"
+        )
     for item in items:
         if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Mapping)):
-            raise InvalidArgumentError(f"{caller}() takes (event, {{fields}}) pairs, got {item!r}")
+            raise _errors.InvalidArgumentError(f"{caller}() takes (event, {{fields}}) pairs, got {item!r}")
     return list(items)
