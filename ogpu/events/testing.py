@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import weakref
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -59,6 +60,8 @@ _E = TypeVar("_E")
 _NODE_NUMBERS = itertools.count(1)
 # How long ``async with`` waits, on leaving, for the streams to uninstall their filters.
 _TEARDOWN_TIMEOUT = 2.0
+# Ticks a stream is kept from sleeping after the chain changes (see _chain_moved).
+_AWAKE_TICKS = 3
 
 
 class FakeNode(_fakerpc.FakeRpc):
@@ -112,6 +115,7 @@ class FakeNode(_fakerpc.FakeRpc):
         self._pin_chain = chain is not None
         # Mining wakes the streams that follow this node (see _chain_moved).
         self.wake_streams = True
+        self._awake_until: weakref.WeakKeyDictionary[_hub.Hub, int] = weakref.WeakKeyDictionary()
         self._transport = _Transport(self)
         self._saved: tuple[_chain.ChainId | None, str | None] | None = None
 
@@ -256,10 +260,22 @@ class FakeNode(_fakerpc.FakeRpc):
 
     def _chain_moved(self) -> None:
         # A stream sleeping out its poll interval would see the new block
-        # only then: wake it, so a test never waits for a clock.
+        # only then: wake it, so a test never waits for a clock. One tick is
+        # not always enough (a range ends at the lower of the last two heads
+        # seen; a lost filter is refilled in the tick after), so it is kept
+        # awake for a few more ticks, woken at each request it sends.
         if self.wake_streams:
             for hub in _hub.hubs_at(self.url):
+                self._awake_until[hub] = hub.ticks + _AWAKE_TICKS
                 hub.poll_now()
+
+    def _answered(self) -> None:
+        """After each request served: keep the streams woken by a change ticking."""
+        for hub, until in list(self._awake_until.items()):
+            if hub.ticks < until:
+                hub.poll_now()
+            else:
+                del self._awake_until[hub]
 
     # --- being the node ogpu talks to ---
 
@@ -323,7 +339,10 @@ class _Transport(httpx.AsyncBaseTransport):
         await request.aread()
         # Real I/O lets other tasks run: a stream looping over requests must stay cancellable.
         await asyncio.sleep(0)
-        return self._node(request)
+        try:
+            return self._node(request)
+        finally:
+            self._node._answered()
 
 
 def _pairs(items: Sequence[_fakelogs.EventItem], caller: str) -> list[_fakelogs.EventItem]:
