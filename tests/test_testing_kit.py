@@ -161,6 +161,16 @@ async def test_leaving_stops_a_watcher_still_running_and_uninstalls_its_filter()
     assert ogpu_tasks() == []
 
 
+async def test_leaving_a_plain_with_block_stops_a_running_watcher_too() -> None:
+    with FakeNode() as node:
+        seen = Seen(watch_attempted(T, poll_interval=FAST))
+        await node.wait_for_watchers()
+    with pytest.raises(OGPUError, match=r"FakeNode .* was closed"):
+        await seen.task
+    await wait_until(lambda: not ogpu_tasks(), "the stopped stream's task to end")
+    assert node.filters == {}
+
+
 async def test_a_watcher_with_the_default_poll_interval_sees_an_event_without_waiting_for_it() -> None:
     # An hour between polls: only the node waking the stream when it mines delivers the event.
     async with FakeNode() as node:
