@@ -148,7 +148,11 @@ class FakeRpc(FakeChain):
             self._http_faults.extend(answers)
 
     def lose_next_answer(self) -> None:
-        """Process the next request as usual, then lose the answer on the way back (a read timeout)."""
+        """Process the next request as usual, then lose the answer on the way back (a read timeout).
+
+        Before the stream's first answer, this is a node that never answers,
+        and the watcher raises ``RpcTransportError`` as it would in production.
+        """
 
         def lost(request: httpx.Request) -> httpx.Response:
             self._serve(json.loads(request.content))
