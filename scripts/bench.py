@@ -9,7 +9,8 @@ The machine is shared and small, so timings are noisy: the load average is
 printed first, microbenchmarks take the best of several interleaved runs
 and timings of whole operations take medians.
 
-Run from the repository root: ``.venv/bin/python scripts/bench.py``.
+Run from the repository root: ``.venv/bin/python scripts/bench.py`` (``--kit``: only the
+testing kit's figures, in a few seconds).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 
 from ogpu import ChainConfig  # noqa: E402
-from ogpu.events import AttemptedEvent, watch_attempted  # noqa: E402
+from ogpu.events import AttemptedEvent, watch_attempted, watch_task_status_changed  # noqa: E402
 from ogpu.events._abi import EVENTS, RawLog  # noqa: E402
 from ogpu.events._address import checksum_address  # noqa: E402
 from ogpu.events._chain import ChainView, Header  # noqa: E402
@@ -47,6 +48,8 @@ from ogpu.events._hub import Hub, active_hubs  # noqa: E402
 from ogpu.events._lane import Lane, Subscription  # noqa: E402
 from ogpu.events._screen import filter_changes, triage  # noqa: E402
 from ogpu.events._watchers import follow  # noqa: E402
+from ogpu.events.testing import FakeNode  # noqa: E402
+from ogpu.types import TaskStatus  # noqa: E402
 
 NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
 ATTEMPTED = EVENTS["Attempted"]
@@ -65,6 +68,9 @@ IMPORT_RUNS = 9
 HISTORY_LOGS = 100_000
 LOGS_PER_TX = 500
 HISTORY_TIMEOUT = 60.0
+KIT_INTERVAL = 0.01
+KIT_SAMPLES = 50
+KIT_TESTS = 20
 
 # Runtime code that emits LOG1(topic0 = calldata[0:32], data = calldata[32:])
 # LOGS_PER_TX times per call: the one-log emitter in a countdown loop.
@@ -625,6 +631,84 @@ def history(node: Anvil, rng: random.Random) -> list[Row]:
     ]
 
 
+# --- 7. the testing kit (ogpu.events.testing.FakeNode) ---
+
+
+async def kit_latency(poll_interval: float) -> list[float]:
+    """Seconds from FakeNode.emit returning to a watcher yielding the event, KIT_SAMPLES times."""
+    task = "0x" + "ab" * 20
+    arrivals: asyncio.Queue[float] = asyncio.Queue()
+
+    async def watcher() -> None:
+        async for _ in watch_attempted(task, poll_interval=poll_interval):
+            arrivals.put_nowait(time.perf_counter())
+
+    samples: list[float] = []
+    async with FakeNode() as node:
+        runner = asyncio.create_task(watcher())
+        await node.wait_for_watchers()
+        for payment in range(KIT_SAMPLES):
+            # Emitted at a random point of the poll loop's cycle, as a test's events are.
+            await asyncio.sleep(random.uniform(0.0, KIT_INTERVAL))
+            node.emit("Attempted", task=task, provider="0x" + "cd" * 20, suggested_payment=payment)
+            emitted = time.perf_counter()
+            samples.append(await asyncio.wait_for(arrivals.get(), 10.0) - emitted)
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    return samples
+
+
+async def kit_typical_test() -> float:
+    """Seconds for a test like the README's: enter, a service's watcher, three events, a lost filter, exit."""
+    task = "0x" + "ab" * 20
+    started = time.perf_counter()
+
+    async def wait_until_final() -> TaskStatus:
+        async for event in watch_task_status_changed(task):
+            if event.status is TaskStatus.FINALIZED:
+                return event.status
+        raise RuntimeError("the watcher stopped")
+
+    async with FakeNode() as node:
+        job = asyncio.create_task(wait_until_final())
+        await node.wait_for_watchers()
+        node.emit("TaskStatusChanged", task=task, status=TaskStatus.ATTEMPTED)
+        node.lose_filters()
+        node.emit("TaskStatusChanged", task=task, status=TaskStatus.RESPONDED)
+        node.emit("TaskStatusChanged", task=task, status=TaskStatus.FINALIZED)
+        await asyncio.wait_for(job, 10.0)
+    return time.perf_counter() - started
+
+
+def testing_kit() -> list[Row]:
+    rows: list[Row] = []
+    for interval, target in ((KIT_INTERVAL, 3 * KIT_INTERVAL), (2.0, None)):
+        samples = asyncio.run(kit_latency(interval))
+        median = statistics.median(samples)
+        p90 = statistics.quantiles(samples, n=10)[-1]
+        rows.append(
+            Row(
+                f"testing kit: emit->yield, poll_interval {interval} s",
+                f"median {median * 1000:.1f} ms, p90 {p90 * 1000:.1f} ms ({len(samples)} events)",
+                f"median <= {target * 1000:.0f} ms (3 ticks)"
+                if target
+                else "(reported; mining wakes the stream)",
+                median <= target if target else None,
+            )
+        )
+    durations = [asyncio.run(kit_typical_test()) for _ in range(KIT_TESTS)]
+    rows.append(
+        Row(
+            "testing kit: a typical test",
+            f"median {statistics.median(durations) * 1000:.0f} ms, max {max(durations) * 1000:.0f} ms "
+            f"({KIT_TESTS} runs, each in its own asyncio.run)",
+            "(reported)",
+            None,
+        )
+    )
+    return rows
+
+
 # --- the table ---
 
 
@@ -660,6 +744,10 @@ How each figure was taken:
   brings them, one subscription per watcher; checksum_address's cache cleared before each run, then holding
   only the watched tasks (as after their first event); every provider address is new. Best of
   {DECODE_REPEATS} interleaved runs of {DECODE_LOGS:,} logs.
+- testing kit: FakeNode in memory, one watch_attempted(); each event emitted at a random moment up to
+  {KIT_INTERVAL} s after the previous one arrived, timed from emit() returning to the watcher yielding
+  it, {KIT_SAMPLES} events per poll_interval. A typical test: the README's first example without
+  fail_next (whose cost is the stream's retry backoff), timed from entering the node to leaving it.
 - import: time of the import statement inside a fresh interpreter, bytecode cached
   (PYTHONPYCACHEPREFIX, one warm-up run each); {IMPORT_RUNS} runs of each, interleaved; medians.
 """
@@ -699,6 +787,7 @@ def run_all() -> int:
         step("history", lambda: history(node, rng))
     step("decode and deliver", decode_and_deliver)
     step("import time", lambda: [import_time()])
+    step("testing kit", testing_kit)
 
     print()
     print_table(rows)
@@ -711,6 +800,10 @@ def run_all() -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv == ["--kit"]:  # the testing kit's figures alone: no anvil needed
+        logging.getLogger("ogpu.events").setLevel(logging.ERROR)
+        print_table(testing_kit())
+        return 0
     if len(argv) == 3 and argv[0] == "--memory-child":
         print(json.dumps(asyncio.run(_memory_child(argv[1], int(argv[2])))))
         return 0

@@ -41,9 +41,7 @@ from typing import Any
 from unittest import mock
 
 import httpx
-import respx
 
-from ogpu import ChainConfig
 from ogpu.events import _faults, watch_attempted, watch_nexus
 from ogpu.events._abi import EVENTS, RawLog
 from ogpu.events._hub import active_hubs
@@ -512,21 +510,11 @@ async def run_seed(seed: int, *, steps: int = 50, faults: Iterable[str] = FAULTS
     if unknown:
         raise ValueError(f"unknown soak faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
     soak = _Soak(seed, steps, frozenset(faults))
-    node = soak.node
-
-    async def serve(request: httpx.Request) -> httpx.Response:
-        # Real I/O lets other tasks run; a stream that loops over requests must still be stoppable.
-        await asyncio.sleep(0)
-        return node(request)
-
-    ChainConfig.set_rpc(node.url)
-    try:
-        with _fast_backoff(), respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
-            router.post(node.url).mock(side_effect=serve)
-            result = await soak.run()
-            await _stream_gone()
-    finally:
-        ChainConfig.reset_rpc()
+    # The public kit's way in (its own httpx transport, which lets other tasks
+    # run at every request as real I/O does); leaving it puts ChainConfig back.
+    with _fast_backoff(), soak.node:
+        result = await soak.run()
+        await _stream_gone()
     return result
 
 

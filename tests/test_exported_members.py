@@ -10,6 +10,7 @@ import ogpu
 import ogpu.chain
 import ogpu.chain.config
 import ogpu.events
+import ogpu.events.testing
 import ogpu.events.types
 import ogpu.events.watchers
 import ogpu.types
@@ -21,6 +22,7 @@ PUBLIC_MODULES = [
     ogpu.chain,
     ogpu.chain.config,
     ogpu.events,
+    ogpu.events.testing,
     ogpu.events.types,
     ogpu.events.watchers,
     ogpu.types,

@@ -39,7 +39,7 @@ from ogpu.types import (
     RpcProtocolError,
     TaskStatus,
 )
-from tests.fakenode import FakeNode, html_response, http_response, mounted, wait_until
+from tests.fakenode import FakeNode, html_response, http_response, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -67,9 +67,7 @@ TASK = address()
 
 @pytest.fixture
 def node() -> Iterator[FakeNode]:
-    fake = FakeNode()
-    ChainConfig.set_rpc(fake.url)
-    with mounted(fake):
+    with FakeNode() as fake:  # the public kit's way in: its own transport, no respx
         yield fake
 
 
@@ -378,7 +376,6 @@ async def test_many_watchers_share_one_filter_and_one_request_per_tick(node: Fak
 def test_asyncio_run_twice_in_one_program() -> None:
     # The guide's "Mixing sync and async" pattern: every asyncio.run gets a working stream.
     fake = FakeNode()
-    ChainConfig.set_rpc(fake.url)
 
     async def first_attempt(amount: int) -> int:
         c = Collector(watch_attempted(TASK, poll_interval=FAST))
@@ -389,7 +386,7 @@ def test_asyncio_run_twice_in_one_program() -> None:
         await c.stop()
         return int(c.events[0].suggested_payment)
 
-    with mounted(fake):
+    with fake:
         assert asyncio.run(first_attempt(1)) == 1
         assert asyncio.run(first_attempt(2)) == 2
     assert fake.filters == {}

@@ -41,7 +41,8 @@ cancellation) is safe: the watcher leaves the shared stream, and the last
 one out uninstalls the node filter and stops polling.
 
 From a terminal: ``ogpu-events watch attempted 0xTASK``, ``ogpu-events
---help``.
+--help``. To test code built on the watchers without a node:
+``ogpu.events.testing.FakeNode``.
 """
 
 from __future__ import annotations

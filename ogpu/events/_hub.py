@@ -64,7 +64,7 @@ from ogpu.events._ranges import LogRangeReader, ProgressCallback
 from ogpu.events._rpc import Call, RpcClient
 from ogpu.events._screen import triage
 
-__all__ = ["Hub", "active_hubs", "hub_for"]
+__all__ = ["Hub", "active_hubs", "hub_for", "hubs_at"]
 
 log = logging.getLogger("ogpu.events")
 
@@ -183,6 +183,27 @@ class Hub:
             await asyncio.wait([task])
         elif task is None:
             await self.client.aclose()
+
+    def poll_now(self) -> None:
+        """Cut the current sleep short: the next tick starts at once (a fake node just mined)."""
+        if self._task is not None and not self._task.done():
+            self._wake.set()
+
+    def abandon(self, reason: str) -> asyncio.Task[None] | None:
+        """Stop without waiting, the node being gone: every watcher raises ``OGPUError(reason)``.
+
+        The poll task is cancelled; it uninstalls its filter and closes the
+        client on its own when its event loop next runs. Returns that task
+        (None if none is left), for a caller that can wait for it.
+        """
+        task = self._task if self._task is not None and not self._task.done() else None
+        if self._closed:
+            return task
+        self._fail_everyone(OGPUError(reason))
+        self._closed = True  # so the cancelled loop does not report its own cancellation too
+        if task is not None:
+            task.cancel()
+        return task
 
     # --- history for one watcher ---
 
@@ -495,6 +516,11 @@ def hub_for(url: str, nexus: str) -> Hub:
     if hub is None:
         hub = registry[(url, nexus)] = Hub(url, nexus, registry)
     return hub
+
+
+def hubs_at(url: str) -> list[Hub]:
+    """Hubs following ``url``, on every event loop (``ogpu.events.testing`` wakes and stops them)."""
+    return [hub for registry in list(_HUBS.values()) for hub in registry.values() if hub.url == url]
 
 
 def active_hubs() -> list[Hub]:

@@ -42,6 +42,10 @@ DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 # starting, and one whose name or route hangs within a few seconds.
 STARTUP_TIMEOUT = httpx.Timeout(8.0, connect=2.0)
 _BATCH_REFUSAL = re.compile(r"batch", re.IGNORECASE)
+# Transports that an active ``ogpu.events.testing.FakeNode`` hands over, by
+# URL: a client opened on one of these URLs talks to the in-memory node
+# without a socket, whatever else (respx, say) patches httpx meanwhile.
+FAKE_TRANSPORTS: dict[str, httpx.AsyncBaseTransport] = {}
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -79,7 +83,7 @@ class RpcClient:
         self._startup_timeout = STARTUP_TIMEOUT if timeout is DEFAULT_TIMEOUT else None
         self._http = httpx.AsyncClient(
             timeout=timeout,
-            transport=transport,
+            transport=transport if transport is not None else FAKE_TRANSPORTS.get(url),
             headers={"content-type": "application/json", "accept": "application/json"},
         )
         self._ids = itertools.count(1)
