@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
+from ogpu.events._position import OnChain
 from ogpu.types import DeliveryMethod, Environment, ResponseStatus, SourceStatus, TaskStatus
 
 __all__ = [
@@ -37,6 +38,8 @@ _ON_CHAIN_DOC = """
         log_index: its position among the block's logs (per block, from 0).
         block_hash: the block's hash; with ``log_index`` it identifies the
             log even across a reorg.
+        position: all three as an ``EventPosition`` (a property), to store
+            and resume from with ``after=``.
 """
 
 _C = TypeVar("_C", bound=type)
@@ -49,7 +52,7 @@ def _on_chain(cls: _C) -> _C:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class TaskPublishedEvent:
+class TaskPublishedEvent(OnChain):
     """A client published a task against a source (Nexus ``TaskPublished``).
 
     Fields:
@@ -69,7 +72,7 @@ class TaskPublishedEvent:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class AttemptedEvent:
+class AttemptedEvent(OnChain):
     """A provider attempted a task (Nexus ``Attempted``).
 
     Fields:
@@ -92,7 +95,7 @@ class AttemptedEvent:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class ResponseSubmittedEvent:
+class ResponseSubmittedEvent(OnChain):
     """A provider submitted a response to a task (Nexus ``ResponseSubmitted``).
 
     Fields:
@@ -112,7 +115,7 @@ class ResponseSubmittedEvent:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class ResponseStatusChangedEvent:
+class ResponseStatusChangedEvent(OnChain):
     """A response changed status (Nexus ``ResponseStatusChanged``).
 
     Fields:
@@ -132,7 +135,7 @@ class ResponseStatusChangedEvent:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class TaskStatusChangedEvent:
+class TaskStatusChangedEvent(OnChain):
     """A task changed status (Nexus ``TaskStatusChanged``).
 
     Fields:
@@ -153,7 +156,7 @@ class TaskStatusChangedEvent:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class RegisteredEvent:
+class RegisteredEvent(OnChain):
     """A provider registered to a source (Nexus ``Registered``).
 
     Fields:
@@ -178,7 +181,7 @@ class RegisteredEvent:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class SourcePublishedEvent:
+class SourcePublishedEvent(OnChain):
     """A client published a source (Nexus ``SourcePublished``).
 
     Fields:
@@ -196,7 +199,7 @@ class SourcePublishedEvent:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class SourceStatusChangedEvent:
+class SourceStatusChangedEvent(OnChain):
     """A source changed status (Nexus ``SourceStatusChanged``).
 
     Fields:
@@ -246,7 +249,7 @@ class SourceParams:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class SourceUpdatedEvent:
+class SourceUpdatedEvent(OnChain):
     """A source's parameters were set or changed (Nexus ``SourceUpdated``).
 
     Fields:
@@ -266,7 +269,7 @@ class SourceUpdatedEvent:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class OwnershipTransferredEvent:
+class OwnershipTransferredEvent(OnChain):
     """The Nexus contract changed owner (``OwnershipTransferred``).
 
     Fields:
