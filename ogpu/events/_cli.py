@@ -115,8 +115,9 @@ options shared by watch and tail:
 
 exit codes:
   0 done (--count reached), 1 the node failed or could not be reached,
-  2 bad input (a --state FILE that cannot be used too), 3 --timeout passed
-  without an event, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)
+  2 bad input (a --state FILE that cannot be used, too),
+  3 --timeout passed without an event, 130 interrupted (Ctrl-C),
+  143 terminated (SIGTERM)
 
 environment:
   OGPU_RPC_URL, OGPU_CHAIN   defaults for --rpc and --chain
