@@ -20,7 +20,7 @@ block's height, and the WARNING says that too.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,11 +73,17 @@ async def resume_point(
     scope: str | None,
     nexus: str,
     label: str,
+    answered: Callable[[], bool] = lambda: False,
 ) -> ResumePoint:
-    """Check ``after`` against the node and say where the watcher resumes."""
+    """Check ``after`` against the node and say where the watcher resumes.
+
+    ``answered`` tells whether the endpoint has answered this process before
+    (a stream already runs on it): then a fault is retried as the stream
+    retries it, not taken for a wrong URL.
+    """
     if after.block_hash is None:
         return ResumePoint(after.block_number, after)
-    asker = _Asker(client)
+    asker = _Asker(client, answered)
     now = await asker.header("eth_getBlockByNumber", hex(after.block_number))
     if now is not None and now.hash == after.block_hash:
         return ResumePoint(after.block_number, after)
@@ -170,9 +176,9 @@ def _describe(after: EventPosition) -> str:
 class _Asker:
     """Single calls retried like the stream's own (transient faults, with a WARNING each)."""
 
-    def __init__(self, client: RpcClient) -> None:
+    def __init__(self, client: RpcClient, answered: Callable[[], bool]) -> None:
         self.client = client
-        self.retrier = Retrier(lambda: client.ever_answered, client.masked_url)
+        self.retrier = Retrier(lambda: client.ever_answered or answered(), client.masked_url)
 
     async def ask(self, method: str, *params: Any) -> Any:
         while True:

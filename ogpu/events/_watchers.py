@@ -468,11 +468,15 @@ async def _resume_point(
 ) -> ResumePoint:
     # A client of its own: the check runs before the watcher joins the shared
     # stream, and a failure here must leave no stream behind.
+    from ogpu.events._hub import active_hubs
     from ogpu.events._resume import resume_point
     from ogpu.events._rpc import RpcClient
 
+    def answered() -> bool:
+        return any(hub.client.ever_answered for hub in active_hubs() if hub.url == url)
+
     client = RpcClient(url)
     try:
-        return await resume_point(client, after, specs, sub.field, sub.scope, nexus, sub.label)
+        return await resume_point(client, after, specs, sub.field, sub.scope, nexus, sub.label, answered)
     finally:
         await client.aclose()
