@@ -303,9 +303,7 @@ class _Soak:
 
     # --- the watcher side ---
 
-    def _start(
-        self, from_block: int | None = None, like: Watched | None = None, after: After = None
-    ) -> None:
+    def _start(self, from_block: int | None = None, like: Watched | None = None, after: After = None) -> None:
         rng = self.rng
         if like is None:
             kind = rng.choice(["attempted", "attempted", "nexus", "nexus-attempted"])
