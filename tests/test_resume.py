@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from ogpu import ChainConfig
 from ogpu.events import EventPosition, watch_attempted, watch_nexus
+from ogpu.events._resume import ResumePoint
 from ogpu.types import InvalidArgumentError
 from tests.fakenode import FakeNode, mounted
 from tests.test_stream_unit import FAST, SENTINEL, WATCHERS, Collector, address, all_gone
@@ -263,3 +265,19 @@ def test_after_with_from_block_fails_when_called(watcher: str) -> None:
         WATCHERS[watcher](address(), after=(5, 1), from_block=3)
     with pytest.raises(InvalidArgumentError, match="after= and from_block="):
         watch_nexus(after=EventPosition(5, 1, HASH), from_block=0)
+
+
+def test_what_a_resume_point_covers() -> None:
+    """Events of the position's block on another branch (another hash) were never handled: not covered."""
+    point = ResumePoint(7, EventPosition(7, 2, HASH))
+    other = "0x" + "cd" * 32
+
+    def event(block: int, index: int, block_hash: str = HASH) -> SimpleNamespace:
+        return SimpleNamespace(block_number=block, log_index=index, block_hash=block_hash)
+
+    assert [point.covers(event(7, i)) for i in range(4)] == [True, True, True, False]
+    assert not point.covers(event(7, 0, other))
+    assert point.covers(event(6, 9, other)) and not point.covers(event(8, 0))
+    pair = ResumePoint(7, EventPosition(7, 2))
+    assert pair.covers(event(7, 2, other)) and not pair.covers(event(7, 3, other))
+    assert not ResumePoint(3, None).covers(event(3, 0))
