@@ -2,8 +2,9 @@
 
 One seed is one schedule: watchers (scoped and ``watch_nexus``, every
 ``from_block`` kind, confirmations 0, 1 and 3) join, leave (``break``,
-cancellation, ``asyncio.wait_for`` timing out) and resume from the block
-after the last event they saw, while between polls the node mines events
+cancellation, ``asyncio.wait_for`` timing out) and resume, either from the
+block after the last event they saw or with ``after=`` that event (its
+position as a pair, in seeds without reorgs), while between polls the node mines events
 (sometimes many in one block) and misbehaves: filters lost (an error or
 hardhat's null), answers lost, HTTP 5xx and 429, heads lagging, ahead or
 spiking, reorgs of depth 1 to 3 (with and without removed logs), logs beyond
@@ -21,7 +22,10 @@ yielded is checked against the node's final canonical chain:
 * a watcher's range starts at ``from_block``, or for ``from_block=None`` is
   only required from the block after the node's head when its first
   ``__anext__`` began; it ends at the sentinel, or for a watcher that left,
-  at the last canonical event it yielded.
+  at the last canonical event it yielded;
+* a watcher and its successive ``after=`` resumptions are judged as one:
+  what they yielded together must be exactly once over the first one's
+  range, through the last one's end.
 
 Everything runs in memory with the stream's backoff compressed, so a seed
 takes a fraction of a second. ``run_seed`` is used by ``tests/test_soak.py``
@@ -45,6 +49,7 @@ import httpx
 from ogpu.events import _faults, watch_attempted, watch_nexus
 from ogpu.events._abi import EVENTS, RawLog
 from ogpu.events._hub import active_hubs
+from ogpu.events._watchers import After
 from tests.fakenode import NEXUS, FakeNode, http_response, raw_log
 
 __all__ = ["FAULTS", "SoakResult", "run_seed"]
@@ -96,6 +101,8 @@ class Watched:
     # Still running when the schedule ended (so its range ends at the sentinel).
     at_end: bool = False
     resumed: bool = False
+    # The watcher this one resumed with after= (its union with it is judged).
+    previous: Watched | None = None
     error: str | None = None
     job: asyncio.Task[None] | None = None
 
@@ -183,6 +190,7 @@ class _Soak:
         self.steps = steps
         self.faults = faults
         self.rng = random.Random(seed)
+        self.resume_rng = random.Random(-seed)
         rng = self.rng
         self.node = FakeNode(
             url=f"http://127.0.0.1:8545/soak-{seed}",
@@ -293,7 +301,7 @@ class _Soak:
 
     # --- the watcher side ---
 
-    def _start(self, from_block: int | None = None, like: Watched | None = None) -> None:
+    def _start(self, from_block: int | None = None, like: Watched | None = None, after: After = None) -> None:
         rng = self.rng
         if like is None:
             kind = rng.choice(["attempted", "attempted", "nexus", "nexus-attempted"])
@@ -314,18 +322,25 @@ class _Soak:
             confirmations=confirmations,
             leave=rng.choice(["stay", "stay", "break", "cancel", "timeout"]),
             leave_after=rng.randint(1, 12),
+            previous=like if after is not None else None,
         )
         gen: AsyncGenerator[Any, None]
         if kind == "attempted":
             assert task is not None
             gen = watch_attempted(
-                task, from_block=from_block, poll_interval=POLL, confirmations=confirmations
+                task, from_block=from_block, after=after, poll_interval=POLL, confirmations=confirmations
             )
         elif kind == "nexus":
-            gen = watch_nexus(from_block=from_block, poll_interval=POLL, confirmations=confirmations)
+            gen = watch_nexus(
+                from_block=from_block, after=after, poll_interval=POLL, confirmations=confirmations
+            )
         else:
             gen = watch_nexus(
-                "Attempted", from_block=from_block, poll_interval=POLL, confirmations=confirmations
+                "Attempted",
+                from_block=from_block,
+                after=after,
+                poll_interval=POLL,
+                confirmations=confirmations,
             )
         w.job = asyncio.get_running_loop().create_task(self._consume(w, gen), name=f"soak {w.label}")
         self.watchers.append(w)
@@ -354,12 +369,20 @@ class _Soak:
             w.done = True
 
     def _resume(self) -> None:
-        """Start a watcher where one that left stopped: from the block after its last event."""
+        """Start a watcher where one that left stopped: after its last event, or from the block after it."""
         for w in self.watchers:
             if w.done and w.events and not w.resumed and w.error is None:
                 w.resumed = True
                 if self.rng.random() < 0.6 and self._active() < MAX_WATCHERS:
-                    self._start(from_block=w.events[-1].block_number + 1, like=w)
+                    last = w.events[-1]
+                    # A die of its own: the rest of the schedule stays what each seed made it.
+                    if self.resume_rng.random() < 0.4:
+                        self._start(from_block=last.block_number + 1, like=w)
+                    elif "reorg" not in self.faults and self.resume_rng.random() < 0.3:
+                        # A pair cannot be checked against the chain: only where nothing reorgs.
+                        self._start(like=w, after=(last.block_number, last.log_index))
+                    else:
+                        self._start(like=w, after=last)
 
     def _active(self) -> int:
         return sum(1 for w in self.watchers if not w.done)
@@ -424,13 +447,39 @@ class _Soak:
         have = {(str(e.block_hash).lower(), e.log_index) for e in w.events}
         return all(_key(raw) in have for raw in wanted)
 
+    def _judged(self) -> list[Watched]:
+        """The watchers to judge: one that resumed another with after= is judged with it, as one."""
+        chains: dict[int, list[Watched]] = {}
+        for w in self.watchers:  # in start order: a watcher comes after the one it resumed
+            root = w
+            while root.previous is not None:
+                root = root.previous
+            chains.setdefault(id(root), []).append(w)
+        judged = []
+        for chain in chains.values():
+            first, last = chain[0], chain[-1]
+            judged.append(
+                first
+                if len(chain) == 1
+                else dataclasses.replace(
+                    first,
+                    label="+".join(w.label for w in chain) + " (after=)",
+                    leave=last.leave,
+                    events=[e for w in chain for e in w.events],
+                    deepest_reorg=max(w.deepest_reorg for w in chain),
+                    at_end=last.at_end,
+                    error=next((w.error for w in chain if w.error is not None), None),
+                )
+            )
+        return judged
+
     def _judge(self, sentinel_block: int) -> SoakResult:
         canonical = self.node.all_logs()
         canonical_keys = {_key(raw): raw for raw in canonical}
         orphan_keys = {_key(raw) for raw in self.node.orphaned_logs()}
         lost = repeated = extra = disordered = 0
         problems: list[str] = []
-        for w in self.watchers:
+        for w in self._judged():
             if w.job is not None and w.job.cancelled() and w.joined_head is None:
                 continue  # cancelled before it ever ran: it asked for nothing
             got = [(str(e.block_hash).lower(), int(e.log_index)) for e in w.events]

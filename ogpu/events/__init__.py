@@ -32,7 +32,11 @@ Watchers, each scoped by one address:
 
 Keywords, the same for all: ``from_block`` (``None``: new events only; ``N``:
 history from block N, then live), ``poll_interval`` (seconds, default 2),
-``confirmations`` (blocks on top before an event is yielded, default 0).
+``confirmations`` (blocks on top before an event is yielded, default 0),
+``after`` (resume strictly after an event yielded before, its
+``event.position`` or a ``(block_number, log_index)`` pair; the position is
+an ``EventPosition``, stored as ``str(position)`` and read back with
+``EventPosition.parse``).
 
 Bad arguments raise when the watcher is called; a node that cannot be used
 raises a typed ``RpcError`` (``ogpu.types``) from the first ``__anext__``
@@ -61,6 +65,7 @@ from ogpu.events._models import (
     TaskPublishedEvent,
     TaskStatusChangedEvent,
 )
+from ogpu.events._position import EventPosition
 from ogpu.events._watchers import (
     watch_attempted,
     watch_nexus,
@@ -73,6 +78,7 @@ from ogpu.events._watchers import (
 
 __all__ = [
     "AttemptedEvent",
+    "EventPosition",
     "NexusEvent",
     "OwnershipTransferredEvent",
     "RegisteredEvent",

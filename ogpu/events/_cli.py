@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ogpu._errors import ConfigError, InvalidArgumentError, OGPUError, RpcError, RpcResponseError
 from ogpu._verbose import set_verbose
@@ -40,10 +40,15 @@ from ogpu.events._rpc import RpcClient
 from ogpu.events._versions import version_lines
 from ogpu.events._watchers import SCOPED_WATCHERS, follow
 
+if TYPE_CHECKING:
+    from ogpu.events._position import EventPosition
+    from ogpu.events._state import StateFile, Stream
+
 __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_TERMINATED",
     "EXIT_TIMEOUT",
     "EXIT_USAGE",
     "KINDS",
@@ -58,6 +63,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_TIMEOUT = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report it
 
 # Read by the command only (the library keeps its own deadline): lets tests
 # and impatient operators give up on a dead endpoint sooner than 10 s.
@@ -103,10 +109,16 @@ options shared by watch and tail:
   (further) event. A node that cannot be reached, or is failing when S
   passes, is exit 1, not 3.
   --from-block -N starts N blocks before the head (read once at start).
+  --state FILE saves the position of each event once its line is out;
+  the next run with the same FILE resumes right after it (--from-block
+  then applies only while FILE does not exist). After a kill -9, at most
+  the one event being printed shows again; nothing is skipped.
 
 exit codes:
   0 done (--count reached), 1 the node failed or could not be reached,
-  2 bad input, 3 --timeout passed without an event, 130 interrupted (Ctrl-C)
+  2 bad input (a --state FILE that cannot be used, too),
+  3 --timeout passed without an event, 130 interrupted (Ctrl-C),
+  143 terminated (SIGTERM)
 
 environment:
   OGPU_RPC_URL, OGPU_CHAIN   defaults for --rpc and --chain
@@ -170,6 +182,11 @@ def _common_options() -> argparse.ArgumentParser:
         type=_block,
         metavar="N",
         help="start at block N, history first; -N = N blocks before the head (default: new events only)",
+    )
+    group.add_argument(
+        "--state",
+        metavar="FILE",
+        help="resume after the event saved in FILE, and save each event's position there once printed",
     )
     group.add_argument(
         "--poll-interval",
@@ -311,21 +328,52 @@ def _startup_deadline() -> None:
 
 async def _head(client: RpcClient) -> int:
     """The node's head block, retried like the stream retries until the startup deadline."""
+    return await _quantity(client, "eth_blockNumber", "reading the head block")
+
+
+async def _quantity(client: RpcClient, method: str, doing: str) -> int:
+    """A number the node answers ``method`` with, retried until the startup deadline."""
     retrier = Retrier(lambda: client.ever_answered, client.masked_url)
     while True:
         try:
-            answer = await client.call("eth_blockNumber")
+            answer = await client.call(method)
             break
         except RpcError as exc:
             if classify(exc) is not Fault.TRANSIENT:
                 raise
-            await retrier.pause(exc, "reading the head block")
+            await retrier.pause(exc, doing)
     try:
         return int(answer, 16)
     except (TypeError, ValueError):
         raise _Failure(
-            f"the node at {client.masked_url} answered eth_blockNumber with {answer!r}", EXIT_FAILED
+            f"the node at {client.masked_url} answered {method} with {answer!r}", EXIT_FAILED
         ) from None
+
+
+async def _resume_from_state(
+    args: argparse.Namespace,
+    client: RpcClient,
+    specs: tuple[EventSpec, ...],
+    field: str | None,
+    scope: str | None,
+) -> tuple[StateFile, Stream, EventPosition | None]:
+    """The --state file, the stream it belongs to, and the position saved in it (None: a new file).
+
+    The file is read before anything touches the network (an unreadable one
+    is bad input, whatever the node says), then checked against the chain
+    the node serves.
+    """
+    from ogpu.events._state import StateFile, Stream
+
+    state = StateFile(args.state)
+    saved = state.load()
+    chain_id = await _quantity(client, "eth_chainId", "reading the chain id")
+    nexus = ChainConfig.get_contract_address("NEXUS").lower()
+    stream = Stream(chain_id, nexus, tuple(spec.name for spec in specs), field, scope)
+    if saved is None:
+        return state, stream, None
+    state.check(saved[0], stream)
+    return state, stream, saved[1]
 
 
 def _answered(client: RpcClient) -> bool:
@@ -415,7 +463,13 @@ async def stream_events(
     if terminal if terminal is not None else err.isatty():
         notice = asyncio.create_task(_waiting_notice(client, err, WAITING_NOTICE_AFTER))
     try:
-        from_block = args.from_block
+        state: tuple[StateFile, Stream] | None = None
+        after: EventPosition | None = None
+        if args.state is not None:
+            state_file, stream, after = await _resume_from_state(args, client, specs, field, scope)
+            state = (state_file, stream)
+        # A saved position says where to go on; --from-block only starts a new FILE.
+        from_block = args.from_block if after is None else None
         if from_block is not None:
             head = await _head(client)
             if from_block < 0:
@@ -433,11 +487,12 @@ async def stream_events(
             args.confirmations,
             label=label,
             progress=progress,
+            after=after,
         )
         queue: asyncio.Queue[Any] = asyncio.Queue(_QUEUE_SIZE)
         pump = asyncio.create_task(_pump(events, queue), name="ogpu-events pump")
         show_header = not args.json and (terminal if terminal is not None else out.isatty())
-        return await _print_events(args, queue, client, out, err, progress, show_header)
+        return await _print_events(args, queue, client, out, err, progress, show_header, state)
     finally:
         # Runs on every exit, cancellation (Ctrl-C) included: the stream is
         # left and its filter uninstalled before the event loop closes.
@@ -457,6 +512,7 @@ async def _print_events(
     err: TextIO,
     progress: CatchUpProgress,
     show_header: bool,
+    state: tuple[StateFile, Stream] | None = None,
 ) -> int:
     times = BlockTimes(client)
     shown = 0
@@ -481,6 +537,12 @@ async def _print_events(
                 out.write(human_header() + "\n")
                 show_header = False
             out.write((json_line(event, stamp) if args.json else human_line(event, stamp)) + "\n")
+            if state is not None:
+                # Out first, then saved, with no await between: a signal (a
+                # cancellation) cannot come in between, and a kill -9 there
+                # at worst prints this one event again on the next run.
+                out.flush()
+                state[0].save(state[1], event.position)
         out.flush()  # a pipe into jq or a log shipper sees each event as it happens
         shown += len(batch)
         if end is not None:
@@ -572,18 +634,20 @@ async def _run(args: argparse.Namespace, gate: _LogGate) -> int:
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
     assert main_task is not None
-    interrupted = False
+    interrupted: int | None = None  # the exit code of the signal that stops the command
 
-    def on_sigint() -> None:
+    def on_signal(code: int) -> None:
         nonlocal interrupted
-        if interrupted:  # a second Ctrl-C while cleaning up: stop now
+        if interrupted is not None:  # a second signal while cleaning up: stop now
             sys.stdout.flush()
-            os._exit(EXIT_INTERRUPTED)
-        interrupted = True
+            os._exit(code)
+        interrupted = code
         main_task.cancel()
 
     with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread, or no signals
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        loop.add_signal_handler(signal.SIGINT, on_signal, EXIT_INTERRUPTED)
+        # SIGTERM (a service manager, docker stop) stops as cleanly as Ctrl-C.
+        loop.add_signal_handler(signal.SIGTERM, on_signal, EXIT_TERMINATED)
     try:
         if args.command == "demo":
             from ogpu.events._demo import run_demo  # starts processes: imported only when asked
@@ -593,12 +657,13 @@ async def _run(args: argparse.Namespace, gate: _LogGate) -> int:
         gate.progress = progress
         return await stream_events(args, sys.stdout, sys.stderr, progress)
     except asyncio.CancelledError:
-        if interrupted:
-            return EXIT_INTERRUPTED
+        if interrupted is not None:
+            return interrupted
         raise
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

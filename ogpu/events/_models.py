@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
+from ogpu.events._position import OnChain
 from ogpu.types import DeliveryMethod, Environment, ResponseStatus, SourceStatus, TaskStatus
 
 __all__ = [
@@ -46,6 +47,8 @@ _ON_CHAIN_DOC = """
         block_hash: the block's hash; with ``log_index`` it identifies the
             log even across a reorg. Every decoded event has it; an event
             built by hand without it has ``""``.
+        position: all three as an ``EventPosition`` (a property), to store
+            and resume from with ``after=``.
 """
 
 _C = TypeVar("_C", bound=type)
@@ -61,7 +64,7 @@ def _on_chain(cls: _C) -> _C:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class TaskPublishedEvent:
+class TaskPublishedEvent(OnChain):
     """A client published a task against a source (Nexus ``TaskPublished``).
 
     Fields:
@@ -81,7 +84,7 @@ class TaskPublishedEvent:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class AttemptedEvent:
+class AttemptedEvent(OnChain):
     """A provider attempted a task (Nexus ``Attempted``).
 
     Fields:
@@ -104,7 +107,7 @@ class AttemptedEvent:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class ResponseSubmittedEvent:
+class ResponseSubmittedEvent(OnChain):
     """A provider submitted a response to a task (Nexus ``ResponseSubmitted``).
 
     Fields:
@@ -124,7 +127,7 @@ class ResponseSubmittedEvent:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class ResponseStatusChangedEvent:
+class ResponseStatusChangedEvent(OnChain):
     """A response changed status (Nexus ``ResponseStatusChanged``).
 
     Fields:
@@ -144,7 +147,7 @@ class ResponseStatusChangedEvent:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class TaskStatusChangedEvent:
+class TaskStatusChangedEvent(OnChain):
     """A task changed status (Nexus ``TaskStatusChanged``).
 
     Fields:
@@ -165,7 +168,7 @@ class TaskStatusChangedEvent:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class RegisteredEvent:
+class RegisteredEvent(OnChain):
     """A provider registered to a source (Nexus ``Registered``).
 
     Fields:
@@ -192,7 +195,7 @@ class RegisteredEvent:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class SourcePublishedEvent:
+class SourcePublishedEvent(OnChain):
     """A client published a source (Nexus ``SourcePublished``).
 
     Fields:
@@ -210,7 +213,7 @@ class SourcePublishedEvent:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class SourceStatusChangedEvent:
+class SourceStatusChangedEvent(OnChain):
     """A source changed status (Nexus ``SourceStatusChanged``).
 
     Fields:
@@ -260,7 +263,7 @@ class SourceParams:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class SourceUpdatedEvent:
+class SourceUpdatedEvent(OnChain):
     """A source's parameters were set or changed (Nexus ``SourceUpdated``).
 
     Fields:
@@ -280,7 +283,7 @@ class SourceUpdatedEvent:
 
 @_on_chain
 @dataclass(frozen=True, slots=True)
-class OwnershipTransferredEvent:
+class OwnershipTransferredEvent(OnChain):
     """The Nexus contract changed owner (``OwnershipTransferred``).
 
     Fields:

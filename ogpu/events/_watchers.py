@@ -25,10 +25,12 @@ from ogpu.events._models import (
     TaskPublishedEvent,
     TaskStatusChangedEvent,
 )
+from ogpu.events._position import EventPosition, position_of
 
 if TYPE_CHECKING:
     from ogpu.events._lane import Subscription
     from ogpu.events._ranges import ProgressCallback
+    from ogpu.events._resume import ResumePoint
 
 __all__ = [
     "SCOPED_WATCHERS",
@@ -59,6 +61,10 @@ SCOPED_WATCHERS: dict[str, tuple[str, str]] = {
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
+# What ``after=`` takes: an event yielded before, its position, or a bare
+# (block_number, log_index) pair.
+After = NexusEvent | EventPosition | tuple[int, int] | None
+
 # What every watcher shares, written once and appended to each docstring, so
 # help() on any of them reads whole.
 _SHARED_DOC = """
@@ -68,6 +74,18 @@ _SHARED_DOC = """
             matching event from block ``N`` on: history first (read with
             ``eth_getLogs``), then live, with no gap and no repeat. A block
             above the current head is waited for.
+        after: resume after an event this or another watcher yielded
+            before: the event itself, its ``event.position`` (an
+            ``EventPosition``, e.g. ``EventPosition.parse(saved_text)``), or a
+            ``(block_number, log_index)`` pair. Yields the matching events
+            strictly after it in chain order (the rest of its block, then
+            later blocks, history then live), no gap, no repeat. An event or
+            a position carries its block's hash, checked against the node: if
+            a reorg took that block off the chain, the watcher resumes where
+            the chains part and logs a WARNING naming the events handled on
+            the old branch. A pair has no hash, so it cannot be checked: it
+            trusts that the block is still the one the events came from.
+            Not together with ``from_block``.
         poll_interval: seconds between polls of the node (default ``2.0``,
             must be ``> 0``). Watchers share one poll loop, which ticks at the
             shortest interval any of them asked for.
@@ -79,7 +97,8 @@ _SHARED_DOC = """
         InvalidAddressError: when called, for a scoping address that is not a
             20-byte hex string (any letter case is accepted), or none at all.
         InvalidArgumentError: when called, for a bad ``from_block``,
-            ``poll_interval`` or ``confirmations``, or an address given both by
+            ``after``, ``poll_interval`` or ``confirmations``, for ``after``
+            and ``from_block`` together, or for an address given both by
             position and as ``..._address=``.
         InvalidRpcUrlError, ChainNotSupportedError: when called, for a bad
             ``ChainConfig`` / ``OGPU_RPC_URL`` / ``OGPU_CHAIN``.
@@ -116,6 +135,7 @@ def watch_task_published(
     *,
     source_address: str | None = None,
     from_block: int | None = None,
+    after: After = None,
     poll_interval: float = 2.0,
     confirmations: int = 0,
 ) -> AsyncGenerator[TaskPublishedEvent, None]:
@@ -136,7 +156,9 @@ def watch_task_published(
         async for event in watch_task_published(source_address):
             print("new task", event.task, "in block", event.block_number)
     """
-    return _scoped("watch_task_published", source, source_address, from_block, poll_interval, confirmations)
+    return _scoped(
+        "watch_task_published", source, source_address, from_block, poll_interval, confirmations, after
+    )
 
 
 @_documented
@@ -145,6 +167,7 @@ def watch_attempted(
     *,
     task_address: str | None = None,
     from_block: int | None = None,
+    after: After = None,
     poll_interval: float = 2.0,
     confirmations: int = 0,
 ) -> AsyncGenerator[AttemptedEvent, None]:
@@ -165,7 +188,7 @@ def watch_attempted(
         async for event in watch_attempted(task_address, from_block=0):
             print(event.provider, "asks", event.suggested_payment / 10**18, "OGPU")
     """
-    return _scoped("watch_attempted", task, task_address, from_block, poll_interval, confirmations)
+    return _scoped("watch_attempted", task, task_address, from_block, poll_interval, confirmations, after)
 
 
 @_documented
@@ -174,6 +197,7 @@ def watch_response_submitted(
     *,
     task_address: str | None = None,
     from_block: int | None = None,
+    after: After = None,
     poll_interval: float = 2.0,
     confirmations: int = 0,
 ) -> AsyncGenerator[ResponseSubmittedEvent, None]:
@@ -194,7 +218,9 @@ def watch_response_submitted(
         async for event in watch_response_submitted(task_address):
             print("response", event.response)
     """
-    return _scoped("watch_response_submitted", task, task_address, from_block, poll_interval, confirmations)
+    return _scoped(
+        "watch_response_submitted", task, task_address, from_block, poll_interval, confirmations, after
+    )
 
 
 @_documented
@@ -203,6 +229,7 @@ def watch_response_status_changed(
     *,
     response_address: str | None = None,
     from_block: int | None = None,
+    after: After = None,
     poll_interval: float = 2.0,
     confirmations: int = 0,
 ) -> AsyncGenerator[ResponseStatusChangedEvent, None]:
@@ -225,7 +252,13 @@ def watch_response_status_changed(
                 break
     """
     return _scoped(
-        "watch_response_status_changed", response, response_address, from_block, poll_interval, confirmations
+        "watch_response_status_changed",
+        response,
+        response_address,
+        from_block,
+        poll_interval,
+        confirmations,
+        after,
     )
 
 
@@ -235,6 +268,7 @@ def watch_task_status_changed(
     *,
     task_address: str | None = None,
     from_block: int | None = None,
+    after: After = None,
     poll_interval: float = 2.0,
     confirmations: int = 0,
 ) -> AsyncGenerator[TaskStatusChangedEvent, None]:
@@ -259,7 +293,9 @@ def watch_task_status_changed(
 
         await asyncio.wait_for(finalized(task_address), timeout=600)
     """
-    return _scoped("watch_task_status_changed", task, task_address, from_block, poll_interval, confirmations)
+    return _scoped(
+        "watch_task_status_changed", task, task_address, from_block, poll_interval, confirmations, after
+    )
 
 
 @_documented
@@ -268,6 +304,7 @@ def watch_registered(
     *,
     source_address: str | None = None,
     from_block: int | None = None,
+    after: After = None,
     poll_interval: float = 2.0,
     confirmations: int = 0,
 ) -> AsyncGenerator[RegisteredEvent, None]:
@@ -288,13 +325,16 @@ def watch_registered(
         async for event in watch_registered(source_address, from_block=0):
             print(event.provider, event.preferred_environment)
     """
-    return _scoped("watch_registered", source, source_address, from_block, poll_interval, confirmations)
+    return _scoped(
+        "watch_registered", source, source_address, from_block, poll_interval, confirmations, after
+    )
 
 
 @_documented
 def watch_nexus(
     *event_types: str | type[Any],
     from_block: int | None = None,
+    after: After = None,
     poll_interval: float = 2.0,
     confirmations: int = 0,
 ) -> AsyncGenerator[NexusEvent, None]:
@@ -316,7 +356,9 @@ def watch_nexus(
             print(event.event_name, event.source)
     """
     specs = tuple(_spec_of(t) for t in event_types) or tuple(EVENTS.values())
-    return follow(specs, None, None, from_block, poll_interval, confirmations, label="watch_nexus")
+    return follow(
+        specs, None, None, from_block, poll_interval, confirmations, label="watch_nexus", after=after
+    )
 
 
 # All watchers start the same way: every argument is checked here, when the
@@ -330,6 +372,7 @@ def _scoped(
     from_block: object,
     poll_interval: object,
     confirmations: object,
+    after: object,
 ) -> AsyncGenerator[Any, None]:
     event, field = SCOPED_WATCHERS[watcher]
     # The scoping address by position, as ``task=`` etc., or as ``task_address=``
@@ -354,6 +397,7 @@ def _scoped(
         poll_interval,
         confirmations,
         label=f"{watcher}(0x{scope})",
+        after=after,
     )
 
 
@@ -392,6 +436,7 @@ def follow(
     *,
     label: str,
     progress: ProgressCallback | None = None,
+    after: object = None,
 ) -> AsyncGenerator[Any, None]:
     """Check the options and the configured endpoint, then return the generator."""
     # The stream machinery (asyncio, httpx client, hub) loads on the first
@@ -399,6 +444,14 @@ def follow(
     from ogpu.events._lane import Subscription
 
     _check_options(from_block, poll_interval, confirmations)
+    position = None
+    if after is not None:
+        if from_block is not None:
+            raise InvalidArgumentError(
+                f"after= and from_block= cannot be used together (after={after!r:.80}, "
+                f"from_block={from_block!r}): after= already says where to start"
+            )
+        position = position_of(after)
     url = validate_rpc_url(ChainConfig.get_rpc())
     nexus = ChainConfig.get_contract_address("NEXUS")
     sub = Subscription(
@@ -410,7 +463,7 @@ def follow(
         confirmations=confirmations,
         label=label,
     )
-    return _follow(specs, sub, url, nexus, progress)
+    return _follow(specs, sub, url, nexus, progress, position)
 
 
 async def _follow(
@@ -419,12 +472,17 @@ async def _follow(
     url: str,
     nexus: str,
     progress: ProgressCallback | None,
+    after: EventPosition | None = None,
 ) -> AsyncGenerator[Any, None]:
     # Cancelling or leaving this generator at any await is safe and loses
     # nothing: the finally clause takes the watcher off the stream, and the
     # last one to leave uninstalls the filter and stops the poll task.
     from ogpu.events._hub import hub_for
 
+    resume = None
+    if after is not None:
+        resume = await _resume_point(specs, sub, url, nexus, after)
+        sub.from_block = resume.from_block
     hub = hub_for(url, nexus)
     await hub.subscribe(sub)
     try:
@@ -441,11 +499,33 @@ async def _follow(
                 async for event in past:
                     if event.block_number > joined - _OVERLAP_BLOCKS:
                         from_history.add((event.block_hash, event.log_index))
-                    yield event
+                    if resume is None or not resume.covers(event):
+                        yield event
         while True:
             event = await sub.next()
             if from_history and (event.block_hash, event.log_index) in from_history:
                 continue
+            if resume is not None and resume.covers(event):
+                continue
             yield event
     finally:
         await hub.unsubscribe(sub)
+
+
+async def _resume_point(
+    specs: tuple[EventSpec, ...], sub: Subscription, url: str, nexus: str, after: EventPosition
+) -> ResumePoint:
+    # A client of its own: the check runs before the watcher joins the shared
+    # stream, and a failure here must leave no stream behind.
+    from ogpu.events._hub import active_hubs
+    from ogpu.events._resume import resume_point
+    from ogpu.events._rpc import RpcClient
+
+    def answered() -> bool:
+        return any(hub.client.ever_answered for hub in active_hubs() if hub.url == url)
+
+    client = RpcClient(url)
+    try:
+        return await resume_point(client, after, specs, sub.field, sub.scope, nexus, sub.label, answered)
+    finally:
+        await client.aclose()

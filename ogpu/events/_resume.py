@@ -1,0 +1,200 @@
+"""Resuming a watcher after an event it yielded before: ``after=``.
+
+A block can hold many Nexus logs, so a block number alone cannot say where
+a restarted service left off: ``from_block`` repeats the block's events or
+loses the rest of them. ``after=`` names an event's place instead, and the
+watcher yields what comes strictly after it in chain order.
+
+Before the watcher joins the stream, the block the position names is checked
+against the node by hash (a bare ``(block_number, log_index)`` pair has no
+hash and cannot be). If a reorg took that block off the chain, what the user
+handled after the point where the chains part is no longer on the chain,
+and the new branch from there on has never been seen: the watcher resumes
+right after the last block both chains share, found by walking the old
+branch back by parent hash (``eth_getBlockByHash``), and a WARNING names what
+was lost. A node that no longer knows the old blocks cannot say where the
+chains part; then the watcher resumes from the start of the lowest old
+block's height, and the WARNING says that too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ogpu._errors import RpcError, RpcResponseError
+from ogpu.events._abi import EventSpec
+from ogpu.events._chain import Header, parse_header
+from ogpu.events._faults import Fault, Retrier, classify
+from ogpu.events._position import EventPosition
+from ogpu.events._rpc import RpcClient
+
+__all__ = ["ResumePoint", "resume_point"]
+
+log = logging.getLogger("ogpu.events")
+
+# Old-branch blocks walked back at most; the stream itself follows no reorg
+# deeper than 64 blocks by hash, and a node keeps few side blocks anyway.
+_WALK_LIMIT = 128
+# Old-branch events named in the WARNING at most.
+_NAMED = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePoint:
+    """Where a resumed watcher starts: ``from_block``, minus what ``after`` already covered."""
+
+    from_block: int
+    after: EventPosition | None
+
+    def covers(self, event: Any) -> bool:
+        """Whether ``event`` is at or before the position resumed after (so it was handled).
+
+        An event of the position's block with another hash than the one the
+        position recorded is on a branch the user never saw: never covered.
+        """
+        after = self.after
+        if after is None:
+            return False
+        if event.block_number != after.block_number:
+            return bool(event.block_number < after.block_number)
+        if after.block_hash is not None and str(event.block_hash).lower() != after.block_hash:
+            return False
+        return bool(event.log_index <= after.log_index)
+
+
+async def resume_point(
+    client: RpcClient,
+    after: EventPosition,
+    specs: Sequence[EventSpec],
+    field: str | None,
+    scope: str | None,
+    nexus: str,
+    label: str,
+    answered: Callable[[], bool] = lambda: False,
+) -> ResumePoint:
+    """Check ``after`` against the node and say where the watcher resumes.
+
+    ``answered`` tells whether the endpoint has answered this process before
+    (a stream already runs on it): then a fault is retried as the stream
+    retries it, not taken for a wrong URL.
+    """
+    if after.block_hash is None:
+        return ResumePoint(after.block_number, after)
+    asker = _Asker(client, answered)
+    now = await asker.header("eth_getBlockByNumber", hex(after.block_number))
+    if now is not None and now.hash == after.block_hash:
+        return ResumePoint(after.block_number, after)
+
+    # The old branch, from the position's block down, while the node still has it.
+    old: list[Header] = []
+    fork: int | None = None
+    wanted = after.block_hash
+    while len(old) < _WALK_LIMIT:
+        block = await asker.header("eth_getBlockByHash", wanted)
+        if block is None:
+            break
+        old.append(block)
+        if block.number == 0:
+            fork = -1
+            break
+        below = await asker.header("eth_getBlockByNumber", hex(block.number - 1))
+        if below is not None and below.hash == block.parent_hash:
+            fork = block.number - 1
+            break
+        wanted = block.parent_hash
+
+    handled = await _handled_on(asker, old, after, specs, field, scope, nexus)
+    named = ", ".join(handled[:_NAMED])
+    if len(handled) > _NAMED:
+        named += f" and {len(handled) - _NAMED} more"
+    if fork is not None:
+        start = fork + 1
+        where = f"the chains part after block {fork}: resuming from block {start}"
+    else:
+        start = old[-1].number if old else after.block_number
+        where = (
+            f"the node no longer has the old block{' ' + old[-1].hash if old else ''}, so where the chains "
+            f"part is unknown: resuming from the start of block {start} (events of the new branch below "
+            f"it, if any, are not read; pass from_block= to read further back)"
+        )
+    log.warning(
+        "%s: block %d (%s) that after= names is no longer on the chain; %s. Events handled on the old "
+        "branch are no longer on the chain: %s",
+        label,
+        after.block_number,
+        after.block_hash,
+        where,
+        named,
+    )
+    return ResumePoint(start, None)
+
+
+async def _handled_on(
+    asker: _Asker,
+    old: list[Header],
+    after: EventPosition,
+    specs: Sequence[EventSpec],
+    field: str | None,
+    scope: str | None,
+    nexus: str,
+) -> list[str]:
+    """The matching events of the old blocks up to ``after``, as the WARNING names them.
+
+    Read by block hash (EIP-234), which a node may refuse for blocks off the
+    chain: then the position itself is all that can be named.
+    """
+    by_topic = {spec.topic0: spec for spec in specs}
+    found: list[str] = []
+    for block in reversed(old):
+        try:
+            logs = await asker.ask("eth_getLogs", {"address": nexus, "blockHash": block.hash})
+        except RpcResponseError:
+            logs = None
+        if not isinstance(logs, list):
+            return [_describe(after)]
+        for raw in logs:
+            try:
+                spec = by_topic.get(str(raw["topics"][0]).lower())
+                index = int(raw["logIndex"], 16)
+                if spec is None or (field is not None and spec.scope_hex(raw, field) != scope):
+                    continue
+                if block.number == after.block_number and index > after.log_index:
+                    continue
+                found.append(f"block {block.number} index {index} tx {raw.get('transactionHash')}")
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+    return found or [_describe(after)]
+
+
+def _describe(after: EventPosition) -> str:
+    return f"block {after.block_number} index {after.log_index} and any before it in that block"
+
+
+class _Asker:
+    """Single calls retried like the stream's own (transient faults, with a WARNING each)."""
+
+    def __init__(self, client: RpcClient, answered: Callable[[], bool]) -> None:
+        self.client = client
+        self.retrier = Retrier(lambda: client.ever_answered or answered(), client.masked_url)
+
+    async def ask(self, method: str, *params: Any) -> Any:
+        while True:
+            try:
+                answer = await self.client.call(method, list(params))
+            except RpcError as exc:
+                if classify(exc) is not Fault.TRANSIENT:
+                    raise
+                await self.retrier.pause(exc, f"{method} checking the block after= names")
+                continue
+            self.retrier.succeeded()
+            return answer
+
+    async def header(self, method: str, which: str) -> Header | None:
+        try:
+            answer = await self.ask(method, which, False)
+        except RpcResponseError:
+            return None  # "header not found" and the like: the node does not have it
+        return parse_header(answer, f"{method}({which})")

@@ -1,0 +1,150 @@
+"""``ogpu-events --state FILE``: where a command left off, saved after every event it prints.
+
+The file is a small JSON object, written whole to a temporary file in the
+same folder, flushed to disk and renamed over FILE, so a crash at any
+moment leaves either the previous position or the new one, never half of
+either::
+
+    {"version": 1, "chain_id": 1071, "nexus": "0x2b0c...",
+     "events": ["Attempted"], "scope": {"field": "task", "address": "0x9f3a..."},
+     "position": "1207:3:0x5b1e..."}
+
+``events`` and ``scope`` say which stream the position belongs to (``scope``
+is ``null`` for ``tail``): a position is only meaningful for the same
+events of the same Nexus on the same chain, so a file written by another
+kind of command, or for another chain, is refused rather than followed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ogpu._errors import InvalidArgumentError
+from ogpu.events._position import EventPosition
+
+__all__ = ["STATE_VERSION", "StateFile", "StateFileError", "Stream"]
+
+STATE_VERSION = 1
+
+
+class StateFileError(InvalidArgumentError):
+    """A state file that cannot be used (bad input): the command reports it and exits 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """What a position in a state file belongs to: chain, Nexus, events and scope."""
+
+    chain_id: int
+    nexus: str
+    events: tuple[str, ...]
+    field: str | None
+    scope: str | None  # 40 lowercase hex digits, without 0x
+
+    def describe(self) -> str:
+        if self.field is not None:
+            return f"{', '.join(self.events)} events of {self.field} 0x{self.scope}"
+        return f"unscoped {', '.join(self.events)} events"
+
+
+class StateFile:
+    """One ``--state`` file: read once at start, saved after each printed event."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        folder = self.path.parent
+        if not folder.is_dir():
+            raise StateFileError(f"--state {path}: the folder {str(folder)!r} does not exist")
+        if self.path.exists() and self.path.is_dir():
+            raise StateFileError(f"--state {path} is a folder, not a file")
+
+    def load(self) -> tuple[Stream, EventPosition] | None:
+        """The stream and position saved in the file; ``None`` when the file does not exist yet."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StateFileError(f"cannot read the state file {self.path}: {exc}") from None
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            if data.get("version") != STATE_VERSION:
+                raise ValueError(f"version {data.get('version')!r}, this command reads {STATE_VERSION}")
+            scope = data["scope"]
+            stream = Stream(
+                chain_id=_int(data["chain_id"]),
+                nexus=str(data["nexus"]).lower(),
+                events=tuple(str(name) for name in data["events"]),
+                field=None if scope is None else str(scope["field"]),
+                scope=None if scope is None else str(scope["address"]).lower().removeprefix("0x"),
+            )
+            position = EventPosition.parse(data["position"])
+        except (ValueError, KeyError, TypeError, InvalidArgumentError) as exc:
+            raise StateFileError(
+                f"the state file {self.path} is not one ogpu-events wrote ({exc}); "
+                "move it away to start afresh"
+            ) from None
+        return stream, position
+
+    def check(self, saved: Stream, wanted: Stream) -> None:
+        """Refuse a position saved for another chain or another kind of command."""
+        if (saved.chain_id, saved.nexus) != (wanted.chain_id, wanted.nexus):
+            raise StateFileError(
+                f"the state file {self.path} was written for chain {saved.chain_id} (Nexus {saved.nexus}), "
+                f"but the node serves chain {wanted.chain_id} (Nexus {wanted.nexus})"
+            )
+        if (sorted(saved.events), saved.field, saved.scope) != (
+            sorted(wanted.events),
+            wanted.field,
+            wanted.scope,
+        ):
+            raise StateFileError(
+                f"the state file {self.path} was written for {saved.describe()}, "
+                f"not for {wanted.describe()} as this command asks"
+            )
+
+    def save(self, stream: Stream, position: EventPosition) -> None:
+        """Replace the file's content atomically: temporary file, fsync, rename, fsync of the folder."""
+        record: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "chain_id": stream.chain_id,
+            "nexus": stream.nexus,
+            "events": list(stream.events),
+            "scope": None
+            if stream.field is None
+            else {"field": stream.field, "address": f"0x{stream.scope}"},
+            "position": str(position),
+        }
+        folder = self.path.parent
+        fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        # The rename itself is durable only once the folder's entry is on disk.
+        with contextlib.suppress(OSError):
+            directory = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"chain_id {value!r} is not an int")
+    return value
