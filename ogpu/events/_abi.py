@@ -8,7 +8,9 @@ most others) are decoded by slicing 32-byte words straight out of the hex
 ``data`` string, with the same checks eth-abi applies (zero padding, integer
 width, known enum values). That keeps one log under a few microseconds; eth-abi
 costs about 30 us per call. Events with dynamic fields (``SourceUpdated``)
-go through eth-abi. A test decodes every event both ways and compares.
+go through eth-abi, imported the first time such a log is decoded: it pulls
+in eth-utils and pydantic, several times what the rest of ``ogpu.events``
+costs to import. A test decodes every event both ways and compares.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from Crypto.Hash import keccak
-from eth_abi.abi import decode as abi_decode
 
 from ogpu._errors import LogDecodeError
 from ogpu.events import _models as models
@@ -262,6 +263,8 @@ def _build_spec(entry: dict[str, Any]) -> EventSpec:
         converters = [_converter_for(p) for p in plain]
 
         def read_data(data: str) -> list[Any]:
+            from eth_abi.abi import decode as abi_decode  # see the module docstring: loaded on first use
+
             try:
                 values = abi_decode(types, bytes.fromhex(data[2:]))
             except Exception as exc:  # eth-abi raises a family of its own errors
