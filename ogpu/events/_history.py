@@ -37,7 +37,7 @@ async def read_history(
     """Decoded past events of ``specs`` in ``first..last``, scoped like a watcher, in chain order."""
     by_topic = {spec.topic0: spec for spec in specs}
     topics: list[object] = [list(by_topic)] if len(by_topic) > 1 else [next(iter(by_topic))]
-    chunks = reader.read(first, last, topics=topics, progress=progress)
+    chunks = reader.read_ahead(first, last, topics=topics, progress=progress)
     async with contextlib.aclosing(chunks):
         while True:
             try:
