@@ -265,6 +265,12 @@ class Lane:
         }
         return sorted(gone)
 
+    def remember_all(self, logs: list[RawLog]) -> None:
+        """:meth:`remember` each log that is on chain (not removed, not pending)."""
+        for raw in logs:
+            if raw.get("blockHash") is not None and not raw.get("removed"):
+                self.remember(raw)
+
     def remember(self, raw: RawLog) -> None:
         """Note a log a watcher got from history, so a reorg that takes it off the chain names it.
 
