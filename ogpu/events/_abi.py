@@ -245,8 +245,12 @@ class EventSpec:
 
     def scope_hex(self, log: RawLog, field: str) -> str:
         """Lowercase hex (no ``0x``) of an address field, read without full decoding."""
+        return str(log["data"][self.scope_slice(field)]).lower()
+
+    def scope_slice(self, field: str) -> slice:
+        """Where :meth:`scope_hex` finds ``field`` in a log's ``data``."""
         start = 2 + 64 * self.data_word_of_field[field] + 24
-        return str(log["data"][start : start + 40]).lower()
+        return slice(start, start + 40)
 
 
 def _where(log: RawLog) -> str:

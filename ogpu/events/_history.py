@@ -45,6 +45,8 @@ async def read_history(
 ) -> AsyncGenerator[Any, None]:
     """Decoded past events of ``specs`` in ``first..last``, scoped like a watcher, in chain order."""
     by_topic = {spec.topic0: spec for spec in specs}
+    # Where the scoping address sits in each event's data (as EventSpec.scope_hex reads it).
+    scoped = {spec.name: spec.scope_slice(field) for spec in specs} if field is not None else {}
     topics: list[object] = [list(by_topic)] if len(by_topic) > 1 else [next(iter(by_topic))]
     chunks = reader.read_ahead(first, last, topics=topics, progress=progress)
     async with contextlib.aclosing(chunks):
@@ -77,7 +79,7 @@ async def read_history(
                     continue
                 raw_topics = raw.get("topics")
                 spec = by_topic.get(raw_topics[0].lower()) if raw_topics else None
-                if spec is None or (field is not None and spec.scope_hex(raw, field) != scope):
+                if spec is None or (field is not None and raw["data"][scoped[spec.name]].lower() != scope):
                     continue
                 key = (block_hash.lower(), index)
                 if key in yielded:

@@ -266,10 +266,20 @@ class Lane:
         return sorted(gone)
 
     def remember_all(self, logs: list[RawLog]) -> None:
-        """:meth:`remember` each log that is on chain (not removed, not pending)."""
+        """:meth:`remember` each log that is on chain (not removed, not pending), in one loop:
+        a catch-up passes every log of its history through here."""
+        horizon = None if self.cursor is None else self.cursor - _KEEP_BLOCKS
+        table = self._from_history
         for raw in logs:
-            if raw.get("blockHash") is not None and not raw.get("removed"):
-                self.remember(raw)
+            block_hash = raw.get("blockHash")
+            if block_hash is None or raw.get("removed"):
+                continue
+            block = int(raw["blockNumber"], 16)
+            if horizon is None or block >= horizon:
+                table[(block_hash.lower(), int(raw["logIndex"], 16))] = (
+                    block,
+                    str(raw.get("transactionHash")),
+                )
 
     def remember(self, raw: RawLog) -> None:
         """Note a log a watcher got from history, so a reorg that takes it off the chain names it.
