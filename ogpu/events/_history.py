@@ -78,9 +78,18 @@ async def read_history(
                 if block_hash is None or raw.get("removed"):
                     continue
                 raw_topics = raw.get("topics")
-                spec = by_topic.get(raw_topics[0].lower()) if raw_topics else None
-                if spec is None or (field is not None and raw["data"][scoped[spec.name]].lower() != scope):
+                # Nodes spell hex in lowercase: as given first, lowercased only if that fails.
+                spec = (
+                    (by_topic.get(raw_topics[0]) or by_topic.get(raw_topics[0].lower()))
+                    if raw_topics
+                    else None
+                )
+                if spec is None:
                     continue
+                if field is not None:
+                    word = raw["data"][scoped[spec.name]]
+                    if word != scope and word.lower() != scope:
+                        continue
                 key = (block_hash.lower(), index)
                 if key in yielded:
                     continue

@@ -85,7 +85,10 @@ def logs_in_range(answer: Any, address: str, first: int, last: int) -> list[RawL
 
 def _own(answer: list[Any], address: str, what: str) -> list[RawLog]:
     logs = [raw for raw in answer if well_formed(raw)]
-    mine = [raw for raw in logs if str(raw.get("address", "")).lower() == address]
+    # Nodes spell addresses in lowercase: compared as given first, lowercased only if that fails.
+    mine = [
+        raw for raw in logs if raw.get("address") == address or str(raw.get("address", "")).lower() == address
+    ]
     if len(mine) < len(logs):
         others = sorted({str(raw.get("address")) for raw in logs} - {address})
         log.warning(
