@@ -43,7 +43,7 @@ READ_AHEAD_CHUNKS = 1
 CHUNK_LOGS = 5_000
 # The first chunk read ahead, in blocks: how dense the range is is not known
 # yet, and a first answer holding the whole range would leave nothing to overlap.
-_FIRST_AHEAD_SPAN = 16
+_FIRST_AHEAD_SPAN = 4
 
 Chunk = tuple[int, list[RawLog]]
 
