@@ -308,14 +308,14 @@ def _build_spec(entry: dict[str, Any]) -> EventSpec:
                 raise LogDecodeError(f"eth-abi could not decode data: {exc}") from None
             return [conv(v) for conv, v in zip(converters, values, strict=True)]
 
-    def decode_data_only(topics: Sequence[str], data: str) -> list[Any]:
-        if len(topics) != 1:
-            raise LogDecodeError(f"expected 1 topic, got {len(topics)}")
-        return read_data(data)
+    # Every field in data (all Nexus events but OwnershipTransferred): nothing to interleave.
+    data_only = bool(plain) and not indexed
 
     def decode_payload(topics: Sequence[str], data: str) -> list[Any]:
         if len(topics) != 1 + len(indexed):
             raise LogDecodeError(f"expected {1 + len(indexed)} topics, got {len(topics)}")
+        if data_only:
+            return read_data(data)
         from_data = read_data(data) if plain or data not in ("0x", "") else []
         from_topics = [read(topics[1 + i][2:].lower()) for i, read in enumerate(topic_readers)]
         return [from_topics[i] if src == "topic" else from_data[i] for src, i in order]
@@ -328,8 +328,7 @@ def _build_spec(entry: dict[str, Any]) -> EventSpec:
         event_class=_EVENT_CLASSES[name],
         field_names=tuple(snake_case(p["name"]) for p in inputs),
         data_word_of_field=word_of_field,
-        # Every field in data (all Nexus events but OwnershipTransferred): nothing to interleave.
-        decode_payload=decode_data_only if plain and not indexed else decode_payload,
+        decode_payload=decode_payload,
     )
 
 
