@@ -15,13 +15,13 @@ costs to import. A test decodes every event both ways and compares.
 
 from __future__ import annotations
 
-import functools
 import json
 import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -204,7 +204,7 @@ def _group_reader(param: dict[str, Any]) -> Callable[[str], Any]:
         return checksum_address
     plain = param.get("internalType", param["type"]) == param["type"] and param["name"] not in _NAMED_UINT8
     if plain and param["type"] in ("uint256", "uint"):
-        return functools.partial(int, base=16)  # 64 hex digits always fit: nothing to check
+        return partial(int, base=16)  # 64 hex digits always fit: nothing to check
     convert = _converter_for(param)
     return lambda digits: convert(int(digits, 16))
 
