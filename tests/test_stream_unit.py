@@ -613,8 +613,10 @@ async def test_the_range_a_provider_suggests_is_used(node: FakeNode, limit: str)
     refused = next(i for i, (method, _, _) in enumerate(node.errors) if method == "eth_getLogs")
     suggestion = node.errors[refused][2]
     first, last = suggestion[suggestion.index("[") + 1 : suggestion.index("]")].split(", ")
-    # The call after the first refusal asks for exactly the range the provider named.
-    retried = queries[refused + 1]
+    # The call after the first refusal (the first one to start at the same
+    # block as the call before it) asks for exactly the range the provider named.
+    retry = next(i for i in range(1, len(queries)) if queries[i]["fromBlock"] == queries[i - 1]["fromBlock"])
+    retried = queries[retry]
     assert (retried["fromBlock"], retried["toBlock"]) == (first, last)
     await all_gone(node)
 

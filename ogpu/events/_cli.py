@@ -31,17 +31,16 @@ from ogpu.chain import ChainConfig, mask_url, parse_chain, validate_rpc_url
 from ogpu.events import _faults
 from ogpu.events._abi import EVENTS, EventSpec, event_named, snake_case
 from ogpu.events._address import normalize_address
-from ogpu.events._blocktimes import BlockTimes
-from ogpu.events._devnode import AnvilNotFoundError
 from ogpu.events._faults import Fault, Retrier, classify
-from ogpu.events._hub import active_hubs
 from ogpu.events._output import CatchUpProgress, human_header, human_line, json_line
-from ogpu.events._rpc import RpcClient
 from ogpu.events._versions import version_lines
 from ogpu.events._watchers import SCOPED_WATCHERS, follow
 
+# The transport (httpx) and the dev nodes are imported where they are used:
+# --help, --version and bad arguments answer without loading them.
 if TYPE_CHECKING:
     from ogpu.events._position import EventPosition
+    from ogpu.events._rpc import RpcClient
     from ogpu.events._state import StateFile, Stream
 
 __all__ = [
@@ -378,6 +377,8 @@ async def _resume_from_state(
 
 def _answered(client: RpcClient) -> bool:
     """Whether the node has given any JSON-RPC answer, to the stream or to the command."""
+    from ogpu.events._hub import active_hubs
+
     return client.ever_answered or any(hub.client.ever_answered for hub in active_hubs())
 
 
@@ -457,6 +458,8 @@ async def stream_events(
     """
     specs, field, scope, label = _target(args)
     url = _configure_chain(args)
+    from ogpu.events._rpc import RpcClient  # after the input is checked: bad input never loads httpx
+
     client = RpcClient(url)
     notice: asyncio.Task[None] | None = None
     pump: asyncio.Task[None] | None = None
@@ -514,6 +517,8 @@ async def _print_events(
     show_header: bool,
     state: tuple[StateFile, Stream] | None = None,
 ) -> int:
+    from ogpu.events._blocktimes import BlockTimes
+
     times = BlockTimes(client)
     shown = 0
     while args.count is None or shown < args.count:
@@ -575,6 +580,8 @@ class _LogGate(logging.Filter):
         if self.verbose:
             return self._show()
         if not self._answered:
+            from ogpu.events._hub import active_hubs
+
             try:
                 self._answered = any(hub.client.ever_answered for hub in active_hubs())
             except RuntimeError:  # no running event loop
@@ -603,8 +610,8 @@ def _setup_logging(verbose: bool) -> _LogGate:
 
 def _describe(exc: BaseException) -> tuple[str, int]:
     """One line saying what failed, and the exit code for it."""
-    if isinstance(exc, _Failure | AnvilNotFoundError):
-        return str(exc), exc.code if isinstance(exc, _Failure) else EXIT_FAILED
+    if isinstance(exc, _Failure):
+        return str(exc), exc.code
     if isinstance(exc, RpcError):
         try:
             url = mask_url(ChainConfig.get_rpc())
@@ -651,8 +658,12 @@ async def _run(args: argparse.Namespace, gate: _LogGate) -> int:
     try:
         if args.command == "demo":
             from ogpu.events._demo import run_demo  # starts processes: imported only when asked
+            from ogpu.events._devnode import AnvilNotFoundError
 
-            return await run_demo(sys.stdout)
+            try:
+                return await run_demo(sys.stdout)
+            except AnvilNotFoundError as exc:
+                raise _Failure(str(exc), EXIT_FAILED) from None
         progress = CatchUpProgress(sys.stderr)
         gate.progress = progress
         return await stream_events(args, sys.stdout, sys.stderr, progress)

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import IO, Any, ClassVar, TypeVar
 
 import httpx
-from eth_abi.abi import encode as abi_encode
 
 from ogpu.events._abi import EVENTS, canonical_type, load_abi
 
@@ -244,6 +243,8 @@ class DevNode:
 
 def event_calldata(event: str, *values: Any) -> str:
     """Calldata for the emitter: topic0 of ``event`` followed by its ABI-encoded fields."""
+    from eth_abi.abi import encode as abi_encode  # heavy (pydantic): loaded when something is sent
+
     entry = next(e for e in load_abi() if e.get("name") == event and e["type"] == "event")
     types = [canonical_type(p) for p in entry["inputs"] if not p["indexed"]]
     return EVENTS[event].topic0 + abi_encode(types, list(values)).hex()

@@ -219,10 +219,10 @@ class Hub:
     ) -> AsyncGenerator[Any, None]:
         """Decoded past events of ``specs`` in ``first..last``, scoped like a watcher."""
 
-        def remember(raw: RawLog) -> None:
+        def remember(logs: list[RawLog]) -> None:
             lane = self.lanes.get(confirmations)
             if lane is not None:
-                lane.remember(raw)
+                lane.remember_all(logs)
 
         return read_history(
             self.reader,

@@ -134,9 +134,11 @@ class Lane:
         # lately, and a heap by block number to forget them in any order.
         self._seen: dict[tuple[str, int], str] = {}
         self._seen_order: list[tuple[int, tuple[str, int]]] = []
-        # (block hash, log index) -> (block, transaction hash) of logs watchers
-        # of this lane got from history, for the reorg WARNING only.
-        self._from_history: dict[tuple[str, int], tuple[int, str]] = {}
+        # block hash -> (block, {log index: transaction hash}) of logs watchers
+        # of this lane got from history, for the reorg WARNING only. Grouped by
+        # block: a catch-up puts every log it reads here, and a key per log
+        # cost as much as decoding it.
+        self._from_history: dict[str, tuple[int, dict[int, str]]] = {}
         self._pending: list[Subscription] = []
         self._members: set[Subscription] = set()
 
@@ -257,7 +259,11 @@ class Lane:
             if sub.floor > fork + 1:
                 sub.floor = max(fork + 1, sub.from_block or 0)
         delivered = ((block, key, self._seen[key]) for block, key in self._seen_order)
-        from_history = ((block, key, tx) for key, (block, tx) in self._from_history.items())
+        from_history = (
+            (block, (block_hash, index), tx)
+            for block_hash, (block, logs) in self._from_history.items()
+            for index, tx in logs.items()
+        )
         gone = {
             (block, key[1], tx)
             for block, key, tx in (*delivered, *from_history)
@@ -265,19 +271,29 @@ class Lane:
         }
         return sorted(gone)
 
-    def remember(self, raw: RawLog) -> None:
-        """Note a log a watcher got from history, so a reorg that takes it off the chain names it.
+    def remember_all(self, logs: list[RawLog]) -> None:
+        """Note logs a watcher got from history, so a reorg that takes one off the chain names it.
 
-        Kept apart from the delivered logs: this lane has not delivered it to
-        anyone, and after a reorg it may still owe it to its other watchers.
+        Kept apart from the delivered logs: this lane has not delivered them to
+        anyone, and after a reorg it may still owe them to its other watchers.
+        Removed and pending logs are skipped; a catch-up passes every log it
+        reads through here, so it is one loop, with no key built per log.
         """
-        block = int(raw["blockNumber"], 16)
-        if self.cursor is not None and block < self.cursor - _KEEP_BLOCKS:
-            return  # older than anything a reorg is followed back to
-        self._from_history[(raw["blockHash"].lower(), int(raw["logIndex"], 16))] = (
-            block,
-            str(raw.get("transactionHash")),
-        )
+        # Older than anything a reorg is followed back to: not kept.
+        horizon = None if self.cursor is None else self.cursor - _KEEP_BLOCKS
+        table = self._from_history
+        for raw in logs:
+            block_hash = raw.get("blockHash")
+            if block_hash is None or raw.get("removed"):
+                continue
+            block = int(raw["blockNumber"], 16)
+            if horizon is not None and block < horizon:
+                continue
+            block_hash = block_hash.lower()
+            entry = table.get(block_hash)
+            if entry is None:
+                entry = table[block_hash] = (block, {})
+            entry[1][int(raw["logIndex"], 16)] = str(raw.get("transactionHash"))
 
     def deliver(self, logs: list[RawLog]) -> int:
         """Route logs, in chain order, to the subscriptions that want them; count new ones."""

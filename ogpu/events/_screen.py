@@ -9,6 +9,7 @@ WARNING, so a misbehaving endpoint is never silent.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
@@ -21,6 +22,10 @@ log = logging.getLogger("ogpu.events")
 
 FILTER_LOST = None
 
+# ``all(map(isinstance, items, _STR))`` checks every item is a str without a
+# Python-level loop (well_formed runs for every log); repeat() never runs out.
+_STR = itertools.repeat(str)
+
 
 def chain_order(raw: RawLog) -> tuple[int, int]:
     return int(raw["blockNumber"], 16), int(raw["logIndex"], 16)
@@ -30,14 +35,15 @@ def well_formed(raw: object) -> bool:
     """Whether a node's log has what ordering, deduplication and routing need; warns if not."""
     try:
         if isinstance(raw, dict):
-            block, index = chain_order(raw)
+            block = int(raw["blockNumber"], 16)
+            index = int(raw["logIndex"], 16)
             block_hash = raw.get("blockHash")
             topics = raw.get("topics")
             if (
                 block >= 0
                 and index >= 0
                 and (block_hash is None or isinstance(block_hash, str))
-                and (topics is None or (isinstance(topics, list) and all(isinstance(t, str) for t in topics)))
+                and (topics is None or (isinstance(topics, list) and all(map(isinstance, topics, _STR))))
                 and isinstance(raw.get("data"), str)
             ):
                 return True
@@ -79,7 +85,10 @@ def logs_in_range(answer: Any, address: str, first: int, last: int) -> list[RawL
 
 def _own(answer: list[Any], address: str, what: str) -> list[RawLog]:
     logs = [raw for raw in answer if well_formed(raw)]
-    mine = [raw for raw in logs if str(raw.get("address", "")).lower() == address]
+    # Nodes spell addresses in lowercase: compared as given first, lowercased only if that fails.
+    mine = [
+        raw for raw in logs if raw.get("address") == address or str(raw.get("address", "")).lower() == address
+    ]
     if len(mine) < len(logs):
         others = sorted({str(raw.get("address")) for raw in logs} - {address})
         log.warning(
