@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from ogpu.events._chain import SPIKE, WINDOW, ChainView, Fork, Header, LogPlace, Seen, parse_header
-from ogpu.events._screen import filter_changes, logs_in_range
+from ogpu.events._screen import filter_changes, logs_in_range, triage
 from ogpu.types import RpcProtocolError
 
 NEXUS = "0x2b0cc6058313801d5feb184a539e3a0c5a87a6a1"
@@ -118,6 +118,78 @@ def test_a_confirmed_claim_is_pinned_and_no_longer_asked_for() -> None:
     assert view.observe(header(11), {7: header(7), 10: header(10)}) is Seen.NEW
     assert 7 not in view.checks()
     assert view.pinned(7) == h(7)
+
+
+def test_a_claim_is_checked_even_where_a_header_above_pinned_that_height() -> None:
+    view = following(5, 10)
+    assert view.place(7, h(7, "b")) is LogPlace.OK  # delivered from a block the chain does not have
+    # Block 8's parent link pins block 7 in the same batch: the claim is still contradicted.
+    assert view.observe(header(11), {7: header(7), 8: header(8), 10: header(10)}) is Seen.DIVERGED
+    # And the chains part below it, though every pinned block kept its hash: block 7 is read again.
+    fork = view.locate_fork({n: header(n) for n in view.fork_queries()})
+    assert fork.number < 7 and not fork.lagging and not fork.replaced, fork
+
+
+# --- one answer with two blocks at one height (both sides of a reorg) ---
+
+
+def branch_b(number: int) -> Header:
+    """The chain after a reorg that replaced blocks 11 and 12 of branch "a" (parted at block 10)."""
+    return header(number) if number <= 10 else header(number, "b", "a" if number == 11 else "b")
+
+
+def log_of(number: int, branch: str, index: int = 0) -> dict[str, object]:
+    return {
+        "address": NEXUS,
+        "topics": ["0x" + "11" * 32],
+        "data": "0x",
+        "blockNumber": hex(number),
+        "blockHash": h(number, branch),
+        "logIndex": hex(index),
+        "transactionHash": "0x" + "22" * 32,
+    }
+
+
+@pytest.mark.parametrize(
+    ("answer", "delivered"),
+    [
+        # The replaced blocks' logs first, as a node's filter lists them: the
+        # first hash seen at a height must not settle it.
+        (
+            [log_of(11, "a"), log_of(12, "a"), log_of(11, "b"), log_of(11, "b", 1), log_of(12, "b")],
+            [(11, "b", 0), (11, "b", 1), (12, "b", 0)],
+        ),
+        (
+            [log_of(11, "b"), log_of(12, "b"), log_of(11, "a"), log_of(12, "a")],
+            [(11, "b", 0), (12, "b", 0)],
+        ),
+        # Only one height has rivals; the block above it, from one branch only, waits with it.
+        (
+            [log_of(11, "a"), log_of(11, "b"), log_of(12, "b"), log_of(13, "b")],
+            [(11, "b", 0), (12, "b", 0), (13, "b", 0)],
+        ),
+    ],
+)
+def test_a_height_reported_with_two_blocks_in_one_answer_waits_for_its_header(
+    answer: list[dict[str, object]],
+    delivered: list[tuple[int, str, int]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="ogpu.events")
+    view = following(9, 10)
+    ready, held = triage(view, answer, asked=False)
+    assert ready == []
+    got: list[dict[str, object]] = []
+    for _ in range(4):  # ticks on the new branch, until the headers pin every height
+        view.observe(branch_b(14), {n: branch_b(n) for n in view.checks()})
+        ready, held = triage(view, held, asked=False)
+        got += ready
+    assert held == []
+    assert [(int(str(r["blockNumber"]), 16), r["blockHash"], int(str(r["logIndex"]), 16)) for r in got] == [
+        (n, h(n, b), i) for n, b, i in delivered
+    ]
+    orphans = [r for r in caplog.records if "orphan of a reorg" in r.getMessage()]
+    assert len(orphans) == len(answer) - len(delivered)
 
 
 # --- finding the fork ---

@@ -117,6 +117,9 @@ class LogPlace(enum.Enum):
     AHEAD = "ahead"  # above the believed head, close enough to wait for it
     BEYOND = "beyond"  # far above every head seen: not believed
     STALE = "stale"  # its block number is pinned to another hash
+    # One answer reported two blocks at this height (both sides of a reorg):
+    # held until a header pins which one the chain has.
+    WAIT = "wait"
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +288,29 @@ class ChainView:
             return LogPlace.OK
         return LogPlace.OK if known == block_hash else LogPlace.STALE
 
+    def place_rival(self, number: int, block_hash: str) -> LogPlace:
+        """Where a log stands whose answer also reported another block at its height.
+
+        The first hash seen must not become the claim there: a filter answer
+        after a reorg carries the replaced blocks' logs beside the new ones,
+        in any order, and the new ones would be dropped as stale. Only a
+        header decides: until one pins the height, the log waits (WAIT).
+        """
+        head = self.head
+        if head is not None and number > head + SPIKE:
+            return LogPlace.BEYOND
+        known = self._pinned.get(number)
+        if known is not None:
+            return LogPlace.OK if known == block_hash.lower() else LogPlace.STALE
+        if head is not None and number <= head and not self._in_window(number):
+            # Below the window no header will pin it any more: the claim, checked
+            # against the header at that height, is all there is (never held forever).
+            return self.place(number, block_hash)
+        if head is not None and number > head:
+            # Asked for by number; at or below the head, the window fill pins it.
+            self._ahead.setdefault(number, None)
+        return LogPlace.WAIT
+
     def expect(self, number: int) -> None:
         """Ask for block ``number`` by number in later ticks, and believe it once it sits on the head.
 
@@ -302,10 +328,19 @@ class ChainView:
 
     def locate_fork(self, headers: Mapping[int, Header | None]) -> Fork:
         """Where the node's chain (``headers``, by number, from one batch) parts from the pinned one."""
-        differed = False
+        # A log's claim the node's header contradicts, though blocks above it
+        # kept their hashes (see _agrees): that log came from a block the chain
+        # does not have there, so the chains part below it, whatever matches above.
+        wrong = [
+            n
+            for n, header in headers.items()
+            if header is not None and n > 0 and self._claims.get(n) not in (None, header.hash)
+        ]
+        ceiling = min(wrong, default=None)
+        differed = ceiling is not None
         for number in sorted(headers, reverse=True):
             header = headers[number]
-            if header is None or number == 0:
+            if header is None or number == 0 or (ceiling is not None and number >= ceiling):
                 continue
             ours = self._pinned.get(number, self._claims.get(number))
             if ours is None:
@@ -368,9 +403,12 @@ class ChainView:
     # --- internals ---
 
     def _agrees(self, header: Header) -> bool:
-        known = self._pinned.get(header.number, self._claims.get(header.number))
-        if known is not None and known != header.hash:
-            return False
+        # The claim is checked even where a header above pinned the height by
+        # its parent link: a log already delivered from another block there
+        # left the chain, and only a fork read finds what replaced it.
+        for known in (self._pinned.get(header.number), self._claims.get(header.number)):
+            if known is not None and known != header.hash:
+                return False
         parent = self._pinned.get(header.number - 1)
         return parent is None or parent == header.parent_hash
 

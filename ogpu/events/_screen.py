@@ -112,17 +112,25 @@ def triage(view: ChainView, logs: list[RawLog], *, asked: bool) -> tuple[list[Ra
     """
     ready: list[RawLog] = []
     held: list[RawLog] = []
+    rivals = set() if asked else _rival_heights(logs)
     for raw in logs:
         block_hash = raw.get("blockHash")
         if raw.get("removed") or block_hash is None:
             ready.append(raw)  # the lane warns about removals and skips pending logs
             continue
         number = int(raw["blockNumber"], 16)
-        place = view.place(number, block_hash)
+        place = (view.place_rival if number in rivals else view.place)(number, block_hash)
         if place is LogPlace.OK:
             ready.append(raw)
-        elif place is LogPlace.AHEAD:
+        elif place is LogPlace.AHEAD or place is LogPlace.WAIT:
             (ready if asked else held).append(raw)
+        elif place is LogPlace.STALE and number in rivals:
+            log.warning(
+                "dropped a log of block %d with hash %s: the same answer reported another block at "
+                "that height, and the chain has that one (an orphan of a reorg)",
+                number,
+                block_hash,
+            )
         elif place is LogPlace.BEYOND:
             log.warning(
                 "dropped a log of block %d: no head has shown it (believed head %s)", number, view.head
@@ -134,4 +142,34 @@ def triage(view: ChainView, logs: list[RawLog], *, asked: bool) -> tuple[list[Ra
                 number,
                 block_hash,
             )
+    if held and not asked:
+        # Nothing newer before something older: what sits above a log that
+        # waits for its header waits with it.
+        lowest = min(int(raw["blockNumber"], 16) for raw in held)
+        later = [raw for raw in ready if _settled_above(raw, lowest)]
+        if later:
+            held += later
+            ready = [raw for raw in ready if not _settled_above(raw, lowest)]
     return ready, held
+
+
+def _settled_above(raw: RawLog, number: int) -> bool:
+    # Removals and pending logs are no events to order: the lane only warns about or skips them.
+    return (
+        not raw.get("removed") and raw.get("blockHash") is not None and int(raw["blockNumber"], 16) > number
+    )
+
+
+def _rival_heights(logs: list[RawLog]) -> set[int]:
+    """Heights for which ``logs`` carry more than one block hash (both sides of a reorg)."""
+    hashes: dict[int, str] = {}
+    rivals: set[int] = set()
+    for raw in logs:
+        block_hash = raw.get("blockHash")
+        if raw.get("removed") or block_hash is None:
+            continue
+        number = int(raw["blockNumber"], 16)
+        block_hash = block_hash.lower()
+        if hashes.setdefault(number, block_hash) != block_hash:
+            rivals.add(number)
+    return rivals
