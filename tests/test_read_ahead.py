@@ -10,18 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from ogpu import ChainConfig
-from ogpu.events import watch_attempted
 from ogpu.events._ranges import READ_AHEAD_CHUNKS, Chunk, LogRangeReader
 from ogpu.events._rpc import RpcClient
 from ogpu.types import RpcResponseError
-from tests.fakenode import NEXUS, URL, FakeNode, mounted, raw_log, wait_until
+from tests.fakenode import NEXUS, URL, raw_log, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -146,53 +144,3 @@ async def test_leaving_mid_read_cancels_the_request_in_flight_and_leaves_no_task
     # Closed: the request ahead was cancelled, and awaited, before aclose returned.
     assert node.cancelled == [node.asked[1]]
     assert asyncio.all_tasks() == before
-
-
-# --- through a watcher ---
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeNode]:
-    node = FakeNode()
-    ChainConfig.set_rpc(node.url)
-    with mounted(node):
-        yield node
-
-
-async def test_a_watcher_left_during_its_catch_up_leaves_no_task_and_no_filter(fake: FakeNode) -> None:
-    for amount in range(60):
-        fake.add_log("Attempted", TASK, TASK, amount)
-        fake.mine()
-    before = asyncio.all_tasks()
-    got: list[int] = []
-    watcher = watch_attempted(TASK, from_block=0, poll_interval=0.01)
-    async with contextlib.aclosing(watcher):
-        async for event in watcher:
-            got.append(event.suggested_payment)
-            if len(got) == 3:
-                await wait_until(lambda: fake.count("eth_getLogs") >= 2, "a chunk read ahead")
-                break
-    assert got == [0, 1, 2]
-    assert asyncio.all_tasks() == before
-    assert not fake.filters
-
-
-async def test_a_consumer_that_never_awaits_still_gets_the_next_chunk_read_meanwhile(fake: FakeNode) -> None:
-    # 80 logs a block: the first chunk (a few blocks) holds hundreds of events.
-    for block in range(30):
-        for index in range(80):
-            fake.add_log("Attempted", TASK, TASK, block * 100 + index)
-        fake.mine()
-    seen: list[tuple[int, int]] = []  # (block, eth_getLogs requests so far) per event
-    watcher = watch_attempted(TASK, from_block=0, poll_interval=0.01)
-    async with contextlib.aclosing(watcher):
-        async for event in watcher:
-            # No await here: only the watcher can let the next request out.
-            seen.append((event.block_number, fake.count("eth_getLogs")))
-            if event.suggested_payment == 29 * 100 + 19:
-                break
-    first_end = int(next(p for m, p in fake.calls if m == "eth_getLogs")[0]["toBlock"], 16)
-    first_chunk = [asked for block, asked in seen if block <= first_end]
-    assert len(first_chunk) >= 200
-    # The second request went out while the first chunk's events were still being handed over.
-    assert first_chunk[-1] >= 2

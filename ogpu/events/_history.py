@@ -48,7 +48,11 @@ async def read_history(
     # Where the scoping address sits in each event's data (as EventSpec.scope_hex reads it).
     scoped = {spec.name: spec.scope_slice(field) for spec in specs} if field is not None else {}
     topics: list[object] = [list(by_topic)] if len(by_topic) > 1 else [next(iter(by_topic))]
-    chunks = reader.read_ahead(first, last, topics=topics, progress=progress)
+    # Read in turn, not ahead: with LogRangeReader.read_ahead wired in here, a
+    # dev node restarted under a running stream lost events now and then
+    # (tests/test_chain_truth.py, the restart case, about 1 run in 6); until
+    # that is understood, history does not overlap its requests.
+    chunks = reader.read(first, last, topics=topics, progress=progress)
     async with contextlib.aclosing(chunks):
         while True:
             try:

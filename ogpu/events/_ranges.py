@@ -5,7 +5,7 @@ chunk size is learned: it shrinks on a range or result-count error (to the
 range the error suggests when it names one), grows again after successes,
 and remembers the largest size that failed so it does not keep hitting it.
 
-History is read ahead (:meth:`LogRangeReader.read_ahead`): the request for
+Reading ahead (:meth:`LogRangeReader.read_ahead`, not yet used by history): the request for
 the next chunk is in flight while the caller decodes and delivers the one
 it holds, so the node works while Python does. The bound keeps a slow
 consumer from piling answers up: one chunk ahead, each aimed at about
