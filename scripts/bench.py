@@ -765,8 +765,8 @@ def history(node: Anvil, rng: random.Random) -> list[Row]:
         Row("  catch-up / raw transport", f"{ratio:.2f}x", ">= 0.8x", ratio >= 0.8),
         Row(
             "  read-ahead",
-            f"{READ_AHEAD_CHUNKS} chunk beyond the one being decoded; chunks aim at {CHUNK_LOGS:,} logs "
-            "(one block at least)",
+            f"off: history reads in turn (LogRangeReader.read_ahead, {READ_AHEAD_CHUNKS} chunk of about "
+            f"{CHUNK_LOGS:,} logs ahead, is not wired in yet)",
             "(reported)",
             None,
         ),
