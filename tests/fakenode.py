@@ -92,6 +92,19 @@ class FakeNode(KitNode):
         self.report_removed = report_removed
         self.get_logs_overreach = get_logs_overreach
         self.orphans_by_hash = orphans_by_hash
+        self._nulls: dict[str, int] = {}
+
+    def answer_null(self, method: str, times: int = 1) -> None:
+        """Answer ``null`` (a result, not an error) to the next ``times`` calls of ``method``."""
+        self._nulls[method] = self._nulls.get(method, 0) + times
+
+    def _answer(self, item: Any) -> dict[str, Any]:
+        method = item.get("method") if isinstance(item, dict) else None
+        if isinstance(method, str) and self._nulls.get(method, 0) > 0:
+            self._nulls[method] -= 1
+            self.calls.append((method, item.get("params") or []))
+            return {"jsonrpc": "2.0", "id": item.get("id"), "result": None}
+        return super()._answer(item)
 
     def add_log(self, event: str, *values: Any, address: str = NEXUS) -> None:
         """Queue a log of a Nexus event, values in ABI order, for the next mined block."""

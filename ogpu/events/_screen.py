@@ -13,6 +13,7 @@ import itertools
 import logging
 from typing import Any
 
+from ogpu._errors import RpcProtocolError
 from ogpu.events._abi import RawLog
 from ogpu.events._chain import ChainView, LogPlace
 
@@ -67,8 +68,8 @@ def filter_changes(answer: Any, address: str) -> list[RawLog] | None:
 def logs_in_range(answer: Any, address: str, first: int, last: int) -> list[RawLog]:
     """The logs of an ``eth_getLogs`` answer for ``first..last`` that belong there."""
     if not isinstance(answer, list):
-        log.warning("eth_getLogs %d..%d answered %.80r, not a list; taken as no logs", first, last, answer)
-        return []
+        # Never "no logs": the caller's read failed and is retried.
+        raise RpcProtocolError(f"eth_getLogs {first}..{last} answered {answer!r:.80}, not a list")
     logs = _own(answer, address, f"eth_getLogs {first}..{last}")
     inside = [raw for raw in logs if first <= int(raw["blockNumber"], 16) <= last]
     if len(inside) < len(logs):
