@@ -7,14 +7,22 @@ where something left the chain. They failed on the stream before the fix.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 
 import pytest
 
 from ogpu.events import watch_attempted
-from tests.fakenode import FakeNode
-from tests.test_stream_unit import FAST, SENTINEL, Collector, address, all_gone, streaming, ticks
+from tests.fakenode import FakeNode, wait_until
+from tests.test_stream_unit import (
+    FAST,
+    SENTINEL,
+    Collector,
+    address,
+    all_gone,
+    prove_filter,
+    streaming,
+    ticks,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -51,4 +59,57 @@ async def test_a_null_answer_to_eth_getlogs_is_read_again_not_taken_as_empty(
     assert payments(c) == [1, 2, 3, SENTINEL]
     assert node.count("eth_getLogs") >= 2
     assert "not a list" in caplog.text
+    await all_gone(node)
+
+
+async def test_a_block_mined_before_the_filter_while_heads_lag_is_read(node: FakeNode) -> None:
+    """Hole 1: the node is at block 8 when the filter is made; head answers say 6, 6, 6, 7.
+
+    The filter reports only blocks after 8, and no head answer showed 8 at
+    install: the old install cover read to 7 and ended, and the cursor later
+    passed 8 on the filter's word alone.
+    """
+    task = address()
+    node.mine(7)
+    node.add_log("Attempted", task, address(), 1)
+    assert node.mine() == 8
+    # Every head answer lags (the first contact, the install, the first polls).
+    node.lag_head([2] * 8 + [1] * 4)
+    c = Collector(watch_attempted(task, from_block=6, poll_interval=FAST))
+    await streaming()
+    for _ in range(6):
+        hub = await streaming()
+        await ticks(hub)
+    node.mine()  # block 9: heads now reach 8
+    hub = await streaming()
+    await ticks(hub, 3)
+    node.add_log("Attempted", task, address(), SENTINEL)
+    node.mine()
+    await c.until_sentinel()
+    await c.stop()
+    assert payments(c) == [1, SENTINEL]
+    await all_gone(node)
+
+
+async def test_a_log_held_above_a_lagging_head_is_dropped_when_a_reorg_replaces_its_block(
+    node: FakeNode,
+) -> None:
+    """Hole 6: the reconcile never looked at held logs, so the orphan came after the new branch."""
+    task = address()
+    c = Collector(watch_attempted(task, poll_interval=FAST))
+    hub = await streaming()
+    prove_filter(node)
+    await wait_until(lambda: hub.steady, "the filter to prove itself")
+    node.lag_head([1] * 8)  # head answers one block behind the filter's backend
+    node.add_log("Attempted", task, address(), 1)
+    node.mine()
+    await ticks(hub, 2)  # the filter hands over the log; no head has shown its block: held
+    assert c.events == []
+    node.reorg(2, {0: [("Attempted", task, address(), 2)]})
+    await ticks(hub, 4)
+    node.add_log("Attempted", task, address(), SENTINEL)
+    node.mine()
+    await c.until_sentinel()
+    await c.stop()
+    assert payments(c) == [2, SENTINEL]
     await all_gone(node)

@@ -53,6 +53,7 @@ class RangeFollower:
             if confirmed is None:
                 return  # the node does not have ``end`` yet: the next tick goes on from here
             self._deliver(lane, confirmed)
+            lane.covered(first, end)
             lane.advance(end)
             first = end + 1
 

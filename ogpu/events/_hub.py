@@ -59,7 +59,7 @@ from ogpu.events._depth import RangeFollower
 from ogpu.events._faults import Fault, Retrier, classify
 from ogpu.events._history import read_history
 from ogpu.events._lane import Lane, Subscription
-from ogpu.events._livefilter import LiveFilter
+from ogpu.events._livefilter import COVER_IN_BATCH, LiveFilter
 from ogpu.events._ranges import LogRangeReader, ProgressCallback
 from ogpu.events._rpc import Call, RpcClient
 from ogpu.events._screen import triage
@@ -307,6 +307,14 @@ class Hub:
         calls += [("eth_getBlockByNumber", [hex(n), False]) for n in checks]
         if self.chain.chain_id is None:
             calls.append(("eth_chainId", []))
+        # While the filter is in doubt, eth_getLogs covers the blocks believed
+        # so far, in the same request: the node still sees one per tick.
+        cover = self.filter.cover_range(self.chain.head) if polling else None
+        if cover is not None and cover[1] - cover[0] + 1 > COVER_IN_BATCH:
+            cover = None  # a wide gap: LiveFilter.take reads it apart, in chunks
+        if cover is not None:
+            query = {"address": self.nexus, "fromBlock": hex(cover[0]), "toBlock": hex(cover[1])}
+            calls.append(("eth_getLogs", [query]))
         if polling:
             calls.append(("eth_getFilterChanges", [self.filter.id]))
         try:
@@ -316,6 +324,7 @@ class Hub:
                 self.filter.lose(f"the answer to eth_getFilterChanges was lost ({exc})")
             raise
         changes = answers.pop() if polling else None
+        covering = answers.pop() if cover is not None else None
         try:
             latest = header_of(answers[0], "latest")
             # A check the node refused (an error, not null) says nothing either
@@ -375,7 +384,13 @@ class Hub:
 
         if polling and live is not None:
             done = None if previous is None else min(previous, self._last_answer)
-            await self.filter.take(live, changes, done)
+            taken = None
+            if cover is not None:
+                # Only what this request's own head has reached: a backend
+                # behind answers [] for blocks it lacks, which proves nothing.
+                trusted = seen in (Seen.NEW, Seen.SAME) and latest.number >= cover[1]
+                taken = (*cover, covering if trusted else None)
+            await self.filter.take(live, changes, done, taken)
         elif live is not None and not self.filter.supported:
             await self.ranges.follow(live, self._last_answer)
         # Depth is counted from a head the chain has shown twice: a head from a
@@ -443,6 +458,7 @@ class Hub:
             )
         live = self.lanes.get(0)
         head = self.chain.head
+        self.filter.rewound(fork.number)
         if live is not None and self.filter.id is not None and live.cursor is not None and head is not None:
             await self.filter.refill(live, live.cursor + 1, head)
         return Seen.NEW

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import os
 from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any
@@ -30,6 +31,14 @@ log = logging.getLogger("ogpu.events")
 _KEEP_BLOCKS = 256
 _KEEP_LOGS = 4_096
 _FIRST_BACKLOG_WARNING = 1_000
+
+# Off for users (a breach is logged and the cursor stays); the test suite turns
+# it on, so a path that moves a cursor over an unread block fails at once.
+CHECK_CURSOR_RULE = os.environ.get("OGPU_CHECK_CURSOR_RULE", "") == "1"
+
+
+class CursorRuleError(AssertionError):
+    """A cursor was about to pass a block no recorded read covered (a bug in this library)."""
 
 
 class Subscription:
@@ -125,6 +134,9 @@ class Lane:
     def __init__(self, confirmations: int) -> None:
         self.confirmations = confirmations
         self.cursor: int | None = None
+        # The highest block up to which reads recorded by ``covered`` reach,
+        # contiguously from the cursor: the cursor never moves beyond it.
+        self.read_through = -1
         self.newest_delivered = -1
         self.ready = asyncio.Event()
         self._scoped: dict[tuple[str, str, str], set[Subscription]] = {}
@@ -208,6 +220,7 @@ class Lane:
         """
         joined_at = [s.join_head for s in self._pending if s.from_block is None and s.join_head is not None]
         self.cursor = min([cursor, *joined_at])
+        self.read_through = self.cursor
         for sub in self._pending:
             self._attach(sub, head)
         self._pending.clear()
@@ -227,9 +240,28 @@ class Lane:
         else:
             sub.floor = max(sub.from_block, joined + 1)
 
+    def covered(self, first: int, last: int) -> None:
+        """Record a read that returned every log of ``first..last`` (checked by hash where it was delivered).
+
+        The one rule every path obeys: the cursor passes a block only once
+        a read that covers it was recorded here (see :meth:`advance`).
+        """
+        if self.cursor is None or first > self.cursor + 1 or last <= self.read_through:
+            return
+        self.read_through = last
+
     def advance(self, block: int) -> None:
         """Record that every log up to ``block`` has been delivered."""
         if self.cursor is None or block <= self.cursor:
+            return
+        if block > self.read_through:
+            note = (
+                f"lane {self.confirmations}: cursor {self.cursor} would move to {block}, "
+                f"but reads reach only {self.read_through}"
+            )
+            if CHECK_CURSOR_RULE:
+                raise CursorRuleError(note)
+            log.warning("%s; a block may be passed unread (please report this)", note)
             return
         self.cursor = block
         horizon = block - _KEEP_BLOCKS
@@ -254,6 +286,7 @@ class Lane:
         """
         if self.cursor is not None and self.cursor > fork:
             self.cursor = fork
+        self.read_through = min(self.read_through, fork)
         self.newest_delivered = min(self.newest_delivered, fork)
         for sub in self._members:
             if sub.floor > fork + 1:
