@@ -113,3 +113,28 @@ async def test_a_log_held_above_a_lagging_head_is_dropped_when_a_reorg_replaces_
     await c.stop()
     assert payments(c) == [2, SENTINEL]
     await all_gone(node)
+
+
+@pytest.mark.parametrize("confirmations", [0, 1])
+async def test_a_replaced_chain_names_every_yielded_event_that_left_it(
+    node: FakeNode, caplog: pytest.LogCaptureFixture, confirmations: int
+) -> None:
+    """Hole 9: only pinned heights were compared, so 0 of 7 yielded events were named."""
+    task = address()
+    node.mine(2)
+    c = Collector(watch_attempted(task, from_block=1, poll_interval=FAST, confirmations=confirmations))
+    for payment in range(1, 8):
+        node.add_log("Attempted", task, address(), payment)
+        node.mine()
+    node.mine(confirmations)
+    await c.until(lambda: len(c.events) == 7, "the seven events of the old chain")
+    yielded = [(e.block_number, e.log_index) for e in c.events]
+    node.restart()
+    node.mine(12)
+    node.add_log("Attempted", task, address(), SENTINEL)
+    node.mine(1 + confirmations)
+    await c.until_sentinel()
+    await c.stop()
+    warning = " ".join(r.getMessage() for r in caplog.records if "left the chain" in r.getMessage())
+    named = [(b, i) for b, i in yielded if f"block {b} index {i} " in warning]
+    assert named == yielded

@@ -430,6 +430,7 @@ class Hub:
         old_head = self.chain.head
         self.chain.rebase(fork, headers, latest)
         canonical = {n: h.hash for n, h in headers.items() if h is not None}
+        canonical.update(await self._hashes_at(fork.number, canonical))
         gone: list[tuple[int, int, str]] = []
         for lane in self.lanes.values():
             gone.extend(lane.rewind(fork.number, canonical))
@@ -462,6 +463,21 @@ class Hub:
         if live is not None and self.filter.id is not None and live.cursor is not None and head is not None:
             await self.filter.refill(live, live.cursor + 1, head)
         return Seen.NEW
+
+    async def _hashes_at(self, fork: int, known: dict[int, str]) -> dict[int, str]:
+        """The node's hashes at the heights above ``fork`` where yielded logs sit, beyond ``known``.
+
+        Every yielded log above the fork whose block the node no longer has
+        there is named in the reorg WARNING; the pinned heights alone miss
+        most of them (a replaced chain keeps none). A height the node has no
+        block at is left out: the log there is gone.
+        """
+        wanted = sorted(set().union(*(lane.heights_above(fork) for lane in self.lanes.values())) - set(known))
+        if not wanted:
+            return {}
+        answers = await self.client.batch([("eth_getBlockByNumber", [hex(n), False]) for n in wanted])
+        found = {n: maybe_header(a, hex(n)) for n, a in zip(wanted, answers, strict=True)}
+        return {n: h.hash for n, h in found.items() if h is not None}
 
     def _note_head(self) -> None:
         head = self.chain.head

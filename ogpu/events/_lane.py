@@ -300,9 +300,14 @@ class Lane:
         gone = {
             (block, key[1], tx)
             for block, key, tx in (*delivered, *from_history)
-            if block > fork and canonical.get(block, key[0]) != key[0]
+            if block > fork and canonical.get(block) != key[0]
         }
         return sorted(gone)
+
+    def heights_above(self, fork: int) -> set[int]:
+        """Heights above ``fork`` of the logs this lane delivered or its watchers got from history."""
+        delivered = {block for block, _ in self._seen_order if block > fork}
+        return delivered | {block for block, _ in self._from_history.values() if block > fork}
 
     def remember_all(self, logs: list[RawLog]) -> None:
         """Note logs a watcher got from history, so a reorg that takes one off the chain names it.
