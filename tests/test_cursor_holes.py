@@ -7,7 +7,8 @@ where something left the chain. They failed on the stream before the fix.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
+from typing import Any
 
 import pytest
 
@@ -138,3 +139,60 @@ async def test_a_replaced_chain_names_every_yielded_event_that_left_it(
     warning = " ".join(r.getMessage() for r in caplog.records if "left the chain" in r.getMessage())
     named = [(b, i) for b, i in yielded if f"block {b} index {i} " in warning]
     assert named == yielded
+
+
+def _block_of_ten(node: FakeNode, task: str) -> int:
+    node.mine(3)
+    for payment in range(1, 11):
+        node.add_log("Attempted", task, address(), payment)
+    return node.mine()
+
+
+async def _first(gen: AsyncGenerator[Any, None], count: int) -> list[Any]:
+    taken: list[Any] = []
+    async for event in gen:
+        taken.append(event)
+        if len(taken) == count:
+            break
+    await gen.aclose()
+    return taken
+
+
+async def test_after_a_block_a_lagging_backend_lacks_waits_for_it_instead_of_judging_it(
+    node: FakeNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Hole 5: null by number and by hash from a backend behind was taken for a reorg."""
+    task = address()
+    block = _block_of_ten(node, task)
+    first = await _first(watch_attempted(task, from_block=block, poll_interval=FAST), 4)
+    node.behind(1, requests=4)  # the block of the position is the head: this backend lacks it
+    c = Collector(watch_attempted(task, after=first[-1], poll_interval=FAST))
+    await c.until(lambda: len(c.events) >= 6, "the rest of the block")
+    node.add_log("Attempted", task, address(), SENTINEL)
+    node.mine()
+    await c.until_sentinel()
+    await c.stop()
+    assert payments(c) == [5, 6, 7, 8, 9, 10, SENTINEL]
+    assert "no longer on the chain" not in caplog.text
+    await all_gone(node)
+
+
+async def test_after_a_reorged_block_whose_logs_the_node_no_longer_serves_resumes_without_hanging(
+    node: FakeNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Hole 10: "unknown block" for eth_getLogs by an orphan's hash was retried for ever."""
+    node.orphan_logs_by_hash = False
+    task = address()
+    block = _block_of_ten(node, task)
+    node.mine(2)
+    first = await _first(watch_attempted(task, from_block=block, poll_interval=FAST), 4)
+    node.reorg(3, {0: [("Attempted", task, address(), 11)]})  # replaces the block of ten
+    c = Collector(watch_attempted(task, after=first[-1], poll_interval=FAST))
+    await c.until(lambda: len(c.events) >= 1, "the new branch")
+    node.add_log("Attempted", task, address(), SENTINEL)
+    node.mine()
+    await c.until_sentinel()
+    await c.stop()
+    assert payments(c) == [11, SENTINEL]
+    assert "no longer on the chain" in caplog.text
+    await all_gone(node)

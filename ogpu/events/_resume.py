@@ -19,6 +19,7 @@ block's height, and the WARNING says that too.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import Any
 from ogpu._errors import RpcError, RpcResponseError
 from ogpu.events._abi import EventSpec
 from ogpu.events._chain import Header, parse_header
-from ogpu.events._faults import Fault, Retrier, classify
+from ogpu.events._faults import Backoff, Fault, Retrier, classify
 from ogpu.events._position import EventPosition
 from ogpu.events._rpc import RpcClient
 
@@ -40,6 +41,10 @@ log = logging.getLogger("ogpu.events")
 _WALK_LIMIT = 128
 # Old-branch events named in the WARNING at most.
 _NAMED = 10
+# Calls for one old block's logs before the WARNING names the position alone.
+_NAMING_TRIES = 3
+# How long a node whose head is below the position's block is waited for.
+_REACH_WAIT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +90,11 @@ async def resume_point(
         return ResumePoint(after.block_number, after)
     asker = _Asker(client, answered)
     now = await asker.header("eth_getBlockByNumber", hex(after.block_number))
+    if now is None:
+        # Not there by number: a backend behind that has not got the block
+        # yet, or a chain that ended below it. The first is waited for; only
+        # a node whose head has reached the height can say the block left.
+        now = await _when_reached(asker, after.block_number, label)
     if now is not None and now.hash == after.block_hash:
         return ResumePoint(after.block_number, after)
 
@@ -150,8 +160,12 @@ async def _handled_on(
     found: list[str] = []
     for block in reversed(old):
         try:
-            logs = await asker.ask("eth_getLogs", {"address": nexus, "blockHash": block.hash})
-        except RpcResponseError:
+            # A few tries only: a node that keeps a side block's header may
+            # still answer "unknown block" for its logs, for ever.
+            logs = await asker.ask(
+                "eth_getLogs", {"address": nexus, "blockHash": block.hash}, tries=_NAMING_TRIES
+            )
+        except RpcError:
             logs = None
         if not isinstance(logs, list):
             return [_describe(after)]
@@ -169,6 +183,42 @@ async def _handled_on(
     return found or [_describe(after)]
 
 
+async def _when_reached(asker: _Asker, number: int, label: str) -> Header | None:
+    """Block ``number``'s header once the node's head has reached it; ``None`` if it has and lacks it.
+
+    A node whose head stays below for ``_REACH_WAIT`` seconds is judged as it
+    is (a chain that ended lower: a restarted development node).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _REACH_WAIT
+    backoff = Backoff(base=0.2, cap=2.0)
+    told = False
+    while True:
+        latest = await asker.header("eth_getBlockByNumber", "latest")
+        if latest is not None and latest.number >= number:
+            return await asker.header("eth_getBlockByNumber", hex(number))
+        if loop.time() >= deadline:
+            log.warning(
+                "%s: the node's head stayed at %s, below block %d that after= names, for %.0f s; "
+                "judging the position on the chain it has",
+                label,
+                None if latest is None else latest.number,
+                number,
+                _REACH_WAIT,
+            )
+            return None
+        if not told:
+            log.info(
+                "%s: the node's head (%s) is below block %d that after= names (a backend behind?); "
+                "waiting for it",
+                label,
+                None if latest is None else latest.number,
+                number,
+            )
+            told = True
+        await asyncio.sleep(backoff.next_delay())
+
+
 def _describe(after: EventPosition) -> str:
     return f"block {after.block_number} index {after.log_index} and any before it in that block"
 
@@ -180,13 +230,18 @@ class _Asker:
         self.client = client
         self.retrier = Retrier(lambda: client.ever_answered or answered(), client.masked_url)
 
-    async def ask(self, method: str, *params: Any) -> Any:
+    async def ask(self, method: str, *params: Any, tries: int | None = None) -> Any:
+        """The answer to one call; transient faults retried (at most ``tries`` calls, if given)."""
         while True:
             try:
                 answer = await self.client.call(method, list(params))
             except RpcError as exc:
                 if classify(exc) is not Fault.TRANSIENT:
                     raise
+                if tries is not None:
+                    tries -= 1
+                    if tries <= 0:
+                        raise
                 await self.retrier.pause(exc, f"{method} checking the block after= names")
                 continue
             self.retrier.succeeded()
