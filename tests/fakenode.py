@@ -122,7 +122,11 @@ class FakeNode(KitNode):
 
     def _get_block(self, params: list[Any]) -> dict[str, Any] | None:
         tag = params[0] if params else None
-        if self._lag_now and tag not in ("latest", "pending") and self._block_tag(tag, 0) > self.head - self._lag_now:
+        if (
+            self._lag_now
+            and tag not in ("latest", "pending")
+            and self._block_tag(tag, 0) > self.head - self._lag_now
+        ):
             return None
         return super()._get_block(params)
 

@@ -196,3 +196,25 @@ async def test_after_a_reorged_block_whose_logs_the_node_no_longer_serves_resume
     assert payments(c) == [11, SENTINEL]
     assert "no longer on the chain" in caplog.text
     await all_gone(node)
+
+
+async def test_a_live_lane_joining_a_node_without_filters_starts_at_a_head_the_chain_believes() -> None:
+    """Hole 2: the lane started at the raw head of a backend one block ahead, and its block was lost."""
+    with FakeNode(filters_supported=False) as node:
+        task = address()
+        node.mine(3)
+        deep = Collector(watch_attempted(address(), poll_interval=FAST, confirmations=1))
+        hub = await streaming()
+        node.lag_head([-1] * 3)  # a backend one block ahead answers the next heads
+        c = Collector(watch_attempted(task, from_block=1, poll_interval=FAST))
+        await streaming(2)
+        node.add_log("Attempted", task, address(), 1)
+        node.mine()  # the block the backend ahead had already shown
+        await ticks(hub, 3)
+        node.add_log("Attempted", task, address(), SENTINEL)
+        node.mine()
+        await c.until_sentinel()
+        await c.stop()
+        await deep.stop()
+        assert payments(c) == [1, SENTINEL]
+        await all_gone(node)

@@ -157,14 +157,20 @@ class LiveFilter:
             )
             self.supported = False
             if live.cursor is None:
-                head = await self._read_head()
-                live.start(head, head)
+                # Not the raw answer: a backend ahead may show a block the one
+                # that answers eth_getLogs lacks. The lane starts at a head the
+                # chain believes, shown twice where it has been (the lower).
+                seen = await self._read_head()
+                known = [h for h in (seen, self._chain.head, self._chain.confirmed) if h is not None]
+                live.start(min(known), min(known))
             return
         filter_id = str(created)
         try:
             seen_at_install = await self._read_head()
-            believed = self._chain.head
-            head = seen_at_install if believed is None else min(seen_at_install, believed)
+            # The lowest of the heads: a backend ahead may show a block the one
+            # that answers eth_getLogs lacks (see the no-filter case above).
+            known = (seen_at_install, self._chain.head, self._chain.confirmed)
+            head = min(h for h in known if h is not None)
             if live.cursor is None:
                 # A first watcher may take the head block in (see Lane.start):
                 # the lane then starts below it, and reads it here.
