@@ -218,3 +218,45 @@ async def test_a_live_lane_joining_a_node_without_filters_starts_at_a_head_the_c
         await deep.stop()
         assert payments(c) == [1, SENTINEL]
         await all_gone(node)
+
+
+@pytest.mark.parametrize("when", ["after it joined", "between the check and the join"])
+async def test_a_reorg_below_the_block_after_names_brings_the_new_branch_to_the_resumed_watcher(
+    node: FakeNode, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """Hole 3: the resumed watcher's floor stayed at the resume block; the new branch below it never came."""
+    from ogpu.events import _resume
+
+    task = address()
+    block = _block_of_ten(node, task)  # blocks block-3..block-1 hold nothing of the task
+    node.mine(1)
+    first = await _first(watch_attempted(task, from_block=block, poll_interval=FAST), 4)
+
+    def reorg() -> None:
+        # Replaces block-1.. : the new branch has an event one block below the position's block.
+        node.reorg(node.head - block + 2, {0: [("Attempted", task, address(), 20)]})
+
+    if when == "between the check and the join":
+        checked = _resume.resume_point
+
+        async def check_then_reorg(*args: Any, **kwargs: Any) -> Any:
+            point = await checked(*args, **kwargs)
+            reorg()
+            return point
+
+        monkeypatch.setattr(_resume, "resume_point", check_then_reorg)
+    c = Collector(watch_attempted(task, after=first[-1], poll_interval=FAST))
+    if when == "after it joined":
+        await c.until(lambda: len(c.events) == 6, "the rest of the block")
+        reorg()
+    await c.until(lambda: 20 in payments(c), "the new branch's event")
+    node.add_log("Attempted", task, address(), SENTINEL)
+    node.mine()
+    await c.until_sentinel()
+    await c.stop()
+    got = payments(c)
+    assert got.count(20) == 1 and got[-1] == SENTINEL
+    if when == "between the check and the join":
+        assert got == [20, SENTINEL]  # nothing of the old branch: the reorg came before any was read
+    assert "after= names" in caplog.text or "left the chain" in caplog.text
+    await all_gone(node)

@@ -169,8 +169,8 @@ class LiveFilter:
             seen_at_install = await self._read_head()
             # The lowest of the heads: a backend ahead may show a block the one
             # that answers eth_getLogs lacks (see the no-filter case above).
-            known = (seen_at_install, self._chain.head, self._chain.confirmed)
-            head = min(h for h in known if h is not None)
+            heads = (seen_at_install, self._chain.head, self._chain.confirmed)
+            head = min(h for h in heads if h is not None)
             if live.cursor is None:
                 # A first watcher may take the head block in (see Lane.start):
                 # the lane then starts below it, and reads it here.

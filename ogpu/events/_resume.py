@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ogpu._errors import RpcError, RpcResponseError
 from ogpu.events._abi import EventSpec
-from ogpu.events._chain import Header, parse_header
+from ogpu.events._chain import Header, maybe_header, parse_header
 from ogpu.events._faults import Backoff, Fault, Retrier, classify
 from ogpu.events._position import EventPosition
 from ogpu.events._rpc import RpcClient
@@ -43,6 +43,9 @@ _WALK_LIMIT = 128
 _NAMED = 10
 # Calls for one old block's logs before the WARNING names the position alone.
 _NAMING_TRIES = 3
+# Blocks below the position a resumed watcher reads again (matched by hash):
+# a reorg this deep below the position still reaches it.
+_BRANCH_DEPTH = 32
 # How long a node whose head is below the position's block is waited for.
 _REACH_WAIT = 30.0
 
@@ -53,21 +56,34 @@ class ResumePoint:
 
     from_block: int
     after: EventPosition | None
+    # Hashes of the position's block and the blocks below it on its branch,
+    # by height, as the node showed them when the position was checked.
+    branch: Mapping[int, str] = field(default_factory=dict)
+    # The WARNING that the branch changed after the check was logged.
+    warned: bool = False
 
     def covers(self, event: Any) -> bool:
         """Whether ``event`` is at or before the position resumed after (so it was handled).
 
-        An event of the position's block with another hash than the one the
-        position recorded is on a branch the user never saw: never covered.
+        An event of a block with another hash than the position's branch had
+        at that height is on a branch the user never saw: never covered. So a
+        reorg below the position, found at any time, brings its new branch.
         """
         after = self.after
-        if after is None:
+        if after is None or event.block_number > after.block_number:
             return False
-        if event.block_number != after.block_number:
-            return bool(event.block_number < after.block_number)
+        known = self.branch.get(event.block_number)
+        if known is not None and str(event.block_hash).lower() != known:
+            return False
+        if event.block_number < after.block_number:
+            return True
         if after.block_hash is not None and str(event.block_hash).lower() != after.block_hash:
             return False
         return bool(event.log_index <= after.log_index)
+
+    def left_branch(self, event: Any) -> bool:
+        """Whether yielding ``event`` means the position's branch was replaced after the check."""
+        return not self.warned and self.after is not None and event.block_number <= self.after.block_number
 
 
 async def resume_point(
@@ -96,7 +112,8 @@ async def resume_point(
         # a node whose head has reached the height can say the block left.
         now = await _when_reached(asker, after.block_number, label)
     if now is not None and now.hash == after.block_hash:
-        return ResumePoint(after.block_number, after)
+        branch = await _branch_below(asker, now)
+        return ResumePoint(min(branch), after, branch)
 
     # The old branch, from the position's block down, while the node still has it.
     old: list[Header] = []
@@ -181,6 +198,31 @@ async def _handled_on(
             except (KeyError, IndexError, TypeError, ValueError):
                 continue
     return found or [_describe(after)]
+
+
+async def _branch_below(asker: _Asker, top: Header) -> dict[int, str]:
+    """``top`` and up to ``_BRANCH_DEPTH`` blocks below it, linked by parent hash, in one batch.
+
+    The resumed watcher reads history from the lowest of them: a reorg below
+    the position, before or after it joins, then reaches it (its events are
+    not covered, their hashes differ), instead of passing under its floor.
+    """
+    numbers = list(range(top.number - 1, max(-1, top.number - 1 - _BRANCH_DEPTH), -1))
+    branch = {top.number: top.hash}
+    if not numbers:
+        return branch
+    try:
+        answers = await asker.client.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+    except RpcError:
+        return branch  # the position's block alone, as before: history reads from it
+    parent = top.parent_hash
+    for number, answer in zip(numbers, answers, strict=True):
+        header = maybe_header(answer, hex(number))
+        if header is None or header.hash != parent:
+            break
+        branch[number] = header.hash
+        parent = header.parent_hash
+    return branch
 
 
 async def _when_reached(asker: _Asker, number: int, label: str) -> Header | None:

@@ -8,6 +8,8 @@ rest for all of them and for the unscoped ``watch_nexus``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 import math
 from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from ogpu.events._lane import Subscription
     from ogpu.events._ranges import ProgressCallback
     from ogpu.events._resume import ResumePoint
+
+log = logging.getLogger("ogpu.events")
 
 __all__ = [
     "SCOPED_WATCHERS",
@@ -484,6 +488,21 @@ async def _follow(
         resume = await _resume_point(specs, sub, url, nexus, after)
         sub.from_block = resume.from_block
     hub = hub_for(url, nexus)
+
+    def resumed_on_new_branch(event: Any) -> None:
+        nonlocal resume
+        if resume is not None and resume.after is not None and resume.left_branch(event):
+            log.warning(
+                "%s: the chain changed at or below block %d that after= names since it was checked "
+                "(a reorg): events handled there may no longer be on the chain; yielding the new "
+                "branch from block %d",
+                sub.label,
+                resume.after.block_number,
+                event.block_number,
+            )
+            # Said once; the position's block and those below it still decide what is covered.
+            resume = dataclasses.replace(resume, warned=True)
+
     await hub.subscribe(sub)
     try:
         joined = sub.join_cursor
@@ -500,6 +519,7 @@ async def _follow(
                     if event.block_number > joined - _OVERLAP_BLOCKS:
                         from_history.add((event.block_hash, event.log_index))
                     if resume is None or not resume.covers(event):
+                        resumed_on_new_branch(event)
                         yield event
         while True:
             event = await sub.next()
@@ -507,6 +527,7 @@ async def _follow(
                 continue
             if resume is not None and resume.covers(event):
                 continue
+            resumed_on_new_branch(event)
             yield event
     finally:
         await hub.unsubscribe(sub)
