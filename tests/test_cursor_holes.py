@@ -260,3 +260,52 @@ async def test_a_reorg_below_the_block_after_names_brings_the_new_branch_to_the_
         assert got == [20, SENTINEL]  # nothing of the old branch: the reorg came before any was read
     assert "after= names" in caplog.text or "left the chain" in caplog.text
     await all_gone(node)
+
+
+@pytest.mark.parametrize("change", ["restart", "reorg"])
+async def test_history_read_in_chunks_follows_the_chain_when_it_changes_between_chunks(
+    change: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Hole 4: history went on reading its next chunk on the new chain: higher events first, lower after."""
+    with FakeNode(max_range=5) as node:
+        task = address()
+        for payment in range(1, 41):
+            node.add_log("Attempted", task, address(), payment)
+            node.mine()
+        node.mine(3)
+        history_reads = 0
+        plain = node._get_logs
+
+        def get_logs(params: list[Any]) -> list[Any]:
+            nonlocal history_reads
+            query = params[0] if params else {}
+            answer = plain(params)
+            if "topics" in query and "blockHash" not in query:
+                history_reads += 1
+                if history_reads == 2:  # served the second chunk: the chain changes before the third
+                    if change == "restart":
+                        node.restart()
+                        for payment in range(101, 131):
+                            node.add_log("Attempted", task, address(), payment)
+                            node.mine()
+                    else:
+                        node.reorg(30, {i: [("Attempted", task, address(), 101 + i)] for i in range(30)})
+            return answer
+
+        node._get_logs = get_logs  # type: ignore[method-assign]
+        c = Collector(watch_attempted(task, from_block=1, poll_interval=FAST))
+        await c.until(lambda: 130 in payments(c), "the new chain's events")
+        node.add_log("Attempted", task, address(), SENTINEL)
+        node.mine()
+        await c.until_sentinel()
+        await c.stop()
+        got = payments(c)
+        new = [p for p in got if 100 < p < 200]
+        assert new == list(range(101, 131)), new  # each once, in chain order
+        old = [p for p in got if p <= 40]
+        assert old == sorted(set(old))
+        if change == "reorg":
+            assert old[:10] == list(range(1, 11))  # below the fork: never left the chain
+            assert set(range(1, 14)) <= set(old)
+        assert "replaced" in caplog.text or "reorg" in caplog.text
+        await all_gone(node)

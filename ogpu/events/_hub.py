@@ -82,6 +82,7 @@ class Hub:
         self.chain = ChainView()
         self.lanes: dict[int, Lane] = {}
         self.ticks = 0
+        self.reorgs = 0  # chains followed anew (reorgs and replaced chains)
         self._last_answer: int | None = None
         self._last_seen: Seen | None = None
         self.ranges = RangeFollower(
@@ -216,14 +217,21 @@ class Hub:
         last: int,
         progress: ProgressCallback | None = None,
         confirmations: int = 0,
+        sub: Subscription | None = None,
     ) -> AsyncGenerator[Any, None]:
-        """Decoded past events of ``specs`` in ``first..last``, scoped like a watcher."""
+        """Decoded past events of ``specs`` in ``first..last``, scoped like a watcher.
+
+        Given the watcher's ``sub``, history follows the pinned chain (see
+        ``read_history``) and ends where a reorg hands the rest to the lane.
+        """
 
         def remember(logs: list[RawLog]) -> None:
             lane = self.lanes.get(confirmations)
             if lane is not None:
                 lane.remember_all(logs)
 
+        if sub is not None:
+            sub.history_end = last
         return read_history(
             self.reader,
             specs,
@@ -234,6 +242,7 @@ class Hub:
             progress=progress,
             remember=remember,
             stream_error=lambda: self._error,
+            guard=None if sub is None else _HistoryGuard(self, sub),
         )
 
     # --- the poll loop ---
@@ -429,6 +438,7 @@ class Hub:
             return Seen.BEHIND
         old_head = self.chain.head
         self.chain.rebase(fork, headers, latest)
+        self.reorgs += 1
         canonical = {n: h.hash for n, h in headers.items() if h is not None}
         canonical.update(await self._hashes_at(fork.number, canonical))
         gone: list[tuple[int, int, str]] = []
@@ -518,6 +528,53 @@ class Hub:
         ready, held = triage(self.chain, logs, asked=asked)
         lane.deliver(ready)
         return held
+
+
+class _HistoryGuard:
+    """Keeps one watcher's history on the chain the hub pins (see ``read_history``)."""
+
+    def __init__(self, hub: Hub, sub: Subscription) -> None:
+        self._hub = hub
+        self._sub = sub
+
+    def end(self) -> int:
+        end = self._sub.history_end
+        return -1 if end is None else end
+
+    async def on_chain(self, logs: list[RawLog], last: int) -> bool:
+        """Asked after the chunk was read: a chain that moved before the read shows here.
+
+        Block 0 tells a replaced chain at any depth; the chunk's last block
+        and the blocks of its logs are checked where the hub pins a hash.
+        """
+        chain = self._hub.chain
+        heights = {int(raw["blockNumber"], 16) for raw in logs if raw.get("blockHash") is not None}
+        pinned = sorted(n for n in {last, *heights} if chain.pinned(n) is not None)
+        numbers = sorted({0, last, *pinned})
+        answers = await self._hub.client.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+        headers = {n: maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
+        end = headers[last]
+        genesis = headers[0]
+        if end is None or genesis is None or chain.genesis not in (None, genesis.hash):
+            return False
+        if any((h := headers[n]) is None or h.hash != chain.pinned(n) for n in pinned):
+            return False
+        return all(
+            chain.pinned(int(raw["blockNumber"], 16)) in (None, str(raw["blockHash"]).lower())
+            for raw in logs
+            if raw.get("blockHash") is not None and not raw.get("removed")
+        )
+
+    async def settle(self) -> None:
+        hub = self._hub
+        reorgs, ticks = hub.reorgs, hub.ticks
+        log.info(
+            "%s: the chain moved under its history; reading on once the stream follows it", self._sub.label
+        )
+        while hub.reorgs == reorgs and hub.ticks < ticks + 3:
+            if hub._error is not None:
+                raise hub._error
+            await asyncio.sleep(min(self._sub.poll_interval, 0.25))
 
 
 def _quantity(value: Any, method: str) -> int:

@@ -54,6 +54,7 @@ class Subscription:
         "field",
         "floor",
         "from_block",
+        "history_end",
         "join_cursor",
         "join_head",
         "label",
@@ -82,6 +83,9 @@ class Subscription:
         # Set when the lane is ready: blocks from_block..join_cursor come from
         # history, live logs are taken from block ``floor`` on.
         self.join_cursor: int | None = None
+        # While its history is read: the last block history still owes. A
+        # reorg below it shortens it to the fork (the lane delivers the rest).
+        self.history_end: int | None = None
         self.floor = 1 << 256
         # The head the stream believed when this watcher joined: "mined after
         # it started" is measured from there, not from a later tick's head.
@@ -291,6 +295,8 @@ class Lane:
         for sub in self._members:
             if sub.floor > fork + 1:
                 sub.floor = max(fork + 1, sub.from_block or 0)
+            if sub.history_end is not None and sub.history_end > fork:
+                sub.history_end = fork
         delivered = ((block, key, self._seen[key]) for block, key in self._seen_order)
         from_history = (
             (block, (block_hash, index), tx)

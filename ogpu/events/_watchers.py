@@ -512,7 +512,7 @@ async def _follow(
         from_history: set[tuple[str, int]] = set()
         if sub.from_block is not None and joined is not None and sub.from_block <= joined:
             past: AsyncGenerator[Any, None] = hub.history(
-                specs, sub.field, sub.scope, sub.from_block, joined, progress, sub.confirmations
+                specs, sub.field, sub.scope, sub.from_block, joined, progress, sub.confirmations, sub
             )
             async with contextlib.aclosing(past):
                 async for event in past:
@@ -521,6 +521,7 @@ async def _follow(
                     if resume is None or not resume.covers(event):
                         resumed_on_new_branch(event)
                         yield event
+            sub.history_end = None
         while True:
             event = await sub.next()
             if from_history and (event.block_hash, event.log_index) in from_history:
