@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from tests.sim.runner import run_many, summary_line
-from tests.sim.scenario import STEPS, run_seed
+from tests.sim.scenario import FAULTS, STEPS, run_seed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,16 +24,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, metavar="N", help="processes (default 2)")
     parser.add_argument("--steps", type=int, default=STEPS, help=f"schedule steps per seed (default {STEPS})")
     parser.add_argument("--digest", action="store_true", help="with --seed: print the transcript's sha256 only")
+    parser.add_argument(
+        "--faults",
+        metavar="KINDS",
+        help=f"comma-separated fault kinds to throw (default all: {','.join(FAULTS)}; empty: none)",
+    )
     args = parser.parse_args(argv)
+    faults = None if args.faults is None else [kind for kind in args.faults.split(",") if kind]
     if args.seed is not None:
-        result = run_seed(args.seed, steps=args.steps, echo=args.verbose and not args.digest)
+        result = run_seed(args.seed, steps=args.steps, echo=args.verbose and not args.digest, faults=faults)
         if args.digest:
             print(result.digest)
             return 0
         print(result.summary(limit=200))
         print(f"    {result.virtual_seconds:.1f} virtual seconds; transcript sha256 {result.digest}")
         return 0 if result.ok else 1
-    totals = run_many(range(args.first, args.first + args.seeds), jobs=args.jobs, steps=args.steps)
+    totals = run_many(
+        range(args.first, args.first + args.seeds), jobs=args.jobs, steps=args.steps, faults=faults
+    )
     print(summary_line(totals))
     return 0 if totals.ok else 1
 

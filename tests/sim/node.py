@@ -61,6 +61,7 @@ class SimNode(FakeNode):
         self.orphan_logs_unknown = False  # side block headers kept, their logs by hash "unknown block"
         self.get_logs_injected: list[RawLog] = []  # slipped into the next eth_getLogs answer
         self.hooks: deque[Hook] = deque()
+        self.echo = False  # print each fault as it fires
         self.fired: list[tuple[float, str]] = []  # (virtual time, fault) for the replay log
         self.orphaned_at: dict[str, float] = {}  # block hash -> when it left the chain
         self.lost_filters: set[str] = set()  # created by requests whose answers were lost
@@ -69,6 +70,8 @@ class SimNode(FakeNode):
 
     def note(self, fault: str) -> None:
         self.fired.append((self._clock(), fault))
+        if self.echo:
+            print(f"  t={self._clock():9.3f} SIM     {fault}")
 
     def digest(self) -> str:
         """sha256 of the transcript: every request body, in arrival order, with its virtual time."""

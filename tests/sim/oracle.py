@@ -20,8 +20,9 @@ For each watcher (a watcher and its ``after=`` resumptions are one):
   contract's, another scope's, one made up, a different transaction under a
   canonical identity), one below ``from_block``, or an orphan yielded by a
   watcher that no reorg deeper than its confirmations ever exposed;
-* **unnamed**: an orphan a watcher still running at the end yielded, and
-  that no WARNING names (``block B index I tx T``, or the ``after=`` check's
+* **unnamed**: an orphan in ``must_name`` (yielded by a watcher still
+  running at the end, or gone before an ``after=`` resumption's check) that
+  no WARNING names (``block B index I tx T``, or the ``after=`` check's
   ``block B index I and any before it``).
 """
 
@@ -80,8 +81,9 @@ class Expectation:
     floor: int | None = None
     # A reorg deeper than its confirmations (or a chain replaced) ran while it did.
     exposed: bool = False
-    # Still running at the end: every orphan it yielded must be named in a WARNING.
-    must_name: bool = False
+    # Yielded logs that, if they left the chain, a WARNING must name: those
+    # of a watcher still running at the end, and those an after= check saw gone.
+    must_name: set[Key] = dataclasses.field(default_factory=set)
     error: str | None = None
 
 
@@ -133,8 +135,13 @@ def _judge_one(
     warned: str,
     verdict: Verdict,
 ) -> None:
+    # One line per kind of problem and watcher, the first few cases in it: a
+    # reorg can orphan a hundred yielded logs, and a person reads the first.
+    found: dict[str, list[str]] = {}
+
     def problem(what: str) -> None:
-        verdict.problems.append(f"{exp.label}: {what}")
+        kind, _, case = what.partition(" ")
+        found.setdefault(kind, []).append(case)
 
     if exp.error is not None:
         verdict.errors += 1
@@ -157,7 +164,7 @@ def _judge_one(
         if key_of(raw) not in seen:
             verdict.lost += 1
             block, index = order_of(raw)
-            problem(f"lost block {block} index {index} tx {raw['transactionHash']}")
+            problem(f"lost block {block} index {index}")
 
     highest: tuple[Position, Yielded] | None = None
     for y in exp.yielded:
@@ -189,14 +196,17 @@ def _judge_one(
                 why = "not the orphaned log of that identity"
             elif not exp.exposed:
                 why = "an orphan, though no reorg deeper than its confirmations ran"
-            elif exp.must_name and not _named(y, warned):
+            elif y.key in exp.must_name and not _named(y, warned):
                 verdict.unnamed += 1
-                problem(f"orphan block {y.block_number} index {y.log_index} named in no WARNING")
+                problem(f"unnamed orphan block {y.block_number} index {y.log_index}")
         else:
             why = "on no chain the node ever had (another contract's, or made up)"
         if why is not None:
             verdict.foreign += 1
             problem(f"foreign block {y.block_number} index {y.log_index}: {why}")
+    for kind, cases in found.items():
+        shown = "; ".join(cases[:4]) + (f"; and {len(cases) - 4} more" if len(cases) > 4 else "")
+        verdict.problems.append(f"{exp.label}: {kind} {len(cases)}: {shown}")
 
 
 def _named(y: Yielded, warned: str) -> bool:

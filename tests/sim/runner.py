@@ -43,16 +43,19 @@ class Totals:
             self.failed.append(result.seed)
 
 
-def _one(job: tuple[int, int]) -> SeedResult:
-    seed, steps = job
-    return run_seed(seed, steps=steps)
+def _one(job: tuple[int, int, tuple[str, ...] | None]) -> SeedResult:
+    seed, steps, faults = job
+    return run_seed(seed, steps=steps, faults=faults)
 
 
-def run_many(seeds: Iterable[int], *, jobs: int = 2, steps: int = STEPS) -> Totals:
+def run_many(
+    seeds: Iterable[int], *, jobs: int = 2, steps: int = STEPS, faults: Iterable[str] | None = None
+) -> Totals:
     """Run ``seeds`` over ``jobs`` processes; print each failing seed's verdict to stderr as it comes."""
     totals = Totals()
     started = time.perf_counter()
-    work = [(seed, steps) for seed in seeds]
+    kinds = None if faults is None else tuple(faults)
+    work = [(seed, steps, kinds) for seed in seeds]
     if jobs <= 1:
         results: Iterable[SeedResult] = map(_one, work)
         for result in results:
