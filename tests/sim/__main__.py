@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from tests.sim.runner import run_many, summary_line
-from tests.sim.scenario import FAULTS, STEPS, run_seed
+from tests.sim.scenario import FAULTS, KNOWN_FAILURES_FILE, STEPS, run_seed, write_known_failures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KINDS",
         help=f"comma-separated fault kinds to throw (default all: {','.join(FAULTS)}; empty: none)",
     )
+    parser.add_argument(
+        "--write-known",
+        action="store_true",
+        help="write the failing seeds to tests/sim/known_failures.txt (the in-suite test's list)",
+    )
     args = parser.parse_args(argv)
     faults = None if args.faults is None else [kind for kind in args.faults.split(",") if kind]
     if args.seed is not None:
@@ -43,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         range(args.first, args.first + args.seeds), jobs=args.jobs, steps=args.steps, faults=faults
     )
     print(summary_line(totals))
+    if args.write_known:
+        write_known_failures(totals.failed, range(args.first, args.first + args.seeds))
+        print(f"wrote {len(totals.failed)} seeds to {KNOWN_FAILURES_FILE}")
+        return 0
     return 0 if totals.ok else 1
 
 

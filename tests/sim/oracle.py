@@ -121,7 +121,8 @@ def judge(
     verdict = Verdict()
     on_chain = {key_of(raw): raw for raw in canonical}
     orphans = {key_of(raw): raw for raw in orphaned if key_of(raw) not in on_chain}
-    warned = "\n".join(warnings).lower()
+    # "block 5 index 2 tx 0x.." (a reorg's WARNING) and "block 5, index 2, tx 0x.." (a removed log's) alike.
+    warned = "\n".join(warnings).lower().replace(",", "")
     for exp in expectations:
         _judge_one(exp, canonical, on_chain, orphans, warned, verdict)
     return verdict
@@ -172,7 +173,7 @@ def _judge_one(
             verdict.out_of_order += 1
             before = highest[1]
             problem(
-                f"out of order: block {y.block_number} index {y.log_index} after block "
+                f"out-of-order block {y.block_number} index {y.log_index} after block "
                 f"{before.block_number} index {before.log_index}"
             )
         # An orphan yielded before the new branch is README's one exception (when exposed).

@@ -6,11 +6,11 @@ import dataclasses
 import multiprocessing
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from tests.sim.scenario import STEPS, SeedResult, run_seed
 
-__all__ = ["Totals", "run_many", "summary_line"]
+__all__ = ["Totals", "run_many", "run_results", "summary_line"]
 
 
 @dataclasses.dataclass
@@ -61,13 +61,26 @@ def run_many(
         for result in results:
             _collect(totals, result)
     else:
-        # fork: the workers inherit the imported library, nothing to set up again.
-        with multiprocessing.get_context("fork").Pool(jobs, maxtasksperchild=500) as pool:
-            for result in pool.imap_unordered(_one, work, chunksize=8):
-                _collect(totals, result)
+        for result in _pool_map(work, jobs):
+            _collect(totals, result)
     totals.seconds = time.perf_counter() - started
     totals.failed.sort()
     return totals
+
+
+def run_results(seeds: Iterable[int], *, jobs: int = 2, steps: int = STEPS) -> dict[int, SeedResult]:
+    """Every seed's result, by seed (for tests, which judge each seed against a list)."""
+    work = [(seed, steps, None) for seed in seeds]
+    results = map(_one, work) if jobs <= 1 else _pool_map(work, jobs)
+    return {result.seed: result for result in results}
+
+
+def _pool_map(work: list[tuple[int, int, tuple[str, ...] | None]], jobs: int) -> Iterator[SeedResult]:
+    # fork where there is one: the workers inherit the imported library, so
+    # starting them costs nothing; spawn elsewhere.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with multiprocessing.get_context(method).Pool(jobs, maxtasksperchild=500) as pool:
+        yield from pool.imap_unordered(_one, work, chunksize=8)
 
 
 def _collect(totals: Totals, result: SeedResult) -> None:
