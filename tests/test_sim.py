@@ -1,4 +1,4 @@
-"""The deterministic simulation (tests/sim) on every run: 500 seeds, the determinism check, and its oracle's own checks.
+"""The deterministic simulation (tests/sim) on every run: 500 seeds, determinism, the oracle's own checks.
 
 ``make faults`` runs 10,000 seeds. The stream still has holes the
 simulation finds: the seeds that fail today are listed in
@@ -151,7 +151,10 @@ def _yielded(raw: dict[str, object]) -> Yielded:
 
 def _wants_task(raw: object) -> bool:
     assert isinstance(raw, dict)
-    return str(raw["address"]).lower() == NEXUS.lower() and EVENTS["Attempted"].scope_hex(raw, "task") == TASK[2:]
+    return (
+        str(raw["address"]).lower() == NEXUS.lower()
+        and EVENTS["Attempted"].scope_hex(raw, "task") == TASK[2:]
+    )
 
 
 def _expect(yielded: list[dict[str, object]], **kwargs: object) -> Expectation:
@@ -166,7 +169,7 @@ def _expect(yielded: list[dict[str, object]], **kwargs: object) -> Expectation:
 
 
 def _judge(exp: Expectation, warnings: list[str] | None = None) -> tuple[int, int, int, int, int]:
-    verdict = judge([exp], CHAIN, [ORPHAN], warnings or [])  # type: ignore[arg-type]
+    verdict = judge([exp], CHAIN, [ORPHAN], warnings or [])
     return verdict.lost, verdict.repeated, verdict.out_of_order, verdict.foreign, verdict.unnamed
 
 
@@ -182,7 +185,7 @@ def test_the_oracle_catches_a_loss() -> None:
 
 
 def test_the_oracle_catches_a_repeat() -> None:
-    lost, repeated, out_of_order, foreign, unnamed = _judge(_expect([*MINE, CHAIN[4]]))
+    lost, repeated, _, foreign, unnamed = _judge(_expect([*MINE, CHAIN[4]]))
     assert (lost, repeated, foreign, unnamed) == (0, 1, 0, 0)
 
 
@@ -207,7 +210,8 @@ def test_the_oracle_allows_an_orphan_before_the_new_branch_only_when_exposed() -
     must = {_yielded(ORPHAN).key}
     assert _judge(_expect(orphan_first, exposed=True)) == (0, 0, 0, 0, 0)
     assert _judge(_expect(orphan_first, exposed=True, must_name=must)) == (0, 0, 0, 0, 1)
-    named = f"reorg at block 3: 1 logs already yielded left the chain: block 3 index 0 tx {ORPHAN['transactionHash']}"
+    tx = ORPHAN["transactionHash"]
+    named = f"reorg at block 3: 1 logs already yielded left the chain: block 3 index 0 tx {tx}"
     assert _judge(_expect(orphan_first, exposed=True, must_name=must), [named]) == (0, 0, 0, 0, 0)
     # The new branch's block 2 event after the orphan of block 3: README's exception, not out of order.
     after_orphan = [CHAIN[0], CHAIN[1], ORPHAN, CHAIN[2], CHAIN[4]]

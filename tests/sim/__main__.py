@@ -18,12 +18,16 @@ from tests.sim.scenario import FAULTS, KNOWN_FAILURES_FILE, STEPS, run_seed, wri
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.sim", description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, help="replay this one seed")
-    parser.add_argument("-v", "--verbose", action="store_true", help="with --seed: faults and the stream's log")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="with --seed: faults and the stream's log"
+    )
     parser.add_argument("--seeds", type=int, default=100, metavar="N", help="seeds to run (default 100)")
     parser.add_argument("--from", dest="first", type=int, default=1, metavar="SEED", help="first seed")
     parser.add_argument("--jobs", type=int, default=2, metavar="N", help="processes (default 2)")
     parser.add_argument("--steps", type=int, default=STEPS, help=f"schedule steps per seed (default {STEPS})")
-    parser.add_argument("--digest", action="store_true", help="with --seed: print the transcript's sha256 only")
+    parser.add_argument(
+        "--digest", action="store_true", help="with --seed: print the transcript's sha256 only"
+    )
     parser.add_argument(
         "--faults",
         metavar="KINDS",

@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from ogpu.events._abi import RawLog
+from ogpu.events.testing import _Transport
 from tests.fakenode import FakeNode, RpcFault
 
 __all__ = ["Hook", "SimNode"]
@@ -156,14 +157,15 @@ class SimNode(FakeNode):
         return found
 
 
-class _SimTransport(httpx.AsyncBaseTransport):
+class _SimTransport(_Transport):
     """The network between the stream and the node: a latency each way, in virtual time."""
 
     def __init__(self, node: SimNode) -> None:
-        self._node = node
+        super().__init__(node)
+        self._sim = node
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        node = self._node
+        node = self._sim
         body = await request.aread()
         await asyncio.sleep(node._net_rng.uniform(*node.latency))
         node.transcript.append(f"{node._clock():.6f} ".encode() + body)

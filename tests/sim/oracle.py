@@ -161,10 +161,10 @@ def _judge_one(
         and exp.wants(raw)
         and (exp.floor is None or order_of(raw)[0] >= exp.floor)
     ]
-    for raw in owed:
-        if key_of(raw) not in seen:
+    for due in owed:
+        if key_of(due) not in seen:
             verdict.lost += 1
-            block, index = order_of(raw)
+            block, index = order_of(due)
             problem(f"lost block {block} index {index}")
 
     highest: tuple[Position, Yielded] | None = None
@@ -192,7 +192,7 @@ def _judge_one(
             elif exp.floor is not None and y.block_number < exp.floor:
                 why = f"below from_block {exp.floor}"
         elif y.key in orphans:
-            orphan = orphans[y.key]
+            orphan: RawLog = orphans[y.key]
             if str(orphan["transactionHash"]).lower() != y.transaction_hash or not exp.wants(orphan):
                 why = "not the orphaned log of that identity"
             elif not exp.exposed:

@@ -70,7 +70,7 @@ def run_many(
 
 def run_results(seeds: Iterable[int], *, jobs: int = 2, steps: int = STEPS) -> dict[int, SeedResult]:
     """Every seed's result, by seed (for tests, which judge each seed against a list)."""
-    work = [(seed, steps, None) for seed in seeds]
+    work: list[tuple[int, int, tuple[str, ...] | None]] = [(seed, steps, None) for seed in seeds]
     results = map(_one, work) if jobs <= 1 else _pool_map(work, jobs)
     return {result.seed: result for result in results}
 
@@ -94,7 +94,8 @@ def summary_line(totals: Totals) -> str:
     line = (
         f"simulation: {totals.seeds} seeds in {totals.seconds:.0f} s ({rate:.1f} seeds/s), "
         f"lost {totals.lost}, repeated {totals.repeated}, out of order {totals.out_of_order}, "
-        f"foreign {totals.foreign}, unnamed {totals.unnamed}, raised {totals.errors}, leaked {totals.leaked}; "
+        f"foreign {totals.foreign}, unnamed {totals.unnamed}, raised {totals.errors}, "
+        f"leaked {totals.leaked}; "
         f"{len(totals.failed)} seeds failed"
     )
     if totals.failed:
