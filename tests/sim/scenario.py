@@ -92,6 +92,7 @@ FAULTS: dict[str, float] = {
     "slow": 2,  # the network slows down for a while
     "hook": 8,  # a reorg, restart or lag right after a chosen request (see _hook)
     "held-then-reorg": 3,  # a log above a lagging head, whose block a reorg then replaces
+    "join-ahead": 3,  # a confirmations=0 watcher with from_block joins while a backend is a block ahead
     # Never thrown at a step: around each after= resumption (see _around_resume).
     "after-check": 0,
 }
@@ -396,7 +397,11 @@ class _Sim:
 
             node.fail_next(lost)
         elif kind == "http-5xx":
-            node.fail_next(status=rng.choice([500, 502, 503]), times=rng.choice([1, 1, 2]))
+            status = rng.choice([500, 502, 503])
+            if rng.random() < 0.3:
+                node.fail_next(http_response(status, headers={"Retry-After": str(rng.choice([0, 1, 3]))}))
+            else:
+                node.fail_next(status=status, times=rng.choice([1, 1, 2]))
         elif kind == "http-429":
             how = rng.choice(["seconds", "date", "none"])
             wait = rng.choice([0, 1, 2, 5])
@@ -453,6 +458,10 @@ class _Sim:
             self._later(rng.uniform(2, 20), lambda: setattr(node, "latency", (0.001, 0.05)))
         elif kind == "hook":
             self._hook()
+        elif kind == "join-ahead":
+            node.lag_head([-1] * rng.randint(1, 3))
+            if self._active() < MAX_WATCHERS:
+                self._start(from_block=max(0, node.head - rng.randint(0, 5)), confirmations=0)
         else:  # held-then-reorg: the lagging head hides the new block, a reorg then replaces it
             node.lag_head([1] * rng.randint(2, 4))
             self._mine(1)
@@ -510,16 +519,23 @@ class _Sim:
     # --- watchers ---
 
     def _start(
-        self, like: _Watcher | None = None, from_block: int | None = None, after: object = None
+        self,
+        like: _Watcher | None = None,
+        from_block: int | None = None,
+        after: object = None,
+        confirmations: int | None = None,
     ) -> None:
         rng = self.rng
         if like is None:
             kind = rng.choice(_KINDS)
             task = rng.choice(self.tasks) if kind in ("attempted", "status") else None
-            confirmations = rng.choice([0, 0, 0, 1, 2, 4])
+            if confirmations is None:
+                confirmations = rng.choice([0, 0, 0, 1, 2, 4])
             poll = rng.choice([1.0, 2.0, 2.0, 3.0])
             which = rng.choice(["none", "none", "past", "past", "zero", "future"])
-            if which == "past":
+            if from_block is not None:
+                pass  # the caller chose
+            elif which == "past":
                 from_block = rng.randint(0, self.node.head)
             elif which == "zero":
                 from_block = 0
