@@ -24,7 +24,10 @@ GANACHE := $(GANACHE_DIR)/installed-$(GANACHE_VERSION)
 DEV_NODES := $(ANVIL) $(HARDHAT) $(GANACHE)
 NPM_INSTALL := npm install --no-save --no-audit --no-fund --loglevel=error
 
-.PHONY: demo test lint faults bench wheel clean
+.PHONY: demo test lint faults sim bench wheel clean
+
+# Seeds of the deterministic simulation for `make sim` (`make faults` runs 10,000 too).
+SEEDS ?= 10000
 
 demo: $(STAMP) $(ANVIL)
 	$(VENV)/bin/ogpu-events demo
@@ -39,6 +42,9 @@ lint: $(STAMP)
 
 faults: $(STAMP) $(DEV_NODES)
 	$(PY) scripts/fault_matrix.py
+
+sim: $(STAMP)
+	$(PY) scripts/fault_matrix.py --sim-only --sim $(SEEDS)
 
 bench: $(STAMP) $(ANVIL)
 	$(PY) scripts/bench.py
