@@ -59,7 +59,7 @@ from ogpu.events._depth import RangeFollower
 from ogpu.events._faults import Fault, Retrier, classify
 from ogpu.events._history import read_history
 from ogpu.events._lane import Lane, Subscription
-from ogpu.events._livefilter import COVER_IN_BATCH, LiveFilter
+from ogpu.events._livefilter import LiveFilter
 from ogpu.events._ranges import LogRangeReader, ProgressCallback
 from ogpu.events._rpc import Call, RpcClient
 from ogpu.events._screen import triage
@@ -319,7 +319,7 @@ class Hub:
         # While the filter is in doubt, eth_getLogs covers the blocks believed
         # so far, in the same request: the node still sees one per tick.
         cover = self.filter.cover_range(self.chain.head) if polling else None
-        if cover is not None and cover[1] - cover[0] + 1 > COVER_IN_BATCH:
+        if cover is not None and not self.filter.batchable(*cover):
             cover = None  # a wide gap: LiveFilter.take reads it apart, in chunks
         if cover is not None:
             query = {"address": self.nexus, "fromBlock": hex(cover[0]), "toBlock": hex(cover[1])}

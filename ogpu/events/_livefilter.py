@@ -77,6 +77,9 @@ class LiveFilter:
         # before that block, so it reports every log from there on.
         self._proven_from: int | None = None
         self._told = False  # the cover read's INFO line said, this doubt
+        # Blocks of logs the filter reported, with their hashes, until a header
+        # shows whether they are on the chain (then they prove, or not).
+        self._candidates: dict[int, str] = {}
         # Logs above the believed head, delivered once a head reaches them;
         # while in doubt, also the filter's logs above what eth_getLogs covered.
         self._held: list[RawLog] = []
@@ -110,6 +113,10 @@ class LiveFilter:
             return None
         return self._covered + 1, head
 
+    def batchable(self, first: int, last: int) -> bool:
+        """Whether a cover read of ``first..last`` fits in the tick's batch (else it is read apart)."""
+        return last - first + 1 <= min(COVER_IN_BATCH, self._reader.span)
+
     def retire(self) -> None:
         """The live lane emptied: a later one starts from a new head with a filter of its own."""
         if self.id is not None:
@@ -130,6 +137,7 @@ class LiveFilter:
             self._covered = fork if self._covered is None else min(self._covered, fork)
             self._proven_from = None
             self._told = False
+            self._candidates = {}
 
     def take_all(self) -> list[str]:
         """Every filter to uninstall at teardown; none is left to this object."""
@@ -201,6 +209,7 @@ class LiveFilter:
         self._covered = live.cursor
         self._proven_from = None
         self._told = False
+        self._candidates = {}
 
     async def _create(self) -> Any:
         """``eth_newFilter``; if the stream is closed meanwhile, the filter is still uninstalled.
@@ -298,7 +307,12 @@ class LiveFilter:
             live.advance(done)
 
     def _note_proof(self, logs: list[RawLog]) -> None:
-        """A log the filter reported proves it was created before that log's block."""
+        """A log the filter reported proves it was created before that log's block.
+
+        Only once a header shows the log's block with the log's hash: a stale
+        or made-up log in an answer (a proxy's, a replaced block's) proves
+        nothing. And only above what eth_getLogs covered: below, nothing is owed.
+        """
         head = self._chain.head
         for raw in logs:
             if raw.get("removed") or raw.get("blockHash") is None:
@@ -306,17 +320,27 @@ class LiveFilter:
             number = _block(raw)
             if head is not None and number > head + SPIKE:
                 continue  # beyond every head: the triage drops it with a WARNING
-            if self._proven_from is None or number < self._proven_from:
+            if self._covered is not None and number > self._covered:
+                self._candidates.setdefault(number, str(raw["blockHash"]).lower())
+        for number, block_hash in sorted(self._candidates.items()):
+            pinned = self._chain.pinned(number)
+            if pinned is None:
+                continue
+            del self._candidates[number]
+            if pinned == block_hash and (self._proven_from is None or number < self._proven_from):
                 self._proven_from = number
 
     async def _read_cover(self, live: Lane, cover: tuple[int, int, Any] | None) -> None:
         """Take the cover read of this tick's batch; a gap too wide for a batch is read apart."""
         if cover is None:
             wide = self.cover_range(self._chain.head)
-            if wide is not None and wide[1] - wide[0] + 1 > COVER_IN_BATCH:
+            if wide is not None and not self.batchable(*wide):
                 await self._read(live, *wide)
             return
         first, last, answer = cover
+        if isinstance(answer, RpcResponseError) and classify(answer) is Fault.RANGE_TOO_LARGE:
+            await self._read(live, first, last)  # the reader learns the provider's cap
+            return
         if answer is None or isinstance(answer, BaseException):
             return  # read again next tick; nothing moves over it meanwhile
         try:
