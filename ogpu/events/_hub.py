@@ -69,6 +69,8 @@ __all__ = ["Hub", "active_hubs", "hub_for", "hubs_at"]
 log = logging.getLogger("ogpu.events")
 
 _TEARDOWN_TIMEOUT = 2.0
+# Logs that left the chain named per WARNING line (every one is named).
+_NAMED_PER_LINE = 10
 
 
 class Hub:
@@ -460,13 +462,18 @@ class Hub:
                 fork.number + 1,
             )
         if gone:
-            listed = ", ".join(f"block {b} index {i} tx {tx}" for b, i, tx in sorted(set(gone))[:10])
-            log.warning(
-                "reorg at block %d: %d logs already yielded left the chain: %s",
-                fork.number + 1,
-                len(set(gone)),
-                listed,
-            )
+            # Every one named, ten to a line: a user must be able to find each
+            # event they acted on that is no longer on the chain.
+            named = sorted(set(gone))
+            for at in range(0, len(named), _NAMED_PER_LINE):
+                part = named[at : at + _NAMED_PER_LINE]
+                log.warning(
+                    "reorg at block %d: %d logs already yielded left the chain%s: %s",
+                    fork.number + 1,
+                    len(named),
+                    f" ({at + 1}-{at + len(part)})" if len(named) > _NAMED_PER_LINE else "",
+                    ", ".join(f"block {b} index {i} tx {tx}" for b, i, tx in part),
+                )
         live = self.lanes.get(0)
         head = self.chain.head
         self.filter.rewound(fork.number)

@@ -135,8 +135,6 @@ async def resume_point(
 
     handled = await _handled_on(asker, old, after, specs, field, scope, nexus)
     named = ", ".join(handled[:_NAMED])
-    if len(handled) > _NAMED:
-        named += f" and {len(handled) - _NAMED} more"
     if fork is not None:
         start = fork + 1
         where = f"the chains part after block {fork}: resuming from block {start}"
@@ -156,6 +154,9 @@ async def resume_point(
         where,
         named,
     )
+    # The rest, ten to a line: every handled event that left the chain is named.
+    for at in range(_NAMED, len(handled), _NAMED):
+        log.warning("%s: also handled on the old branch: %s", label, ", ".join(handled[at : at + _NAMED]))
     return ResumePoint(start, None)
 
 
