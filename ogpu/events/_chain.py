@@ -322,6 +322,12 @@ class ChainView:
         if head is not None and head < number <= head + SPIKE:
             self._ahead.setdefault(number, None)
 
+    def above(self, number: int) -> dict[int, str]:
+        """The hashes the view holds (pinned or claimed) for heights above ``number``."""
+        held = {n: h for n, h in self._claims.items() if n > number}
+        held.update((n, h) for n, h in self._pinned.items() if n > number)
+        return held
+
     def fork_queries(self) -> list[int]:
         """Every number the view pins or has claims for, and the genesis block."""
         return sorted({0, *self._pinned, *self._claims})

@@ -69,6 +69,8 @@ __all__ = ["Hub", "active_hubs", "hub_for", "hubs_at"]
 log = logging.getLogger("ogpu.events")
 
 _TEARDOWN_TIMEOUT = 2.0
+# Replaced blocks' hashes remembered for after= (oldest forgotten first).
+_REPLACED_KEPT = 4_096
 # Logs that left the chain named per WARNING line (every one is named).
 _NAMED_PER_LINE = 10
 
@@ -85,6 +87,8 @@ class Hub:
         self.lanes: dict[int, Lane] = {}
         self.ticks = 0
         self.reorgs = 0  # chains followed anew (reorgs and replaced chains)
+        # Hash of a block a reorg replaced -> the last block both chains shared.
+        self.replaced: dict[str, int] = {}
         self._last_answer: int | None = None
         self._last_seen: Seen | None = None
         self.ranges = RangeFollower(
@@ -439,6 +443,12 @@ class Hub:
             log.info("a backend behind block %s answered; nothing moves", self.chain.head)
             return Seen.BEHIND
         old_head = self.chain.head
+        # Remembered for after=: a node that keeps no side blocks cannot say
+        # where a replaced block's chain parted from its own; this stream can.
+        for old_hash in self.chain.above(fork.number).values():
+            self.replaced[old_hash] = fork.number
+        while len(self.replaced) > _REPLACED_KEPT:
+            del self.replaced[next(iter(self.replaced))]
         self.chain.rebase(fork, headers, latest)
         self.reorgs += 1
         canonical = {n: h.hash for n, h in headers.items() if h is not None}

@@ -95,6 +95,7 @@ async def resume_point(
     nexus: str,
     label: str,
     answered: Callable[[], bool] = lambda: False,
+    known_fork: Callable[[str], int | None] = lambda _: None,
 ) -> ResumePoint:
     """Check ``after`` against the node and say where the watcher resumes.
 
@@ -133,6 +134,11 @@ async def resume_point(
             break
         wanted = block.parent_hash
 
+    if fork is None:
+        # The node no longer has the old block; a reorg this process followed
+        # may still know where the chains part.
+        known = [f for h in (after.block_hash, *(b.hash for b in old)) if (f := known_fork(h)) is not None]
+        fork = min(known, default=None)
     handled = await _handled_on(asker, old, after, specs, field, scope, nexus)
     named = ", ".join(handled[:_NAMED])
     if fork is not None:

@@ -546,8 +546,15 @@ async def _resume_point(
     def answered() -> bool:
         return any(hub.client.ever_answered for hub in active_hubs() if hub.url == url)
 
+    def known_fork(block_hash: str) -> int | None:
+        # A reorg the running stream followed knows where the chains part.
+        forks = [hub.replaced[block_hash] for hub in active_hubs() if block_hash in hub.replaced]
+        return min(forks, default=None)
+
     client = RpcClient(url)
     try:
-        return await resume_point(client, after, specs, sub.field, sub.scope, nexus, sub.label, answered)
+        return await resume_point(
+            client, after, specs, sub.field, sub.scope, nexus, sub.label, answered, known_fork
+        )
     finally:
         await client.aclose()
