@@ -324,7 +324,7 @@ class Hub:
             calls.append(("eth_chainId", []))
         # While the filter is in doubt, eth_getLogs covers the blocks believed
         # so far, in the same request: the node still sees one per tick.
-        cover = self.filter.cover_range(self.chain.head) if polling else None
+        cover = self.filter.cover_range() if polling else None
         if cover is not None and not self.filter.batchable(*cover):
             cover = None  # a wide gap: LiveFilter.take reads it apart, in chunks
         if cover is not None:

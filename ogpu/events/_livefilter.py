@@ -107,11 +107,20 @@ class LiveFilter:
         """
         return self._covered is not None
 
-    def cover_range(self, head: int | None) -> tuple[int, int] | None:
-        """Blocks to read by eth_getLogs this tick while in doubt: after the covered ones, to ``head``."""
-        if self._covered is None or head is None or head <= self._covered:
+    def cover_range(self) -> tuple[int, int] | None:
+        """Blocks to read by eth_getLogs this tick while in doubt: after the covered ones, to the safe head.
+
+        The safe head is one the chain has shown twice, linked to its parent:
+        a backend ahead shows a header the one answering eth_getLogs lacks,
+        and an empty answer for it would be taken as proof.
+        """
+        head, confirmed = self._chain.head, self._chain.confirmed
+        if self._covered is None or head is None or confirmed is None:
             return None
-        return self._covered + 1, head
+        safe = min(head, confirmed)
+        if safe <= self._covered:
+            return None
+        return self._covered + 1, safe
 
     def batchable(self, first: int, last: int) -> bool:
         """Whether a cover read of ``first..last`` fits in the tick's batch (else it is read apart)."""
@@ -333,7 +342,7 @@ class LiveFilter:
     async def _read_cover(self, live: Lane, cover: tuple[int, int, Any] | None) -> None:
         """Take the cover read of this tick's batch; a gap too wide for a batch is read apart."""
         if cover is None:
-            wide = self.cover_range(self._chain.head)
+            wide = self.cover_range()
             if wide is not None and not self.batchable(*wide):
                 await self._read(live, *wide)
             return
