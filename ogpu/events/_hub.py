@@ -317,16 +317,19 @@ class Hub:
         if live is not None and self.filter.supported and self.filter.id is None:
             await self.filter.install(live)
         polling = live is not None and self.filter.id is not None
-        checks = self.chain.checks()
-        calls: list[Call] = [("eth_getBlockByNumber", ["latest", False])]
-        calls += [("eth_getBlockByNumber", [hex(n), False]) for n in checks]
-        if self.chain.chain_id is None:
-            calls.append(("eth_chainId", []))
         # While the filter is in doubt, eth_getLogs covers the blocks believed
         # so far, in the same request: the node still sees one per tick.
         cover = self.filter.cover_range() if polling else None
         if cover is not None and not self.filter.batchable(*cover):
             cover = None  # a wide gap: LiveFilter.take reads it apart, in chunks
+        checks = self.chain.checks()
+        if cover is not None and cover[1] not in checks:
+            # The cover's last block, asked beside it: the answering backend must have it.
+            checks = sorted({*checks, cover[1]})
+        calls: list[Call] = [("eth_getBlockByNumber", ["latest", False])]
+        calls += [("eth_getBlockByNumber", [hex(n), False]) for n in checks]
+        if self.chain.chain_id is None:
+            calls.append(("eth_chainId", []))
         if cover is not None:
             query = {"address": self.nexus, "fromBlock": hex(cover[0]), "toBlock": hex(cover[1])}
             calls.append(("eth_getLogs", [query]))
@@ -403,7 +406,11 @@ class Hub:
             if cover is not None:
                 # Only what this request's own head has reached: a backend
                 # behind answers [] for blocks it lacks, which proves nothing.
-                trusted = seen in (Seen.NEW, Seen.SAME) and latest.number >= cover[1]
+                shown = checked.get(cover[1])
+                trusted = seen in (Seen.NEW, Seen.SAME, Seen.BEHIND) and (
+                    (seen is not Seen.BEHIND and latest.number >= cover[1])
+                    or (shown is not None and shown.hash == self.chain.pinned(cover[1]))
+                )
                 taken = (*cover, covering if trusted else None)
             await self.filter.take(live, changes, done, taken)
         elif live is not None and not self.filter.supported:

@@ -294,6 +294,10 @@ class LiveFilter:
             if self._proven_from is not None and self._covered >= self._proven_from - 1:
                 log.info("filter %s reports every log from block %d on", self.id, self._proven_from)
                 self._covered = None
+        if self._covered is not None and self._chain.head is not None:
+            # If every head answer lags, the next block is found by its number
+            # (a block mined before the filter may sit there, shown by no head).
+            self._chain.expect(self._chain.head + 1)
         held, self._held = self._held, []
         logs = logs + held
         waiting: list[RawLog] = []
