@@ -164,6 +164,13 @@ class ChainView:
     def pinned(self, number: int) -> str | None:
         return self._pinned.get(number)
 
+    def vouches(self, number: int, block_hash: str) -> bool:
+        """Whether a header showed block ``number`` with ``block_hash`` (or it lies below the window,
+        where no header will pin it any more and its claim is all there is)."""
+        if not self._in_window(number):
+            return True
+        return self._pinned.get(number) == block_hash.lower()
+
     def checks(self) -> list[int]:
         """Block numbers whose headers the next tick asks for beside the latest one."""
         wanted: set[int] = set()

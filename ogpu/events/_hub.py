@@ -575,8 +575,16 @@ class _HistoryGuard:
         heights = {int(raw["blockNumber"], 16) for raw in logs if raw.get("blockHash") is not None}
         pinned = sorted(n for n in {last, *heights} if chain.pinned(n) is not None)
         numbers = sorted({0, last, *pinned})
-        answers = await self._hub.client.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
-        headers = {n: maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
+        try:
+            answers = await self._hub.client.batch(
+                [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
+            )
+            headers = {n: maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
+        except RpcError as exc:
+            if classify(exc) is not Fault.TRANSIENT:
+                raise
+            log.info("%s: could not check a history chunk (%s); reading it again", self._sub.label, exc)
+            return False
         end = headers[last]
         genesis = headers[0]
         if end is None or genesis is None or chain.genesis not in (None, genesis.hash):

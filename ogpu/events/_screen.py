@@ -121,7 +121,12 @@ def triage(view: ChainView, logs: list[RawLog], *, asked: bool) -> tuple[list[Ra
             continue
         number = int(raw["blockNumber"], 16)
         place = (view.place_rival if number in rivals else view.place)(number, block_hash)
-        if place is LogPlace.OK:
+        if place is LogPlace.OK and not asked and not view.vouches(number, block_hash):
+            # A filter's word alone for a block no header has shown yet (a
+            # head that jumped leaves such heights for a later tick to pin):
+            # a made-up or stale log must not be yielded on it. It waits.
+            held.append(raw)
+        elif place is LogPlace.OK:
             ready.append(raw)
         elif place is LogPlace.AHEAD or place is LogPlace.WAIT:
             (ready if asked else held).append(raw)
