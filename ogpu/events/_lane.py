@@ -53,12 +53,14 @@ class Subscription:
         "event_names",
         "field",
         "floor",
+        "fork_below",
         "from_block",
         "history_end",
         "join_cursor",
         "join_head",
         "label",
         "poll_interval",
+        "resumed",
         "scope",
     )
 
@@ -86,6 +88,10 @@ class Subscription:
         # While its history is read: the last block history still owes. A
         # reorg below it shortens it to the fork (the lane delivers the rest).
         self.history_end: int | None = None
+        # The lowest fork a reorg found while this watcher ran: above it, the
+        # blocks are not the ones a resume position (after=) was taken on.
+        self.fork_below: int | None = None
+        self.resumed = False  # started with after=
         self.floor = 1 << 256
         # The head the stream believed when this watcher joined: "mined after
         # it started" is measured from there, not from a later tick's head.
@@ -293,8 +299,11 @@ class Lane:
         self.read_through = min(self.read_through, fork)
         self.newest_delivered = min(self.newest_delivered, fork)
         for sub in self._members:
+            sub.fork_below = fork if sub.fork_below is None else min(sub.fork_below, fork)
             if sub.floor > fork + 1:
-                sub.floor = max(fork + 1, sub.from_block or 0)
+                # A resumed watcher's from_block is its position's: the new
+                # branch below the position is owed to it too.
+                sub.floor = fork + 1 if sub.resumed else max(fork + 1, sub.from_block or 0)
             if sub.history_end is not None and sub.history_end > fork:
                 sub.history_end = fork
         delivered = ((block, key, self._seen[key]) for block, key in self._seen_order)

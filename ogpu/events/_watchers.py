@@ -487,6 +487,7 @@ async def _follow(
     if after is not None:
         resume = await _resume_point(specs, sub, url, nexus, after)
         sub.from_block = resume.from_block
+        sub.resumed = True
     hub = hub_for(url, nexus)
 
     def resumed_on_new_branch(event: Any) -> None:
@@ -503,6 +504,11 @@ async def _follow(
             # Said once; the position's block and those below it still decide what is covered.
             resume = dataclasses.replace(resume, warned=True)
 
+    def replaced_since(event: Any) -> bool:
+        # A reorg below the position while this watcher ran: the block is not
+        # the one the position was taken on (a pair carries no hash to tell).
+        return sub.fork_below is not None and event.block_number > sub.fork_below
+
     await hub.subscribe(sub)
     try:
         joined = sub.join_cursor
@@ -518,7 +524,7 @@ async def _follow(
                 async for event in past:
                     if event.block_number > joined - _OVERLAP_BLOCKS:
                         from_history.add((event.block_hash, event.log_index))
-                    if resume is None or not resume.covers(event):
+                    if resume is None or not resume.covers(event) or replaced_since(event):
                         resumed_on_new_branch(event)
                         yield event
             sub.history_end = None
@@ -526,7 +532,7 @@ async def _follow(
             event = await sub.next()
             if from_history and (event.block_hash, event.log_index) in from_history:
                 continue
-            if resume is not None and resume.covers(event):
+            if resume is not None and resume.covers(event) and not replaced_since(event):
                 continue
             resumed_on_new_branch(event)
             yield event
