@@ -243,6 +243,10 @@ class Lane:
         # from history and takes live logs only above that.
         joined = max(self.cursor, self.newest_delivered)
         sub.join_cursor = joined
+        if sub.resumed and sub.fork_below is not None and sub.from_block is not None:
+            # A reorg below its position came while it waited for this lane:
+            # its history reads the new branch from the fork.
+            sub.from_block = min(sub.from_block, max(0, sub.fork_below + 1))
         if sub.from_block is None:
             # "Mined after the watcher started": above the head known at joining.
             known = head if sub.join_head is None else min(head, sub.join_head)
