@@ -23,7 +23,7 @@ from ogpu.events._faults import Backoff, Fault, classify
 from ogpu.events._lane import Lane
 from ogpu.events._ranges import LogRangeReader
 from ogpu.events._rpc import RpcClient
-from ogpu.events._screen import chain_order, filter_changes, logs_in_range
+from ogpu.events._screen import chain_order, filter_changes, first_contradicted, logs_in_range
 
 __all__ = ["LiveFilter"]
 
@@ -241,17 +241,36 @@ class LiveFilter:
 
     async def _read(self, live: Lane, first: int, last: int) -> None:
         """Read ``first..last`` by eth_getLogs in chunks, delivering and covering each."""
-        async for end, logs in self._reader.read(first, last):
-            self._cover(live, first, end, logs)
-            first = end + 1
+        async with contextlib.aclosing(self._reader.read(first, last)) as chunks:
+            async for end, logs in chunks:
+                if not self._cover(live, first, end, logs):
+                    return
+                first = end + 1
 
-    def _cover(self, live: Lane, first: int, last: int, logs: list[RawLog]) -> None:
-        """Deliver what eth_getLogs read of ``first..last``; the lane's cursor may pass those blocks."""
+    def _cover(self, live: Lane, first: int, last: int, logs: list[RawLog]) -> bool:
+        """Deliver what eth_getLogs read of ``first..last``; the lane's cursor may pass those blocks.
+
+        False if the read contradicts the pinned chain: it is taken only below
+        the first such block, and the stream follows the move before reading on.
+        """
+        moved = first_contradicted(self._chain, logs)
+        if moved is not None:
+            log.info(
+                "eth_getLogs %d..%d answered from a chain that moved at block %d; read again once followed",
+                first,
+                last,
+                moved,
+            )
+            logs = [raw for raw in logs if _block(raw) < moved]
+            last = moved - 1
+            if last < first:
+                return False
         self._deliver(live, logs, True)
         live.covered(first, last)
         live.advance(last)
         if self._covered is not None and first <= self._covered + 1:
             self._covered = max(self._covered, last)
+        return moved is None
 
     # --- one poll's answer ---
 

@@ -17,7 +17,15 @@ from ogpu._errors import RpcProtocolError
 from ogpu.events._abi import RawLog
 from ogpu.events._chain import ChainView, LogPlace
 
-__all__ = ["FILTER_LOST", "chain_order", "filter_changes", "logs_in_range", "triage", "well_formed"]
+__all__ = [
+    "FILTER_LOST",
+    "chain_order",
+    "filter_changes",
+    "first_contradicted",
+    "logs_in_range",
+    "triage",
+    "well_formed",
+]
 
 log = logging.getLogger("ogpu.events")
 
@@ -157,6 +165,27 @@ def triage(view: ChainView, logs: list[RawLog], *, asked: bool) -> tuple[list[Ra
             held += later
             ready = [raw for raw in ready if not _settled_above(raw, lowest)]
     return ready, held
+
+
+def first_contradicted(view: ChainView, logs: list[RawLog]) -> int | None:
+    """The lowest block of a log whose hash the pinned chain contradicts, if any.
+
+    A read that returns such a log was served by a chain that moved under the
+    stream (a reorg, a replaced chain): nothing of it from that block on may
+    be delivered or move a cursor before the stream has followed the move.
+    """
+    lowest: int | None = None
+    for raw in logs:
+        block_hash = raw.get("blockHash")
+        if raw.get("removed") or block_hash is None:
+            continue
+        number = int(raw["blockNumber"], 16)
+        pinned = view.pinned(number)
+        if pinned is not None and pinned != block_hash.lower() and (lowest is None or number < lowest):
+            lowest = number
+    if lowest is not None:
+        view.recheck(lowest)  # so the next tick finds the fork, if there is one
+    return lowest
 
 
 def _settled_above(raw: RawLog, number: int) -> bool:
