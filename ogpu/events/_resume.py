@@ -200,7 +200,15 @@ async def _handled_on(
         except RpcError:
             logs = None
         if not isinstance(logs, list):
-            return [_describe(after)]
+            # The node will not list them: named by range, every event of the
+            # old branch's blocks below the position, then the position's own.
+            lowest = min(b.number for b in old)
+            below = (
+                [f"every event in blocks {lowest}..{after.block_number - 1}"]
+                if lowest < after.block_number
+                else []
+            )
+            return [*below, _describe(after)]
         for raw in logs:
             try:
                 spec = by_topic.get(str(raw["topics"][0]).lower())
