@@ -507,7 +507,11 @@ async def _follow(
     def replaced_since(event: Any) -> bool:
         # A reorg below the position while this watcher ran: the block is not
         # the one the position was taken on (a pair carries no hash to tell).
-        return sub.fork_below is not None and event.block_number > sub.fork_below
+        if sub.fork_below is None or event.block_number <= sub.fork_below:
+            return False
+        # Unless its block is the very one the position's branch had there.
+        known = resume.branch.get(event.block_number) if resume is not None else None
+        return known is None or known != str(event.block_hash).lower()
 
     await hub.subscribe(sub)
     try:
