@@ -79,7 +79,8 @@ _RATE_LIMITED = re.compile(
 )
 _RANGE = re.compile(
     r"more than \d+ results|block range|range (is )?too (large|wide|big)|max(imum)? is"
-    r"|too many (results|blocks|logs)|response size|exceed|limited to|range limit|query timeout",
+    r"|too many (results|blocks|logs)|response size|exceed|limited to|range limit|query timeout"
+    r"|max(imum)?\s+(block\s+)?range|blocks? distance",
     re.IGNORECASE,
 )
 # A block the answering node does not have (yet, or any more: a restarted
@@ -122,7 +123,20 @@ def classify(exc: BaseException) -> Fault:
 
 
 _SUGGESTED_RANGE = re.compile(r"\[\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*(0x[0-9a-fA-F]+|\d+)\s*\]")
-_BLOCK_COUNT = re.compile(r"(\d+)\s*([kK])?\s*-?\s*blocks?\b|block range[^0-9\[]*(\d+)", re.IGNORECASE)
+_NUMBER = r"(\d[\d,]*)"
+# How providers name their block cap, most specific first: a message can name
+# the range asked for too ("block range = 5120, max block range = 5000",
+# "range 1000000 exceeds limit of 10000"), and that number is not the cap.
+_BLOCK_CAPS = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        r"max(?:imum)?\s*(?:block\s*)?range\D{0,6}?" + _NUMBER + r"(?!\s*[kK]?\s*(?:results|logs))",
+        r"limit(?:ed to)?(?:\s+of)?(?:\s+a)?\s*:?\s*" + _NUMBER + r"(\s*[kK])?(?!\s*(?:results|logs))",
+        r"blocks? distance\D{0,3}" + _NUMBER,  # Ankr: "maximum [from, to] blocks distance: 10000"
+        _NUMBER + r"\s*([kK])?\s*-?\s*blocks?\b",
+        r"block range[^0-9\[]*" + _NUMBER,
+    )
+]
 
 
 def suggested_span(message: str) -> int | None:
@@ -131,11 +145,11 @@ def suggested_span(message: str) -> int | None:
     if match:
         first, last = (int(v, 0) for v in match.groups())
         return max(1, last - first + 1) if last >= first else None
-    match = _BLOCK_COUNT.search(message)
-    if match:
-        if match.group(1):
-            return int(match.group(1)) * (1000 if match.group(2) else 1)
-        return int(match.group(3))
+    for pattern in _BLOCK_CAPS:
+        match = pattern.search(message)
+        if match:
+            thousands = len(match.groups()) > 1 and match.group(2)
+            return int(match.group(1).replace(",", "")) * (1000 if thousands else 1) or None
     return None
 
 
