@@ -9,6 +9,7 @@ choice belongs to the stream.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import itertools
 import json
@@ -47,6 +48,74 @@ _BATCH_REFUSAL = re.compile(r"batch", re.IGNORECASE)
 # without a socket, whatever else (respx, say) patches httpx meanwhile.
 FAKE_TRANSPORTS: dict[str, httpx.AsyncBaseTransport] = {}
 
+# httpx logs every request's URL at INFO ("HTTP Request: POST https://…/v3/KEY"),
+# and a service that sets up logging with basicConfig(level=INFO) would write
+# the API key of every poll to its log. The URLs this library's clients use,
+# as given and as httpx spells them, mapped to their masked form: a filter on
+# httpx's and httpcore's loggers rewrites exactly these, so the log keeps its
+# lines (masked) and other clients' URLs are left as they are.
+_SECRET_URLS: dict[str, str] = {}
+# The same, longest first: a URL that extends another (its query added) is
+# replaced whole before the shorter one could leave its tail showing.
+_SECRET_ORDER: list[tuple[str, str]] = []
+_HTTP_LOGGERS = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+
+
+class _MaskOurUrls(logging.Filter):
+    """Masks the URLs of this library's requests in the records httpx and httpcore log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _SECRET_URLS:
+            return True
+        if isinstance(record.msg, str):
+            record.msg = _masked(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_masked_arg(arg) for arg in record.args)
+        return True
+
+
+def _masked(text: str) -> str:
+    for url, masked in _SECRET_ORDER:
+        if url in text:
+            text = text.replace(url, masked)
+    return text
+
+
+def _masked_arg(arg: object) -> object:
+    if isinstance(arg, str | httpx.URL):
+        text = str(arg)
+        masked = _masked(text)
+        if masked != text:
+            return masked
+    return arg
+
+
+_FILTER = _MaskOurUrls()
+
+
+def _keep_secret(url: str) -> None:
+    """Make sure no httpx or httpcore record shows ``url`` unmasked."""
+    masked = mask_url(url)
+    if masked == url:
+        return
+    forms = {url}
+    with contextlib.suppress(httpx.InvalidURL):
+        forms.add(str(httpx.URL(url)))
+    for form in forms:
+        _SECRET_URLS.setdefault(form, masked)
+    _SECRET_ORDER[:] = sorted(_SECRET_URLS.items(), key=lambda item: len(item[0]), reverse=True)
+    for name in _HTTP_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
 
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
@@ -79,6 +148,7 @@ class RpcClient:
     ) -> None:
         self.url = url
         self.masked_url = mask_url(url)
+        _keep_secret(url)
         # A caller that chose its own timeout keeps it from the first call on.
         self._startup_timeout = STARTUP_TIMEOUT if timeout is DEFAULT_TIMEOUT else None
         self._http = httpx.AsyncClient(
