@@ -58,8 +58,15 @@ def flag_names(value: IntFlag) -> list[str]:
     """Names of the single flags set in ``value``, in definition order (empty for 0).
 
     Spelled out by hand because Python 3.10 gives combined flags no ``name``.
+    Bits the flag class does not define (a newer contract's) come last, as
+    ``UNKNOWN_<bits>``, so they are shown rather than lost.
     """
-    return [member.name for member in type(value) if member.name and member.value and member in value]
+    names = [member.name for member in type(value) if member.name and member.value and member in value]
+    known = 0
+    for member in type(value):
+        known |= member.value
+    extra = int(value) & ~known
+    return [*names, f"UNKNOWN_{extra}"] if extra else names
 
 
 def _plain(value: Any) -> Any:
