@@ -211,7 +211,10 @@ def _common_options() -> argparse.ArgumentParser:
     )
     group.add_argument("--json", action="store_true", help="one JSON object per line")
     group.add_argument(
-        "-v", "--verbose", action="store_true", help="log the library's retries and recoveries"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also log INFO lines and the retries of a node not answering yet (warnings show anyway)",
     )
     return common
 
@@ -561,34 +564,24 @@ async def _print_events(
 
 
 class _LogGate(logging.Filter):
-    """Lets the library's warnings through once the node has answered.
+    """Lets every WARNING through, whenever it is logged, except startup retries.
 
-    Before that, retries are the startup deadline at work, and their end is
-    reported as the one error line; errors are always reported by the
-    command itself, so the library's own ERROR records would repeat it.
+    A retry of a node that has never answered is the startup deadline at
+    work, and its end is reported as the one error line (``-v`` shows each
+    try). Errors are always reported by the command itself, so the
+    library's own ERROR records would repeat it.
     """
 
     def __init__(self, verbose: bool) -> None:
         super().__init__()
         self.verbose = verbose
         self.progress: CatchUpProgress | None = None
-        self._answered = False
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR:
             return False
-        if self.verbose:
-            return self._show()
-        if not self._answered:
-            from ogpu.events._hub import active_hubs
-
-            try:
-                self._answered = any(hub.client.ever_answered for hub in active_hubs())
-            except RuntimeError:  # no running event loop
-                return False
-        return self._answered and self._show()
-
-    def _show(self) -> bool:
+        if not self.verbose and getattr(record, _faults.STARTUP_RETRY, False):
+            return False
         if self.progress is not None:
             self.progress.clear()
         return True

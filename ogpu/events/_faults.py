@@ -28,6 +28,7 @@ from ogpu._errors import (
 __all__ = [
     "NOT_JSONRPC_DEADLINE",
     "STARTUP_DEADLINE",
+    "STARTUP_RETRY",
     "UNREACHABLE_DEADLINE",
     "Backoff",
     "Fault",
@@ -41,6 +42,8 @@ __all__ = [
 
 log = logging.getLogger("ogpu.events")
 
+# The LogRecord attribute that is True on a retry before the endpoint ever answered.
+STARTUP_RETRY = "ogpu_startup_retry"
 # Until an endpoint has answered once, a fault that lasts this long is taken
 # for misconfiguration (wrong URL, nothing listening) and raised. The kinds
 # of fault below give up sooner: each says more plainly that nobody is there.
@@ -272,6 +275,10 @@ class Retrier:
             self.backoff.attempts,
             describe(exc),
             delay,
+            # Marks the retries of an endpoint that has never answered: the
+            # startup deadline at work, whose end a caller may report as one
+            # error of its own (ogpu-events does) rather than show each try.
+            extra={STARTUP_RETRY: not self._answered()},
         )
         await asyncio.sleep(delay)
 
