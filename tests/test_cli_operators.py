@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ogpu import ChainConfig
 from ogpu.events._devnode import Anvil
 from tests.anvil_helpers import random_address
 from tests.cli_helpers import run_cli
 from tests.conftest import NEXUS
+from tests.jsonrpc_server import jsonrpc_server
 
 
 def _watch(node: Anvil, task: str, *extra: str) -> list[str]:
@@ -43,3 +45,24 @@ def test_a_state_file_whose_block_left_the_chain_warns_without_v(shared_anvil: A
     assert any(f"block {number}" in line for line in warnings), warnings
     # The event the lost block held is printed again, as the WARNING says.
     assert json.loads(again.stdout.splitlines()[0])["block_number"] == int(number)
+
+
+def test_a_node_of_another_chain_is_said_once_with_how_to_choose() -> None:
+    with jsonrpc_server(chain_id=31337) as url:
+        outcome = run_cli("tail", "--rpc", url, "--timeout", "1")
+
+    assert outcome.code == 3, outcome.stderr
+    notes = [line for line in outcome.stderr.splitlines() if "31337" in line]
+    assert len(notes) == 1, outcome.stderr
+    note = notes[0]
+    assert "mainnet (1071)" in note
+    assert ChainConfig.get_contract_address("NEXUS", "mainnet") in note
+    assert "--chain" in note and "OGPU_CHAIN" in note
+    assert len(note) <= 240
+
+
+def test_a_node_of_the_configured_chain_gets_no_note(shared_anvil: Anvil) -> None:
+    outcome = run_cli("tail", "--rpc", shared_anvil.url, "--timeout", "0.5")
+
+    assert outcome.code == 3
+    assert outcome.stderr == "ogpu-events: no event within 0.5s\n"

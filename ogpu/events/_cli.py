@@ -393,6 +393,34 @@ async def _waiting_notice(client: RpcClient, err: TextIO, after: float) -> None:
         err.flush()
 
 
+async def _chain_notice(client: RpcClient, err: TextIO, served: int | None) -> None:
+    """One line when the node serves another chain than the configured one.
+
+    Legitimate (a local node under the mainnet configuration, as the demo
+    runs), so not an error; but the Nexus address followed is the configured
+    chain's, and a user who meant another chain should hear it at once, not
+    after a silent ``--timeout``.
+    """
+    if served is None:
+        # Asked once the node has answered the stream, and only once: a node
+        # that fails is the stream's to retry and report, not this note's.
+        while not _answered(client):  # noqa: ASYNC110 (ever_answered is a plain flag, set deep in the client)
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(Exception):
+            served = int(await client.call("eth_chainId"), 16)
+    configured = ChainConfig.get_current_chain()
+    if served is None or served == int(configured):
+        return
+    name = configured.name.removeprefix("OGPU_").lower()
+    nexus = ChainConfig.get_contract_address("NEXUS")
+    err.write(
+        f"{PROG}: note: the node at {client.masked_url} serves chain {served}, "
+        f"not {name} ({int(configured)}); following the {name} Nexus address {nexus} on it. "
+        "Another chain: --chain or OGPU_CHAIN\n"
+    )
+    err.flush()
+
+
 class _End:
     """Queued after the last event, with the error that ended the stream, if any."""
 
@@ -465,6 +493,7 @@ async def stream_events(
 
     client = RpcClient(url)
     notice: asyncio.Task[None] | None = None
+    chain_notice: asyncio.Task[None] | None = None
     pump: asyncio.Task[None] | None = None
     if terminal if terminal is not None else err.isatty():
         notice = asyncio.create_task(_waiting_notice(client, err, WAITING_NOTICE_AFTER))
@@ -474,6 +503,8 @@ async def stream_events(
         if args.state is not None:
             state_file, stream, after = await _resume_from_state(args, client, specs, field, scope)
             state = (state_file, stream)
+        served = state[1].chain_id if state is not None else None
+        chain_notice = asyncio.create_task(_chain_notice(client, err, served), name="ogpu-events chain")
         # A saved position says where to go on; --from-block only starts a new FILE.
         from_block = args.from_block if after is None else None
         if from_block is not None:
@@ -502,7 +533,7 @@ async def stream_events(
     finally:
         # Runs on every exit, cancellation (Ctrl-C) included: the stream is
         # left and its filter uninstalled before the event loop closes.
-        for task in (notice, pump):
+        for task in (notice, chain_notice, pump):
             if task is not None and not task.done():
                 task.cancel()
                 # Not ``await task``: a caller cancelled meanwhile must not cut the teardown short.
