@@ -6,13 +6,17 @@ does, against the session's anvil or a small local node.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import subprocess
+import time
 from pathlib import Path
 
 from ogpu import ChainConfig
 from ogpu.events._devnode import Anvil
 from tests.anvil_helpers import random_address
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import CLI, env, run_cli
 from tests.conftest import NEXUS
 from tests.jsonrpc_server import jsonrpc_server
 
@@ -66,3 +70,28 @@ def test_a_node_of_the_configured_chain_gets_no_note(shared_anvil: Anvil) -> Non
 
     assert outcome.code == 3
     assert outcome.stderr == "ogpu-events: no event within 0.5s\n"
+
+
+def test_retry_lines_and_the_final_error_name_the_call_briefly_and_fit_160_characters() -> None:
+    with contextlib.ExitStack() as stack:
+        base = stack.enter_context(jsonrpc_server())
+        url = base.replace("http://", "http://user:pw@") + "/v3/SECRETKEY0123456789abc?apikey=QUERYSECRET42"
+        process = subprocess.Popen(
+            [*CLI, "tail", "--rpc", url, "--timeout", "2", "--poll-interval", "0.1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
+        )  # fmt: skip
+        time.sleep(1.5)  # the stream is polling: the node goes away under it
+        stack.close()
+        _, stderr = process.communicate(timeout=30)
+
+    assert process.returncode == 1, stderr
+    lines = stderr.splitlines()
+    retries = [line for line in lines if "retrying in" in line]
+    assert retries, stderr
+    assert all(len(line) <= 160 for line in [*retries, lines[-1]]), lines
+    polls = [line for line in retries if "poll (" in line]
+    assert polls, retries
+    assert re.search(r"poll \(\d+ calls\) failed at http://\*{3}@127\.0\.0\.1:", polls[0])
+    assert "SECRETKEY" not in stderr and "QUERYSECRET" not in stderr
+    assert lines[-1].startswith("ogpu-events: error: "), lines[-1]
+    assert " to http://***@127.0.0.1:" in lines[-1]

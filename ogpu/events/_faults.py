@@ -289,8 +289,14 @@ class Retrier:
         _failing.discard(self)
 
 
+_BATCH_SIZE = re.compile(r"batch of (\d+)")
+
+
 def _what(exc: BaseException, doing: str) -> str:
     method = getattr(exc, "method", "")
     if not isinstance(method, str) or not method or doing.startswith(method):
         return doing  # "eth_getLogs 100..199" says more than "eth_getLogs"
+    batch = _BATCH_SIZE.search(method)
+    if batch:  # "poll (21 calls)": what the batch was for says more than its methods
+        return f"{doing} ({batch.group(1)} calls)"
     return method

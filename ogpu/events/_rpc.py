@@ -14,6 +14,7 @@ import email.utils
 import itertools
 import json
 import logging
+import os
 import re
 import socket
 import time
@@ -31,7 +32,7 @@ from ogpu._errors import (
 from ogpu.chain import mask_url
 from ogpu.events._faults import Fault, classify
 
-__all__ = ["Call", "RpcClient"]
+__all__ = ["Call", "RpcClient", "batch_label"]
 
 log = logging.getLogger("ogpu.events")
 
@@ -195,7 +196,7 @@ class RpcClient:
             {"jsonrpc": "2.0", "id": i, "method": m, "params": list(p)}
             for i, (m, p) in zip(ids, calls, strict=True)
         ]
-        label = "+".join(m for m, _ in calls)
+        label = batch_label(calls)
         answer = await self._post(body, label)
         if isinstance(answer, dict):
             # A single error object for a whole batch. A rate limit or a busy
@@ -207,7 +208,7 @@ class RpcClient:
                 if (
                     refusal.code != -32600
                     and classify(refusal) is Fault.TRANSIENT
-                    and not _BATCH_REFUSAL.search(str(refusal))
+                    and not _BATCH_REFUSAL.search(refusal.args[0] if refusal.args else "")
                 ):
                     raise refusal
             log.info("node at %s rejected a JSON-RPC batch; sending calls singly", self.masked_url)
@@ -284,6 +285,19 @@ class RpcClient:
         return answer["result"]
 
 
+def batch_label(calls: Sequence[Call]) -> str:
+    """What a batch is called in errors and log lines: brief, whatever its size.
+
+    ``batch of 21 calls``, or ``eth_getBlockByNumber (batch of 20)`` when
+    every call is the same method. Spelling out twenty method names made
+    lines of 500 characters.
+    """
+    methods = {method for method, _ in calls}
+    if len(methods) == 1:
+        return f"{next(iter(methods))} (batch of {len(calls)})"
+    return f"batch of {len(calls)} calls"
+
+
 def _status_line(response: httpx.Response) -> str:
     """``HTTP 501 Not Implemented``: the phrase tells a person more than the number."""
     phrase = response.reason_phrase
@@ -330,6 +344,10 @@ def _transport_error(exc: httpx.HTTPError, url: str, method: str) -> RpcTranspor
 
 def _os_reason(causes: list[BaseException]) -> str:
     for cause in reversed(causes):  # the innermost says most
+        if isinstance(cause, OSError) and cause.errno:
+            # The errno's words, not the strerror: asyncio puts the address
+            # there ("Connect call failed ('127.0.0.1', 8545)"), said already.
+            return os.strerror(cause.errno).lower()
         if isinstance(cause, OSError) and cause.strerror:
             return cause.strerror.lower()
     inner = causes[-1]
