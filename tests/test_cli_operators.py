@@ -13,6 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from ogpu import ChainConfig
 from ogpu.events._devnode import Anvil
 from tests.anvil_helpers import random_address
@@ -95,3 +97,23 @@ def test_retry_lines_and_the_final_error_name_the_call_briefly_and_fit_160_chara
     assert "SECRETKEY" not in stderr and "QUERYSECRET" not in stderr
     assert lines[-1].startswith("ogpu-events: error: "), lines[-1]
     assert " to http://***@127.0.0.1:" in lines[-1]
+
+
+@pytest.mark.parametrize(
+    ("given", "shown", "says"),
+    [
+        ("localhost:8555", "'localhost:8555'", "did you mean 'http://localhost:8555'?"),
+        ("not a url", "'not a url'", "no scheme"),
+        ("mainnet.infura.io/v3/MYAPIKEY123", "'mainnet.infura.io/v3/***'", "http:// or https://"),
+        ("ftp://node.example", "'ftp://node.example'", "must use http:// or https://, not ftp://"),
+        ("http://", "'http://'", "has no host"),
+    ],
+)
+def test_a_url_is_echoed_as_given_masked_with_what_is_missing(given: str, shown: str, says: str) -> None:
+    outcome = run_cli("tail", "--rpc", given)
+
+    assert outcome.code == 2
+    assert outcome.stderr.count("\n") == 1, outcome.stderr
+    assert shown in outcome.stderr and says in outcome.stderr, outcome.stderr
+    assert "://8555" not in outcome.stderr and "'://" not in outcome.stderr
+    assert "MYAPIKEY123" not in outcome.stderr
