@@ -117,3 +117,35 @@ def test_a_url_is_echoed_as_given_masked_with_what_is_missing(given: str, shown:
     assert shown in outcome.stderr and says in outcome.stderr, outcome.stderr
     assert "://8555" not in outcome.stderr and "'://" not in outcome.stderr
     assert "MYAPIKEY123" not in outcome.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_within_a_poll_interval(shared_anvil: Anvil) -> None:
+    # `ogpu-events … | head -3`: everything printed fits in the pipe, and no
+    # further event comes to fail a write; the command notices all the same.
+    task = random_address()
+    start = shared_anvil.block_number() + 1
+    for payment in range(5):
+        shared_anvil.emit(NEXUS, "Attempted", task, random_address(), payment)
+    process = subprocess.Popen(
+        [*CLI, *_watch(shared_anvil, task, "--from-block", str(start), "--poll-interval", "0.5")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env(),
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        # Every event is out (head has it in its pipe) before head exits.
+        lines = [process.stdout.readline() for _ in range(5)]
+        assert all(lines), lines
+        process.stdout.close()  # what head does after its third line
+        began = time.monotonic()
+        code = process.wait(timeout=10)
+        waited = time.monotonic() - began
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.stderr is not None
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert code == 0, stderr
+    assert stderr == ""
+    assert waited < 5, waited

@@ -17,9 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import math
 import os
+import select
 import signal
 import sys
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -441,14 +443,38 @@ async def _pump(events: AsyncGenerator[Any, None], queue: asyncio.Queue[Any]) ->
     await queue.put(_End())
 
 
+def _output_closed(out: TextIO) -> bool:
+    """Whether nobody reads ``out`` any more (``| head`` has exited), without writing to it.
+
+    What GNU ``tail -f`` does: poll the descriptor for an error. A pipe
+    whose reader is gone reports POLLERR; a terminal hung up, POLLHUP.
+    Files, and systems without ``poll``, never report closed.
+    """
+    if not hasattr(select, "poll"):
+        return False
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(fd, 0)  # no event asked for: errors and hang-ups are reported anyway
+    return any(revents & (select.POLLERR | select.POLLHUP) for _, revents in poller.poll(0))
+
+
 async def _next_batch(
-    queue: asyncio.Queue[Any], timeout: float | None, answered: Callable[[], bool]
+    queue: asyncio.Queue[Any],
+    timeout: float | None,
+    answered: Callable[[], bool],
+    out: TextIO | None = None,
+    check_every: float = 1.0,
 ) -> list[Any] | None:
     """Whatever is queued once something is; None when --timeout passes in silence.
 
     The quiet spell counts only from the node's first answer: a node that
     has not answered is still being connected to, and the stream reports
-    its failure (exit 1) within the startup limits.
+    its failure (exit 1) within the startup limits. Every ``check_every``
+    seconds of waiting, ``out`` is checked: a reader gone raises
+    ``BrokenPipeError`` now, not at the next event, which may be hours away.
     """
     loop = asyncio.get_running_loop()
     quiet_since = loop.time() if answered() else None
@@ -461,12 +487,16 @@ async def _next_batch(
             wait = quiet_since + timeout - loop.time()
             if wait <= 0:
                 return None
+        if out is not None:
+            wait = check_every if wait is None else min(wait, check_every)
         try:
             first = await asyncio.wait_for(queue.get(), wait)
             break
         except asyncio.TimeoutError:
             if quiet_since is None and answered():
                 quiet_since = loop.time()
+            if out is not None and _output_closed(out):
+                raise BrokenPipeError(errno.EPIPE, "the reader of the output has gone") from None
     batch = [first]
     while not queue.empty() and not isinstance(batch[-1], _End):
         batch.append(queue.get_nowait())
@@ -556,7 +586,9 @@ async def _print_events(
     times = BlockTimes(client)
     shown = 0
     while args.count is None or shown < args.count:
-        batch = await _next_batch(queue, args.timeout, lambda: _answered(client))
+        batch = await _next_batch(
+            queue, args.timeout, lambda: _answered(client), out, min(args.poll_interval, 1.0)
+        )
         if batch is None:
             failures = _faults.current_failures()
             if failures:
