@@ -149,3 +149,36 @@ def test_a_reader_that_goes_away_ends_the_command_within_a_poll_interval(shared_
     assert code == 0, stderr
     assert stderr == ""
     assert waited < 5, waited
+
+
+def test_a_second_command_on_the_same_state_file_is_refused_while_the_first_runs(
+    shared_anvil: Anvil, tmp_path: Path
+) -> None:
+    task = random_address()
+    start = shared_anvil.block_number() + 1
+    shared_anvil.emit(NEXUS, "Attempted", task, random_address(), 1)
+    state = tmp_path / "state.json"
+    args = _watch(shared_anvil, task, "--state", str(state), "--from-block", str(start))
+    first = subprocess.Popen(
+        [*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env()
+    )
+    try:
+        assert first.stdout is not None
+        assert first.stdout.readline(), "the first command printed nothing"
+
+        second = run_cli(*args, "--count", "1", "--timeout", "5")
+
+        assert second.code == 2, second.stderr
+        assert second.stdout == ""
+        [line] = second.stderr.splitlines()
+        assert f"in use by another ogpu-events (pid {first.pid})" in line, line
+    finally:
+        first.terminate()
+        first.communicate(timeout=15)
+    assert first.returncode == 143
+    # Once the first has stopped, the file is free again, and no lock file is left behind.
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+    shared_anvil.emit(NEXUS, "Attempted", task, random_address(), 2)
+    third = run_cli(*args, "--count", "1", "--timeout", "10")
+    assert third.code == 0, third.stderr
+    assert json.loads(third.stdout)["suggested_payment"] == 2

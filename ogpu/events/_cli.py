@@ -370,14 +370,18 @@ async def _resume_from_state(
     from ogpu.events._state import StateFile, Stream
 
     state = StateFile(args.state)
-    saved = state.load()
-    chain_id = await _quantity(client, "eth_chainId", "reading the chain id")
-    nexus = ChainConfig.get_contract_address("NEXUS").lower()
-    stream = Stream(chain_id, nexus, tuple(spec.name for spec in specs), field, scope)
-    if saved is None:
-        return state, stream, None
-    state.check(saved[0], stream)
-    return state, stream, saved[1]
+    state.lock()  # before anything else: a second command on the file is refused at once
+    try:
+        saved = state.load()
+        chain_id = await _quantity(client, "eth_chainId", "reading the chain id")
+        nexus = ChainConfig.get_contract_address("NEXUS").lower()
+        stream = Stream(chain_id, nexus, tuple(spec.name for spec in specs), field, scope)
+        if saved is not None:
+            state.check(saved[0], stream)
+    except BaseException:
+        state.release()
+        raise
+    return state, stream, None if saved is None else saved[1]
 
 
 def _answered(client: RpcClient) -> bool:
@@ -527,8 +531,8 @@ async def stream_events(
     pump: asyncio.Task[None] | None = None
     if terminal if terminal is not None else err.isatty():
         notice = asyncio.create_task(_waiting_notice(client, err, WAITING_NOTICE_AFTER))
+    state: tuple[StateFile, Stream] | None = None
     try:
-        state: tuple[StateFile, Stream] | None = None
         after: EventPosition | None = None
         if args.state is not None:
             state_file, stream, after = await _resume_from_state(args, client, specs, field, scope)
@@ -568,6 +572,8 @@ async def stream_events(
                 task.cancel()
                 # Not ``await task``: a caller cancelled meanwhile must not cut the teardown short.
                 await asyncio.wait([task])
+        if state is not None:
+            state[0].release()  # after the stream is left: the last position saved is final
         await client.aclose()
 
 
