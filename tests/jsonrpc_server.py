@@ -1,4 +1,4 @@
-"""A minimal JSON-RPC node over real HTTP on 127.0.0.1: a quiet chain at block 5, any path.
+"""A minimal JSON-RPC node over real HTTP on 127.0.0.1: a quiet chain (at block 5), any path.
 
 For tests that need the real transport (httpx over httpcore over a socket),
 so that everything httpx and httpcore log is logged, at any URL path and
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -26,13 +27,13 @@ def _header(number: int) -> dict[str, str]:
     }
 
 
-def _answer(call: dict[str, Any], chain_id: int) -> dict[str, Any]:
+def _answer(call: dict[str, Any], chain_id: int, head: int) -> dict[str, Any]:
     method, params = call.get("method"), call.get("params") or []
     result: Any
     if method == "eth_chainId":
         result = hex(chain_id)
     elif method == "eth_blockNumber":
-        result = hex(HEAD)
+        result = hex(head)
     elif method in ("eth_newFilter", "eth_newBlockFilter"):
         result = "0x1"
     elif method == "eth_uninstallFilter":
@@ -41,8 +42,8 @@ def _answer(call: dict[str, Any], chain_id: int) -> dict[str, Any]:
         result = []
     elif method == "eth_getBlockByNumber":
         tag = params[0] if params else "latest"
-        number = HEAD if tag == "latest" else int(tag, 16)
-        result = _header(number) if number <= HEAD else None
+        number = head if tag == "latest" else int(tag, 16)
+        result = _header(number) if number <= head else None
     else:
         error = {"code": -32601, "message": "method not found"}
         return {"jsonrpc": "2.0", "id": call.get("id"), "error": error}
@@ -50,15 +51,20 @@ def _answer(call: dict[str, Any], chain_id: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def jsonrpc_server(chain_id: int = 1071) -> Iterator[str]:
-    """``http://127.0.0.1:PORT``: a node answering at any path, for as long as the block runs."""
+def jsonrpc_server(chain_id: int = 1071, head: int = HEAD, slow_logs: float = 0.0) -> Iterator[str]:
+    """``http://127.0.0.1:PORT``: a node answering at any path, for as long as the block runs.
+
+    ``slow_logs``: seconds each ``eth_getLogs`` takes (a long catch-up).
+    """
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            answer: Any = (
-                [_answer(c, chain_id) for c in body] if isinstance(body, list) else _answer(body, chain_id)
-            )
+            calls = body if isinstance(body, list) else [body]
+            if slow_logs and any(c.get("method") == "eth_getLogs" for c in calls):
+                time.sleep(slow_logs)
+            answers = [_answer(c, chain_id, head) for c in calls]
+            answer: Any = answers if isinstance(body, list) else answers[0]
             data = json.dumps(answer).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

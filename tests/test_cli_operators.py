@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import pty
 import re
+import select
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -182,3 +186,38 @@ def test_a_second_command_on_the_same_state_file_is_refused_while_the_first_runs
     third = run_cli(*args, "--count", "1", "--timeout", "10")
     assert third.code == 0, third.stderr
     assert json.loads(third.stdout)["suggested_payment"] == 2
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_signal_during_catch_up_erases_the_progress_line(sig: signal.Signals) -> None:
+    with jsonrpc_server(head=20_000_000, slow_logs=0.04) as url:
+        controller, terminal = pty.openpty()
+        process = subprocess.Popen(
+            [*CLI, "tail", "--rpc", url, "--from-block", "0"],
+            stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, env=env(),
+        )  # fmt: skip
+        os.close(terminal)
+        screen = b""
+        try:
+            deadline = time.monotonic() + 20
+            while b"catching up" not in screen and time.monotonic() < deadline:
+                if select.select([controller], [], [], 0.1)[0]:
+                    screen += os.read(controller, 65536)
+            assert b"catching up" in screen, screen
+            process.send_signal(sig)
+            code = process.wait(timeout=15)
+            with contextlib.suppress(OSError):  # EIO once the child's side is closed
+                while select.select([controller], [], [], 0.2)[0]:
+                    chunk = os.read(controller, 65536)
+                    if not chunk:
+                        break
+                    screen += chunk
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            os.close(controller)
+
+    assert code == (130 if sig == signal.SIGINT else 143)
+    after = screen[screen.rindex(b"catching up") :]
+    assert b"\r\x1b[K" in after, after  # the status line is erased, not left under the prompt

@@ -734,6 +734,10 @@ async def _run(args: argparse.Namespace, gate: _LogGate) -> int:
             return interrupted
         raise
     finally:
+        if gate.progress is not None:
+            # However the command ends (a signal, an error line to come), the
+            # status line must not stay on screen under the prompt or the error.
+            gate.progress.clear()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
