@@ -14,6 +14,7 @@ import re
 import select
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -221,3 +222,21 @@ def test_a_signal_during_catch_up_erases_the_progress_line(sig: signal.Signals) 
     assert code == (130 if sig == signal.SIGINT else 143)
     after = screen[screen.rindex(b"catching up") :]
     assert b"\r\x1b[K" in after, after  # the status line is erased, not left under the prompt
+
+
+def test_the_demo_without_anvil_says_how_to_get_anvil_not_make_test(tmp_path: Path) -> None:
+    # As after `pip install ogpu`: no anvil on PATH, none in a .cache of a checkout.
+    hide_caches = (
+        "import sys, ogpu.events._devnode as d; d.cache_dirs = lambda tool: []; "
+        "from ogpu.events._cli import main; sys.exit(main(['demo']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", hide_caches],
+        capture_output=True, text=True, timeout=30, cwd=tmp_path,
+        env=env(PATH=os.path.dirname(sys.executable)),
+    )  # fmt: skip
+
+    assert done.returncode == 1, done.stderr
+    [line] = done.stderr.splitlines()
+    assert "make test" not in line
+    assert "npm install -g @foundry-rs/anvil@" in line and "foundryup" in line and "OGPU_ANVIL" in line

@@ -720,12 +720,20 @@ async def _run(args: argparse.Namespace, gate: _LogGate) -> int:
     try:
         if args.command == "demo":
             from ogpu.events._demo import run_demo  # starts processes: imported only when asked
-            from ogpu.events._devnode import AnvilNotFoundError
+            from ogpu.events._devnode import ANVIL_VERSION, AnvilNotFoundError
 
             try:
                 return await run_demo(sys.stdout)
-            except AnvilNotFoundError as exc:
-                raise _Failure(str(exc), EXIT_FAILED) from None
+            except AnvilNotFoundError:
+                # Said for someone who installed the package with pip, who has
+                # no Makefile: how to get anvil itself.
+                raise _Failure(
+                    "the demo runs a local anvil node (Foundry's), and none was found: install it "
+                    f"with npm (`npm install -g @foundry-rs/anvil@{ANVIL_VERSION}`) or with Foundry "
+                    "(https://getfoundry.sh: `foundryup`), or set OGPU_ANVIL to an anvil binary; "
+                    "in a clone of the repository, `make demo` installs it",
+                    EXIT_FAILED,
+                ) from None
         progress = CatchUpProgress(sys.stderr)
         gate.progress = progress
         return await stream_events(args, sys.stdout, sys.stderr, progress)
