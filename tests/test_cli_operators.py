@@ -23,7 +23,7 @@ import pytest
 from ogpu import ChainConfig
 from ogpu.events._devnode import Anvil
 from tests.anvil_helpers import random_address
-from tests.cli_helpers import CLI, env, run_cli
+from tests.cli_helpers import CLI, env, run_cli, run_cli_in_terminal
 from tests.conftest import NEXUS
 from tests.jsonrpc_server import jsonrpc_server
 
@@ -240,3 +240,21 @@ def test_the_demo_without_anvil_says_how_to_get_anvil_not_make_test(tmp_path: Pa
     [line] = done.stderr.splitlines()
     assert "make test" not in line
     assert "npm install -g @foundry-rs/anvil@" in line and "foundryup" in line and "OGPU_ANVIL" in line
+
+
+def test_event_lines_fit_the_terminal_and_stay_whole_in_a_pipe(shared_anvil: Anvil) -> None:
+    task = random_address()
+    start = shared_anvil.block_number() + 1
+    shared_anvil.emit(NEXUS, "Attempted", task, random_address(), 2_500_000_000_000_000_000)
+    args = ("watch", "attempted", task, "--rpc", shared_anvil.url, "--from-block", str(start), "--count", "1")
+
+    narrow = run_cli_in_terminal(*args, columns=100)
+    piped = run_cli(*args)
+
+    assert narrow.code == 0 and piped.code == 0, narrow.stdout + piped.stderr
+    [_, line] = narrow.stdout.strip().splitlines()
+    assert len(line) <= 100, line
+    assert "task=0x" in line and "\u2026" in line  # addresses shortened first
+    [whole] = piped.stdout.splitlines()
+    assert len(whole) > 100 and "\u2026" not in whole  # a pipe gets every character
+    assert task.lower()[2:] in whole.lower()

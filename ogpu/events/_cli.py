@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import select
+import shutil
 import signal
 import sys
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -34,7 +35,7 @@ from ogpu.events import _faults
 from ogpu.events._abi import EVENTS, EventSpec, event_named, snake_case
 from ogpu.events._address import normalize_address
 from ogpu.events._faults import Fault, Retrier, classify
-from ogpu.events._output import CatchUpProgress, human_header, human_line, json_line
+from ogpu.events._output import CatchUpProgress, fit_width, human_header, human_line, json_line
 from ogpu.events._versions import version_lines
 from ogpu.events._watchers import SCOPED_WATCHERS, follow
 
@@ -563,7 +564,8 @@ async def stream_events(
         queue: asyncio.Queue[Any] = asyncio.Queue(_QUEUE_SIZE)
         pump = asyncio.create_task(_pump(events, queue), name="ogpu-events pump")
         show_header = not args.json and (terminal if terminal is not None else out.isatty())
-        return await _print_events(args, queue, client, out, err, progress, show_header, state)
+        # On a terminal a line fits its width (read per batch: windows get resized).
+        return await _print_events(args, queue, client, out, err, progress, show_header, state, show_header)
     finally:
         # Runs on every exit, cancellation (Ctrl-C) included: the stream is
         # left and its filter uninstalled before the event loop closes.
@@ -586,6 +588,7 @@ async def _print_events(
     progress: CatchUpProgress,
     show_header: bool,
     state: tuple[StateFile, Stream] | None = None,
+    fit: bool = False,
 ) -> int:
     from ogpu.events._blocktimes import BlockTimes
 
@@ -608,12 +611,14 @@ async def _print_events(
             del batch[args.count - shown :]
         stamps = await times.lookup(event.block_hash for event in batch) if batch else {}
         progress.clear()
+        width = shutil.get_terminal_size((0, 0)).columns if fit else 0
         for event in batch:
             stamp = stamps.get(event.block_hash.lower())
             if show_header:
                 out.write(human_header() + "\n")
                 show_header = False
-            out.write((json_line(event, stamp) if args.json else human_line(event, stamp)) + "\n")
+            line = json_line(event, stamp) if args.json else fit_width(human_line(event, stamp), width)
+            out.write(line + "\n")
             if state is not None:
                 # Out first, then saved, with no await between: a signal (a
                 # cancellation) cannot come in between, and a kill -9 there

@@ -155,6 +155,24 @@ def human_line(event: Any, block_time: float | None = None, *, with_time: bool =
     return f"{stamp:<{TIME_WIDTH}} {line}"
 
 
+_LONG_HEX = re.compile(r"0x[0-9a-fA-F]{40,}")
+
+
+def fit_width(line: str, width: int) -> str:
+    """``line`` within ``width`` columns, for a terminal (``width`` 0: unknown, left as is).
+
+    Addresses and hashes are shortened first (``0x2b0c…a6a1``), which keeps
+    every field's name and value readable; a line still too long is cut,
+    ending in ``…``. Pipes and ``--json`` get whole lines.
+    """
+    if width <= 0 or len(line) <= width:
+        return line
+    line = _LONG_HEX.sub(lambda match: f"{match.group()[:6]}\u2026{match.group()[-4:]}", line)
+    if len(line) <= width:
+        return line
+    return line[: max(1, width - 1)] + "\u2026"
+
+
 class CatchUpProgress:
     """A ``ProgressCallback`` that draws one self-updating status line on a terminal.
 
