@@ -27,9 +27,14 @@ def _header(number: int) -> dict[str, str]:
     }
 
 
-def _answer(call: dict[str, Any], chain_id: int, head: int) -> dict[str, Any]:
+def _answer(call: dict[str, Any], chain_id: int, head: int, max_range: int | None = None) -> dict[str, Any]:
     method, params = call.get("method"), call.get("params") or []
     result: Any
+    if method == "eth_getLogs" and max_range is not None:
+        query = params[0]
+        if int(query["toBlock"], 16) - int(query["fromBlock"], 16) + 1 > max_range:
+            error = {"code": -32005, "message": f"query exceeds max block range {max_range}"}
+            return {"jsonrpc": "2.0", "id": call.get("id"), "error": error}
     if method == "eth_chainId":
         result = hex(chain_id)
     elif method == "eth_blockNumber":
@@ -51,10 +56,13 @@ def _answer(call: dict[str, Any], chain_id: int, head: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def jsonrpc_server(chain_id: int = 1071, head: int = HEAD, slow_logs: float = 0.0) -> Iterator[str]:
+def jsonrpc_server(
+    chain_id: int = 1071, head: int = HEAD, slow_logs: float = 0.0, max_range: int | None = None
+) -> Iterator[str]:
     """``http://127.0.0.1:PORT``: a node answering at any path, for as long as the block runs.
 
-    ``slow_logs``: seconds each ``eth_getLogs`` takes (a long catch-up).
+    ``slow_logs``: seconds each ``eth_getLogs`` takes (a long catch-up);
+    ``max_range``: ``eth_getLogs`` over more blocks is refused, in erigon's words.
     """
 
     class Handler(BaseHTTPRequestHandler):
@@ -63,7 +71,7 @@ def jsonrpc_server(chain_id: int = 1071, head: int = HEAD, slow_logs: float = 0.
             calls = body if isinstance(body, list) else [body]
             if slow_logs and any(c.get("method") == "eth_getLogs" for c in calls):
                 time.sleep(slow_logs)
-            answers = [_answer(c, chain_id, head) for c in calls]
+            answers = [_answer(c, chain_id, head, max_range) for c in calls]
             answer: Any = answers if isinstance(body, list) else answers[0]
             data = json.dumps(answer).encode()
             self.send_response(200)

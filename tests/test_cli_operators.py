@@ -258,3 +258,15 @@ def test_event_lines_fit_the_terminal_and_stay_whole_in_a_pipe(shared_anvil: Anv
     [whole] = piped.stdout.splitlines()
     assert len(whole) > 100 and "\u2026" not in whole  # a pipe gets every character
     assert task.lower()[2:] in whole.lower()
+
+
+def test_a_provider_s_range_cap_prints_no_warning_and_one_info_line_with_v() -> None:
+    with jsonrpc_server(head=12_499, max_range=500) as url:
+        quiet = run_cli("tail", "--rpc", url, "--from-block", "0", "--timeout", "1")
+        verbose = run_cli("tail", "--rpc", url, "--from-block", "0", "--timeout", "1", "-v")
+
+    assert quiet.code == verbose.code == 3, quiet.stderr + verbose.stderr
+    assert quiet.stderr == "ogpu-events: no event within 1s\n"
+    said = [line for line in verbose.stderr.splitlines() if "refused eth_getLogs" in line]
+    assert len(said) == 1 and said[0].startswith("ogpu-events: INFO: "), verbose.stderr
+    assert "500-block chunks" in said[0]
