@@ -375,14 +375,44 @@ async def _resume_from_state(
     try:
         saved = state.load()
         chain_id = await _quantity(client, "eth_chainId", "reading the chain id")
+        genesis = await _genesis(client)
         nexus = ChainConfig.get_contract_address("NEXUS").lower()
-        stream = Stream(chain_id, nexus, tuple(spec.name for spec in specs), field, scope)
+        stream = Stream(chain_id, nexus, tuple(spec.name for spec in specs), field, scope, genesis)
         if saved is not None:
             state.check(saved[0], stream)
+            if StateFile.replaced(saved[0], stream):
+                # No block in common (another block 0): the saved position belongs to
+                # no block of this chain, and the chains part before its first block.
+                start = args.from_block if args.from_block is not None and args.from_block >= 0 else 0
+                logging.getLogger("ogpu.events").warning(
+                    "the state file %s was saved on a chain the node no longer serves (block 0 is %s, "
+                    "not %s: a development node restarted?); its position %s no longer applies: "
+                    "following the new chain from block %d",
+                    args.state,
+                    genesis,
+                    saved[0].genesis,
+                    saved[1],
+                    start,
+                )
+                args.from_block = start
+                return state, stream, None
     except BaseException:
         state.release()
         raise
     return state, stream, None if saved is None else saved[1]
+
+
+async def _genesis(client: RpcClient) -> str | None:
+    """Block 0's hash, or None if the node will not say (a pruned node): then it is not compared."""
+    from ogpu.events._chain import maybe_header
+
+    try:
+        header = maybe_header(await client.call("eth_getBlockByNumber", ["0x0", False]), "0x0")
+    except RpcError as exc:
+        if classify(exc) is not Fault.TRANSIENT:
+            return None
+        header = None
+    return None if header is None else header.hash
 
 
 def _answered(client: RpcClient) -> bool:

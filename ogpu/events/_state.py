@@ -7,7 +7,11 @@ either::
 
     {"version": 1, "chain_id": 1071, "nexus": "0x2b0c...",
      "events": ["Attempted"], "scope": {"field": "task", "address": "0x9f3a..."},
-     "position": "1207:3:0x5b1e..."}
+     "position": "1207:3:0x5b1e...", "genesis": "0xd4e5..."}
+
+``genesis`` (block 0's hash) says which chain the position was taken on: a
+development node restarted on the same port serves a new chain under the
+same id, and the position means nothing there (see ``replaced``).
 
 ``events`` and ``scope`` say which stream the position belongs to (``scope``
 is ``null`` for ``tail``): a position is only meaningful for the same
@@ -52,6 +56,9 @@ class Stream:
     events: tuple[str, ...]
     field: str | None
     scope: str | None  # 40 lowercase hex digits, without 0x
+    # The chain's block 0 hash: a development node restarted on the same port
+    # serves a new chain under the same id. None in files written before it.
+    genesis: str | None = None
 
     def describe(self) -> str:
         if self.field is not None:
@@ -142,6 +149,7 @@ class StateFile:
                 events=tuple(str(name) for name in data["events"]),
                 field=None if scope is None else str(scope["field"]),
                 scope=None if scope is None else str(scope["address"]).lower().removeprefix("0x"),
+                genesis=None if data.get("genesis") is None else str(data["genesis"]).lower(),
             )
             position = EventPosition.parse(data["position"])
         except (ValueError, KeyError, TypeError, InvalidArgumentError) as exc:
@@ -150,6 +158,11 @@ class StateFile:
                 "move it away to start afresh"
             ) from None
         return stream, position
+
+    @staticmethod
+    def replaced(saved: Stream, wanted: Stream) -> bool:
+        """Whether the node's chain is not the one the position was saved on (another block 0)."""
+        return saved.genesis is not None and wanted.genesis is not None and saved.genesis != wanted.genesis
 
     def check(self, saved: Stream, wanted: Stream) -> None:
         """Refuse a position saved for another chain or another kind of command."""
@@ -180,6 +193,8 @@ class StateFile:
             else {"field": stream.field, "address": f"0x{stream.scope}"},
             "position": str(position),
         }
+        if stream.genesis is not None:
+            record["genesis"] = stream.genesis
         folder = self.path.parent
         fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{self.path.name}.", suffix=".tmp")
         try:
