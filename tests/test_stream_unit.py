@@ -351,7 +351,7 @@ async def test_many_watchers_share_one_filter_and_one_request_per_tick(node: Fak
     collectors += [Collector(watch_attempted(tasks[0], poll_interval=FAST)) for _ in range(5)]
     hub = await streaming(45)
     # After an install, eth_getLogs rides in each poll until the filter proves
-    # itself with a log of its own (LiveFilter.in_doubt); steady state follows.
+    # itself with a log of its own (ogpu.events._doubt); steady state follows.
     prove_filter(node)
     await wait_until(lambda: hub.steady, "the install checks to end")
     await ticks(hub, 1)
