@@ -71,7 +71,11 @@ async def read_history(
     """
     position = first
     while position <= min(last, guard.end() if guard is not None else last):
-        chunks = reader.read(
+        # One chunk read ahead (of about CHUNK_LOGS logs) while this one is
+        # yielded: the node works while Python decodes. Safe now that each
+        # chunk is checked against the pinned chain before it is yielded, the
+        # one read ahead included, and a chain that moved sends history back.
+        chunks = reader.read_ahead(
             position,
             min(last, guard.end() if guard is not None else last),
             topics=_topics(specs),
