@@ -310,7 +310,9 @@ class Lane:
                 sub.floor = fork + 1 if sub.resumed else max(fork + 1, sub.from_block or 0)
             if sub.history_end is not None and sub.history_end > fork:
                 sub.history_end = fork
-        delivered = ((block, key, self._seen[key]) for block, key in self._seen_order)
+        delivered = (
+            (block, key, tx) for block, key in self._seen_order if (tx := self._seen.get(key)) is not None
+        )
         from_history = (
             (block, (block_hash, index), tx)
             for block_hash, (block, logs) in self._from_history.items()
@@ -321,6 +323,12 @@ class Lane:
             for block, key, tx in (*delivered, *from_history)
             if block > fork and canonical.get(block) != key[0]
         }
+        # Above the fork everything is delivered again: a watcher whose floor
+        # came down to the fork was not given those logs the first time, and
+        # each watcher drops what it already yielded (see ``_watchers._Yielded``).
+        for block, key in self._seen_order:
+            if block > fork:
+                self._seen.pop(key, None)
         return sorted(gone)
 
     def heights_above(self, fork: int) -> set[int]:
