@@ -161,6 +161,9 @@ class Lane:
         # block: a catch-up puts every log it reads here, and a key per log
         # cost as much as decoding it.
         self._from_history: dict[str, tuple[int, dict[int, str]]] = {}
+        # Delivered logs above a reorg's fork, delivered once more when read
+        # again (still remembered, so a later reorg still names them).
+        self._again: set[tuple[str, int]] = set()
         self._pending: list[Subscription] = []
         self._members: set[Subscription] = set()
 
@@ -284,7 +287,9 @@ class Lane:
         # jumped (a head believed, then undone by a reorg) must not make the
         # logs it comes back to look new.
         while len(order) > _KEEP_LOGS and order[0][0] < horizon:
-            self._seen.pop(heapq.heappop(order)[1], None)
+            key = heapq.heappop(order)[1]
+            self._seen.pop(key, None)
+            self._again.discard(key)
         if self._from_history:
             self._from_history = {k: v for k, v in self._from_history.items() if v[0] >= horizon}
 
@@ -326,9 +331,7 @@ class Lane:
         # Above the fork everything is delivered again: a watcher whose floor
         # came down to the fork was not given those logs the first time, and
         # each watcher drops what it already yielded (see ``_watchers._Yielded``).
-        for block, key in self._seen_order:
-            if block > fork:
-                self._seen.pop(key, None)
+        self._again.update(key for block, key in self._seen_order if block > fork and key in self._seen)
         return sorted(gone)
 
     def heights_above(self, fork: int) -> set[int]:
@@ -382,13 +385,16 @@ class Lane:
                         raw.get("transactionHash"),
                     )
                 continue
-            if key in self._seen:
-                continue
             block = int(raw["blockNumber"], 16)
+            if key in self._seen:
+                if key not in self._again:
+                    continue
+                self._again.discard(key)  # once more, after a reorg (see rewind)
+            else:
+                self._seen[key] = str(raw.get("transactionHash"))
+                heapq.heappush(self._seen_order, (block, key))
             if block > self.newest_delivered:
                 self.newest_delivered = block
-            self._seen[key] = str(raw.get("transactionHash"))
-            heapq.heappush(self._seen_order, (block, key))
             fresh += 1
             topics = raw.get("topics")
             spec = EVENTS_BY_TOPIC.get(topics[0].lower()) if topics else None
