@@ -15,6 +15,9 @@ import pytest
 from ogpu import ChainConfig
 from ogpu.events._devnode import NODES, Anvil, DevNode, DevNodeNotFoundError
 
+# The Postgres server of the checkpoint tests (fixtures ``postgres``, ``postgres_url``).
+pytest_plugins = ["tests.pg_helpers"]
+
 NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
 NODE_NAMES = tuple(NODES)
 
