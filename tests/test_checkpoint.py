@@ -292,3 +292,25 @@ async def _execute(url: str, statement: str) -> None:
 
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute(statement)
+
+
+async def test_a_replica_that_lost_its_lease_stops_even_while_the_chain_is_quiet(db_url: str) -> None:
+    async with FakeNode() as node:
+        emit(node, 1)
+        holder = Checkpoint(db_url, "shared", lease=0.6)
+        a = watch_attempted(TASK, checkpoint=holder, from_block=0, poll_interval=POLL)
+        assert (await a.__anext__()).suggested_payment == 1
+        waiting = asyncio.ensure_future(a.__anext__())  # the chain stays quiet
+        # As if the holder had been paused past its lease and a replica elsewhere had taken over
+        # (and left): the epoch moved on.
+        await _execute(
+            db_url, "UPDATE ogpu_checkpoints SET epoch = epoch + 1, holder = NULL, lease_until = 0"
+        )
+        other = Checkpoint(db_url, "shared", lease=0.6)
+        b = watch_attempted(TASK, checkpoint=other, from_block=0, poll_interval=POLL)
+        taken = asyncio.ensure_future(b.__anext__())
+        with pytest.raises(CheckpointLostError, match="another replica took the lease"):
+            await asyncio.wait_for(waiting, 5)
+        assert (await asyncio.wait_for(taken, 5)).suggested_payment == 1  # it was not committed
+        await b.aclose()
+        await a.aclose()

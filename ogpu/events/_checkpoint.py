@@ -362,6 +362,7 @@ class Checkpoint:
         self._failed: CheckpointError | None = None
         self._in_use = False
         self._lock = asyncio.Lock()
+        self._lost_event = asyncio.Event()
         self._valid_until = 0.0  # monotonic time until which the lease surely holds
         self._renewer: asyncio.Task[None] | None = None
 
@@ -411,7 +412,7 @@ class Checkpoint:
                 # The writes cannot be replayed from here: the outcome is read back instead.
                 ok = await self._settle(target, exc)
             if not ok:
-                self._lost = True
+                self._mark_lost()
                 self._raise_if_lost()
             if self.lease is not None:
                 self._valid_until = started + self.lease
@@ -450,6 +451,7 @@ class Checkpoint:
         self._lost = False
         self._failed = None
         self._lock = asyncio.Lock()  # of this event loop
+        self._lost_event = asyncio.Event()
         await self._backend.connect()
         text = json.dumps(stream.as_json(), sort_keys=True)
         row = await self._backend.read(self.name)
@@ -551,7 +553,7 @@ class Checkpoint:
         started = time.monotonic()
         ok = await self._retrying("committing the checkpoint", attempt)
         if not ok:
-            self._lost = True
+            self._mark_lost()
             self._raise_if_lost()
         if self.lease is not None:
             self._valid_until = started + self.lease
@@ -588,6 +590,10 @@ class Checkpoint:
             raise CheckpointError("the checkpoint is not open", url=self.url)
         return self._epoch
 
+    def _mark_lost(self) -> None:
+        self._lost = True
+        self._lost_event.set()
+
     def _raise_if_lost(self) -> None:
         if self._lost:
             raise CheckpointLostError(
@@ -604,7 +610,7 @@ class Checkpoint:
             lambda: self._backend.renew(self.name, self._epoch_now(), self.lease or 0),
         )
         if not ok:
-            self._lost = True
+            self._mark_lost()
         else:
             self._valid_until = started + self.lease
 
@@ -663,6 +669,39 @@ async def _chain_identity(url: str) -> tuple[int, str]:
         await client.aclose()
 
 
+async def _until_lost(inner: AsyncGenerator[Any, None], checkpoint: Checkpoint) -> AsyncIterator[Any]:
+    """``inner``'s events; with a lease, stops waiting for one as soon as the lease is lost.
+
+    A replica that lost its lease while the chain is quiet would otherwise
+    sit in the stream until the next event before it noticed.
+    """
+    if checkpoint.lease is None:
+        async for event in inner:
+            yield event
+        return
+    lost = asyncio.ensure_future(checkpoint._lost_event.wait())
+    following: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            following = asyncio.ensure_future(inner.__anext__())
+            await asyncio.wait([following, lost], return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                checkpoint._raise_if_lost()
+            try:
+                event = following.result()
+            except StopAsyncIteration:
+                return
+            following = None
+            yield event
+    finally:
+        # The generator is left while a step of ``inner`` runs (lost, cancelled): stop that step.
+        for task in (following, lost):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await task
+
+
 async def checkpointed(
     checkpoint: Checkpoint,
     make: Callable[[EventPosition | None], AsyncGenerator[Any, None]],
@@ -689,7 +728,7 @@ async def checkpointed(
         position = await checkpoint._open(stream, label)
         inner = make(position)
         async with contextlib.aclosing(inner):
-            async for event in inner:
+            async for event in _until_lost(inner, checkpoint):
                 if auto_commit:
                     await checkpoint._before_yield(event)
                 else:
