@@ -162,7 +162,8 @@ class SqliteBackend(Backend):
 
     def __init__(self, url: str, path: str) -> None:
         self.url = url
-        self.masked_url = mask_url(url)
+        # A file path holds no credentials, and its folder names must stay readable in errors.
+        self.masked_url = url
         self.path = path
         self.conn: sqlite3.Connection | None = None
 
@@ -504,7 +505,7 @@ class Checkpoint:
         now = stream.as_json()
         for key, what in (
             ("chain_id", "chain id"),
-            ("genesis", "block 0 hash (another chain with the same id, or a restarted development node)"),
+            ("genesis", "block 0 hash (another chain with this id, or a development node restarted anew)"),
             ("nexus", "Nexus address"),
             ("events", "events"),
             ("scope", "scope"),
