@@ -6,8 +6,8 @@ import asyncio
 import logging
 import re
 import sqlite3
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
