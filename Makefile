@@ -39,6 +39,8 @@ lint: $(STAMP)
 
 faults: $(STAMP) $(DEV_NODES)
 	$(PY) scripts/fault_matrix.py
+	@echo "== checkpoints, full size: 500 events and 20 SIGKILLs per database, 6 replica handovers =="
+	OGPU_CHECKPOINT_FULL=1 $(PY) -m pytest -q tests/test_checkpoint_processes.py
 
 bench: $(STAMP) $(ANVIL)
 	$(PY) scripts/bench.py
