@@ -1,6 +1,6 @@
 """A service writing one effect row per event inside ``transaction()``, for tests to kill and stop.
 
-    python -m tests.checkpoint_child DB_URL NAME RPC_URL TASK [--lease S] [--until PAYMENT]
+    python -m tests.checkpoint_child DB_URL NAME RPC_URL TASK [--lease S] [--until N] [--poll-interval S]
 
 Each ``Attempted`` event of TASK becomes a row ``(payment, pid, at)`` of the
 ``effects`` table, written in the checkpoint's transaction. It exits 0 once
@@ -56,6 +56,16 @@ def read_effects(url: str) -> list[tuple[int, int, int, float]]:
 
 def holder_pid(url: str, name: str) -> int | None:
     """The pid of the replica holding the lease (``host:pid:nonce``), if any holds it."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30) as lite:
+            try:
+                found = lite.execute(
+                    "SELECT holder FROM ogpu_checkpoints WHERE name = ? AND lease_until > ?",
+                    (name, time.time()),
+                ).fetchone()
+            except sqlite3.OperationalError:  # no table yet
+                return None
+        return None if found is None or found[0] is None else int(found[0].split(":")[1])
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
@@ -81,9 +91,13 @@ async def _write(conn: Any, payment: int) -> None:
         )
 
 
-async def serve(url: str, name: str, task: str, lease: float | None, until: int | None) -> int:
+async def serve(
+    url: str, name: str, task: str, lease: float | None, until: int | None, poll_interval: float
+) -> int:
     checkpoint = Checkpoint(url, name, lease=lease)
-    async for event in watch_attempted(task, checkpoint=checkpoint, from_block=0, poll_interval=0.05):
+    async for event in watch_attempted(
+        task, checkpoint=checkpoint, from_block=0, poll_interval=poll_interval
+    ):
         async with checkpoint.transaction() as conn:
             await _write(conn, event.suggested_payment)
         if event.suggested_payment == until:
@@ -99,10 +113,11 @@ def main() -> int:
     parser.add_argument("task")
     parser.add_argument("--lease", type=float)
     parser.add_argument("--until", type=int)
+    parser.add_argument("--poll-interval", type=float, default=0.05)
     args = parser.parse_args()
     ChainConfig.set_rpc(args.rpc)
     try:
-        return asyncio.run(serve(args.db, args.name, args.task, args.lease, args.until))
+        return asyncio.run(serve(args.db, args.name, args.task, args.lease, args.until, args.poll_interval))
     except CheckpointLostError as exc:
         print(f"lost: {exc}", file=sys.stderr, flush=True)
         return EXIT_LOST

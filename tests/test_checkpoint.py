@@ -216,7 +216,7 @@ async def test_after_and_checkpoint_together_and_bad_urls_fail_when_called(tmp_p
         with pytest.raises(CheckpointUrlError):
             Checkpoint(url, "x")
     assert isinstance(CheckpointUrlError("x"), InvalidArgumentError)
-    with pytest.raises(CheckpointUrlError, match="lease"):
+    with pytest.raises(InvalidArgumentError, match="lease"):
         Checkpoint(f"sqlite:///{tmp_path}/a.db", "x", lease=0)
 
 

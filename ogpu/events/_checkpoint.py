@@ -49,6 +49,7 @@ from ogpu._errors import (
     CheckpointMismatchError,
     CheckpointUrlError,
     CheckpointVersionError,
+    InvalidArgumentError,
     RpcError,
 )
 from ogpu.chain import mask_url
@@ -100,6 +101,7 @@ class Claim:
     epoch: int | None
     position: str | None
     stream: str | None
+    lapses_in: float | None = None  # seconds until the holder's lease lapses, when another holds it
 
 
 class Backend(abc.ABC):
@@ -228,7 +230,7 @@ class SqliteBackend(Backend):
             free = lease is None or row[3] is None or row[4] is None or row[4] < now
             if not free:
                 conn.execute("COMMIT")
-                return Claim(None, row[1], row[0])
+                return Claim(None, row[1], row[0], row[4] - now)
             epoch = int(row[2]) + 1
             conn.execute(
                 f"UPDATE {TABLE} SET epoch = ?, holder = ?, lease_until = ?, "
@@ -343,13 +345,13 @@ class Checkpoint:
 
     def __init__(self, url: str, name: str, *, lease: float | None = None) -> None:
         if not isinstance(name, str) or not name or len(name) > 200:
-            raise CheckpointUrlError(
-                f"a checkpoint name is non-empty text (200 characters at most), got {name!r}"
+            raise InvalidArgumentError(
+                f"a checkpoint name is non-empty text (200 characters at most), got {name!r:.80}"
             )
         if lease is not None and (
             not isinstance(lease, int | float) or isinstance(lease, bool) or not 0 < lease < 86400
         ):
-            raise CheckpointUrlError(f"lease must be None or seconds > 0, got {lease!r}")
+            raise InvalidArgumentError(f"lease must be None or seconds > 0 (below a day), got {lease!r:.80}")
         self._backend = _backend(url)
         self.name = name
         self.lease = None if lease is None else float(lease)
@@ -473,7 +475,11 @@ class Checkpoint:
                 )
                 waited = True
             assert self.lease is not None
-            await asyncio.sleep(min(1.0, self.lease / 4))
+            # Polled every quarter of the lease (a holder that leaves hands over at once), and
+            # right when the holder's lease lapses unless it renews first.
+            poll = min(1.0, self.lease / 4)
+            lapse = claim.lapses_in
+            await asyncio.sleep(poll if lapse is None else max(0.005, min(poll, lapse + 0.005)))
         self._epoch = claim.epoch
         if self.lease is not None:
             self._valid_until = started + self.lease
@@ -518,8 +524,7 @@ class Checkpoint:
                 )
 
     async def _before_yield(self, event: Any) -> None:
-        """Called before the watcher yields ``event``: commit the one before, make sure the lease holds."""
-        await self._commit_handled()
+        """Called before the watcher yields ``event``: make sure the lease holds, and make it current."""
         await self._check_lease()
         self._current = event.position
 
@@ -670,7 +675,7 @@ async def _chain_identity(url: str) -> tuple[int, str]:
         await client.aclose()
 
 
-async def _until_lost(inner: AsyncGenerator[Any, None], checkpoint: Checkpoint) -> AsyncIterator[Any]:
+async def _until_lost(inner: AsyncGenerator[Any, None], checkpoint: Checkpoint) -> AsyncGenerator[Any, None]:
     """``inner``'s events; with a lease, stops waiting for one as soon as the lease is lost.
 
     A replica that lost its lease while the chain is quiet would otherwise
@@ -728,14 +733,14 @@ async def checkpointed(
         stream = StreamId(chain_id, genesis, nexus, events, field, scope)
         position = await checkpoint._open(stream, label)
         inner = make(position)
-        async with contextlib.aclosing(inner):
-            async for event in _until_lost(inner, checkpoint):
-                if auto_commit:
-                    await checkpoint._before_yield(event)
-                else:
-                    await checkpoint._check_lease()
+        steps = _until_lost(inner, checkpoint)
+        # Closed in this order: the steps (stopping any step of inner still running), then inner.
+        async with contextlib.aclosing(inner), contextlib.aclosing(steps):
+            async for event in steps:
+                await checkpoint._before_yield(event)
                 yield event
-            if auto_commit:
-                await checkpoint._commit_handled()
+                if auto_commit:
+                    # The loop asks for the next event: this one is handled.
+                    await checkpoint._commit_handled()
     finally:
         await checkpoint._close()

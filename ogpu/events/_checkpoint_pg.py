@@ -48,7 +48,7 @@ class PostgresBackend(Backend):
         self._idle_timeout_ms = 0
 
     def set_lease(self, lease: float | None) -> None:
-        # A few seconds more than the lease: a healthy holder's transaction is never cut short by it.
+        # A second more than the lease: a holder's transaction that outlasts its lease is lost anyway.
         self._idle_timeout_ms = 0 if lease is None else int((lease + 1.0) * 1000)
 
     async def connect(self) -> None:
@@ -63,13 +63,15 @@ class PostgresBackend(Backend):
                 url=self.masked_url,
             ) from None
         try:
+            if self._idle_timeout_ms:
+                # Committed on its own: a rolled-back transaction would take the setting back with it.
+                await self.conn.execute(f"SET idle_in_transaction_session_timeout = {self._idle_timeout_ms}")
+                await self.conn.commit()
             await self.conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, format INTEGER NOT NULL, "
                 "stream TEXT, position TEXT, epoch BIGINT NOT NULL DEFAULT 0, holder TEXT, "
                 "lease_until DOUBLE PRECISION)"
             )
-            if self._idle_timeout_ms:
-                await self.conn.execute(f"SET idle_in_transaction_session_timeout = {self._idle_timeout_ms}")
             await self.conn.commit()
         except psycopg.errors.UniqueViolation:
             # Two replicas creating the table at once: the other one won, which is as good.
@@ -134,10 +136,12 @@ class PostgresBackend(Backend):
                 )
             row = await cur.fetchone()
             if row is None:
-                cur = await conn.execute(f"SELECT position, stream FROM {TABLE} WHERE name = %s", (name,))
+                cur = await conn.execute(
+                    f"SELECT position, stream, lease_until - {_NOW} FROM {TABLE} WHERE name = %s", (name,)
+                )
                 held = await cur.fetchone()
                 await conn.commit()
-                return Claim(None, held[0], held[1])
+                return Claim(None, held[0], held[1], None if held[2] is None else float(held[2]))
             await conn.commit()
             return Claim(int(row[0]), row[1], row[2])
         except BaseException:
