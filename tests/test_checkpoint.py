@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 
 from ogpu.chain import ChainId
-from ogpu.events import AttemptedEvent, Checkpoint, CheckpointLostError, EventPosition, watch_attempted
+from ogpu.events import (
+    AttemptedEvent,
+    Checkpoint,
+    CheckpointLostError,
+    EventPosition,
+    watch_attempted,
+    watch_nexus,
+)
 from ogpu.events.testing import FakeNode
 from ogpu.types import (
     CheckpointError,
@@ -296,11 +303,15 @@ async def _execute(url: str, statement: str) -> None:
 
 async def test_a_replica_that_lost_its_lease_stops_even_while_the_chain_is_quiet(db_url: str) -> None:
     async with FakeNode() as node:
-        emit(node, 1)
+        [first] = emit(node, 1)
         holder = Checkpoint(db_url, "shared", lease=0.6)
         a = watch_attempted(TASK, checkpoint=holder, from_block=0, poll_interval=POLL)
         assert (await a.__anext__()).suggested_payment == 1
-        waiting = asyncio.ensure_future(a.__anext__())  # the chain stays quiet
+        waiting = asyncio.ensure_future(a.__anext__())  # event 1 is committed; the chain stays quiet
+        for _ in range(100):
+            if holder.position == first.position:
+                break
+            await asyncio.sleep(0.02)
         # As if the holder had been paused past its lease and a replica elsewhere had taken over
         # (and left): the epoch moved on.
         await _execute(
@@ -311,6 +322,26 @@ async def test_a_replica_that_lost_its_lease_stops_even_while_the_chain_is_quiet
         taken = asyncio.ensure_future(b.__anext__())
         with pytest.raises(CheckpointLostError, match="another replica took the lease"):
             await asyncio.wait_for(waiting, 5)
-        assert (await asyncio.wait_for(taken, 5)).suggested_payment == 1  # it was not committed
+        await asyncio.sleep(0.2)  # the new holder has joined the stream
+        emit(node, 2)
+        assert (await asyncio.wait_for(taken, 5)).suggested_payment == 2
         await b.aclose()
         await a.aclose()
+
+
+async def test_watch_nexus_takes_a_checkpoint_too(db_url: str) -> None:
+    await create_effects(db_url)
+    async with FakeNode() as node:
+        emit(node, 1, 2, 3)
+        seen: list[int] = []
+        for count in (2, 1):
+            cp = Checkpoint(db_url, "nexus")
+            stream = watch_nexus("Attempted", checkpoint=cp, from_block=0, poll_interval=POLL)
+            for _ in range(count):
+                event = await asyncio.wait_for(stream.__anext__(), 5)
+                async with cp.transaction() as conn:
+                    await write_effect(conn, event.suggested_payment)
+                seen.append(event.suggested_payment)
+            await stream.aclose()
+        assert seen == [1, 2, 3]
+        assert await effects(db_url) == [1, 2, 3]
