@@ -339,6 +339,7 @@ async def test_watch_nexus_takes_a_checkpoint_too(db_url: str) -> None:
             stream = watch_nexus("Attempted", checkpoint=cp, from_block=0, poll_interval=POLL)
             for _ in range(count):
                 event = await asyncio.wait_for(stream.__anext__(), 5)
+                assert isinstance(event, AttemptedEvent)
                 async with cp.transaction() as conn:
                     await write_effect(conn, event.suggested_payment)
                 seen.append(event.suggested_payment)
