@@ -121,6 +121,12 @@ _SHARED_DOC = """
         ChainChangedError: when the node's ``eth_chainId`` changes under a
             running stream (a reorg or a restarted development node is
             followed, with a WARNING, not raised).
+        CheckpointError: with ``checkpoint=``, from the first ``__anext__``
+            when its database cannot be used (unreachable, wrong
+            credentials, ``ogpu[postgres]`` missing), was written for
+            another stream (``CheckpointMismatchError``) or by a newer
+            version (``CheckpointVersionError``); ``CheckpointLostError``
+            when another replica took the lease.
 
     Nothing touches the network until the first ``__anext__``. Cancelling is
     safe and loses nothing: leaving the loop (``break``, ``return``, an
