@@ -346,3 +346,12 @@ async def test_watch_nexus_takes_a_checkpoint_too(db_url: str) -> None:
             await stream.aclose()
         assert seen == [1, 2, 3]
         assert await effects(db_url) == [1, 2, 3]
+
+
+async def test_a_table_of_another_layout_is_a_clear_error(db_url: str) -> None:
+    await _execute(db_url, "CREATE TABLE ogpu_checkpoints (name TEXT PRIMARY KEY, layout INTEGER)")
+    async with FakeNode() as node:
+        emit(node, 1)
+        cp = Checkpoint(db_url, "x")
+        with pytest.raises(CheckpointVersionError, match="not one this version of ogpu can read"):
+            await watch_attempted(TASK, checkpoint=cp, poll_interval=POLL).__anext__()

@@ -457,7 +457,18 @@ class Checkpoint:
         self._lost_event = asyncio.Event()
         await self._backend.connect()
         text = json.dumps(stream.as_json(), sort_keys=True)
-        row = await self._backend.read(self.name)
+        try:
+            row = await self._backend.read(self.name)
+        except CheckpointError:
+            raise
+        except Exception as exc:
+            # Not a failing database (connect just worked): a table of another layout.
+            raise CheckpointVersionError(
+                f"the table {TABLE} in {self.url} is not one this version of ogpu can read "
+                f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
+                "it may have been written by a newer version: upgrade ogpu, or use another database",
+                url=self.url,
+            ) from None
         if row is not None:
             self._check_row(row[0], row[1], stream)
         waited = False
