@@ -30,7 +30,7 @@ from tests.conftest import NEXUS
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL = os.environ.get("OGPU_CHECKPOINT_FULL", "") not in ("", "0")
-EVENTS, KILLS = (500, 20) if FULL else (120, 5)
+EVENTS, KILLS = (500, 20) if FULL else (100, 4)
 HANDOVERS = 6 if FULL else 2
 LEASE = 2.0
 PROVIDER = random_address()
@@ -92,7 +92,7 @@ def test_effects_exactly_once_through_sigkills(shared_anvil: Anvil, db_url: str,
         emitted += chunk
         child = Child(tmp_path / f"child{kills}.log", db_url, "kill", node, task).process
         # Random moments: while it starts, reads history, writes, or waits for live events.
-        time.sleep(rng.uniform(0.3, 1.5))
+        time.sleep(rng.uniform(0.3, 1.5) if FULL else rng.uniform(0.4, 1.0))
         child.kill()
         child.wait()
         kills += 1
