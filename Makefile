@@ -24,7 +24,10 @@ GANACHE := $(GANACHE_DIR)/installed-$(GANACHE_VERSION)
 DEV_NODES := $(ANVIL) $(HARDHAT) $(GANACHE)
 NPM_INSTALL := npm install --no-save --no-audit --no-fund --loglevel=error
 
-.PHONY: demo test lint faults bench wheel clean
+.PHONY: demo test lint faults sim bench wheel clean
+
+# Seeds of the deterministic simulation for `make sim` (`make faults` runs 10,000 too).
+SEEDS ?= 10000
 
 demo: $(STAMP) $(ANVIL)
 	$(VENV)/bin/ogpu-events demo
@@ -41,6 +44,9 @@ faults: $(STAMP) $(DEV_NODES)
 	$(PY) scripts/fault_matrix.py
 	@echo "== checkpoints, full size: 500 events and 20 SIGKILLs per database, 6 replica handovers =="
 	OGPU_CHECKPOINT_FULL=1 $(PY) -m pytest -q tests/test_checkpoint_processes.py
+
+sim: $(STAMP)
+	$(PY) scripts/fault_matrix.py --sim-only --sim $(SEEDS)
 
 bench: $(STAMP) $(ANVIL)
 	$(PY) scripts/bench.py

@@ -2,17 +2,21 @@
 
 Run from the repository root (``make faults``)::
 
-    .venv/bin/python scripts/fault_matrix.py [-v] [-k SUBSTRING] [--soak N] [--soak-from SEED]
-        [--anvil-soak N] [--anvil-soak-from SEED]
+    .venv/bin/python scripts/fault_matrix.py [-v] [-k SUBSTRING] [--sim N] [--sim-from SEED]
+        [--jobs N] [--sim-only] [--anvil-soak N] [--anvil-soak-from SEED]
 
-Then runs ``N`` seeds (default 200; 0 skips it) of the in-memory random soak
-(``tests/soak.py``), and ``N`` seeds (default 5; 0 skips it) of the same kind
-of soak on anvil through the fault proxy (``tests/anvilsoak.py``, a few
-seconds each), printing each failing seed and a summary line for each.
+Then runs ``N`` seeds (default 10,000; 0 skips it) of the deterministic
+simulation (``tests/sim``: the whole stream on virtual time against the
+in-memory node, every fault from the seed) over ``--jobs`` processes, and
+``N`` seeds (default 5; 0 skips it) of the random soak on anvil through the
+fault proxy (``tests/anvilsoak.py``, a few seconds each: the check that the
+simulation's node behaves like a real one). Each failing seed is printed
+with the command that replays it, then one summary line for each.
+``--sim-only`` runs the simulation alone (``make sim``).
 
 Exits 1 if any scenario lost or repeated an event, delivered out of order,
 ended with an error, left a filter installed, or never saw its fault fire
-(so proved nothing), or if any soak seed (in memory or on anvil) failed.
+(so proved nothing), or if any seed (simulated or on anvil) failed.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ogpu.events._devnode import Anvil
 from tests.anvilsoak import run_anvil_seed
 from tests.faultscenarios import ISSUE8_SCENARIOS, SCENARIOS, Outcome, run_scenario
-from tests.soak import FAULTS, SoakResult, run_seed
+from tests.sim import FAULTS
+from tests.sim.runner import run_many, summary_line
+from tests.soak import SoakResult
 
 COLUMNS = ("fault", "sent", "delivered", "lost", "repeated", "in order", "leaked", "faults fired", "seconds")
 ALL_SCENARIOS = SCENARIOS + ISSUE8_SCENARIOS
@@ -72,16 +78,6 @@ async def _run_all(url: str, pick: str | None) -> list[Outcome]:
     return outcomes
 
 
-async def _soak(seeds: range, faults: tuple[str, ...]) -> list[SoakResult]:
-    results = []
-    for seed in seeds:
-        result = await run_seed(seed, faults=faults)
-        if not result.ok:
-            print(f"soak FAILED: {result.summary()}", file=sys.stderr)
-        results.append(result)
-    return results
-
-
 async def _anvil_soak(url: str, seeds: range) -> list[SoakResult]:
     results = []
     for seed in seeds:
@@ -101,14 +97,22 @@ def main() -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="show the stream's log")
     parser.add_argument("-k", dest="pick", help="only scenarios whose name contains this")
     parser.add_argument(
-        "--soak", type=int, default=200, metavar="N", help="random soak seeds to run (0: none)"
+        "--sim",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="simulation seeds to run (default 10,000; 0: none)",
     )
-    parser.add_argument("--soak-from", type=int, default=1, metavar="SEED", help="first soak seed")
+    parser.add_argument("--sim-from", type=int, default=1, metavar="SEED", help="first simulation seed")
     parser.add_argument(
-        "--soak-faults",
+        "--sim-faults",
         default=",".join(FAULTS),
         metavar="KINDS",
-        help=f"comma-separated soak faults (default all: {','.join(FAULTS)}; empty: none)",
+        help=f"comma-separated simulation faults (default all: {','.join(FAULTS)}; empty: none)",
+    )
+    parser.add_argument("--jobs", type=int, default=2, metavar="N", help="simulation processes (default 2)")
+    parser.add_argument(
+        "--sim-only", action="store_true", help="only the simulation: no fault matrix, no anvil soak"
     )
     parser.add_argument(
         "--anvil-soak", type=int, default=5, metavar="N", help="anvil soak seeds to run (0: none)"
@@ -118,6 +122,8 @@ def main() -> int:
     )
     parser.add_argument("--no-matrix", action="store_true", help="no fault matrix on anvil")
     args = parser.parse_args()
+    if args.sim_only:
+        args.no_matrix, args.anvil_soak = True, 0
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -141,16 +147,13 @@ def main() -> int:
         for outcome in bad:
             why = outcome.error or ("the fault never fired" if not outcome.fired else "see its row")
             print(f"FAILED: {outcome.name}: {why}", file=sys.stderr)
-    soak_failed = 0
-    if args.soak > 0:
-        kinds = tuple(k for k in args.soak_faults.split(",") if k)
-        results = asyncio.run(_soak(range(args.soak_from, args.soak_from + args.soak), kinds))
-        soak_failed = sum(1 for r in results if not r.ok)
-        print(
-            f"soak: {len(results)} seeds, lost {sum(r.lost for r in results)}, "
-            f"repeated {sum(r.repeated for r in results)}, extra {sum(r.extra for r in results)}, "
-            f"out of order {sum(r.disordered for r in results)}; {soak_failed} seeds failed"
-        )
+    sim_failed = 0
+    if args.sim > 0:
+        kinds = tuple(k for k in args.sim_faults.split(",") if k)
+        seeds = range(args.sim_from, args.sim_from + args.sim)
+        totals = run_many(seeds, jobs=args.jobs, faults=kinds)
+        sim_failed = len(totals.failed)
+        print(summary_line(totals))
     anvil_failed = 0
     if args.anvil_soak > 0:
         seeds = range(args.anvil_soak_from, args.anvil_soak_from + args.anvil_soak)
@@ -163,7 +166,7 @@ def main() -> int:
             f"anvil soak: {len(anvil_results)} seeds, lost {lost}, repeated {repeated}, extra {extra}, "
             f"out of order {disordered}; {anvil_failed} seeds failed"
         )
-    return 1 if bad or soak_failed or anvil_failed else 0
+    return 1 if bad or sim_failed or anvil_failed else 0
 
 
 if __name__ == "__main__":

@@ -28,8 +28,11 @@ yielded is checked against the node's final canonical chain:
   range, through the last one's end.
 
 Everything runs in memory with the stream's backoff compressed, so a seed
-takes a fraction of a second. ``run_seed`` is used by ``tests/test_soak.py``
-and ``scripts/fault_matrix.py --soak N``.
+takes a fraction of a second. It runs on the wall clock, so a failing seed
+may pass on a rerun: the deterministic simulation (``tests/sim``, issue 16)
+replaced it in ``make test`` and ``make faults``. What stays here is what
+the anvil soak (``tests/anvilsoak.py``) builds on (``Watched``,
+``SoakResult``, the judging helpers); ``run_seed`` still runs a seed by hand.
 """
 
 from __future__ import annotations

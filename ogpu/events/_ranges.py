@@ -19,7 +19,7 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
 
-from ogpu._errors import RpcResponseError, UnsupportedNodeError
+from ogpu._errors import RpcProtocolError, RpcResponseError, UnsupportedNodeError
 from ogpu.events._abi import RawLog
 from ogpu.events._faults import Fault, Retrier, classify, suggested_span
 from ogpu.events._rpc import RpcClient
@@ -92,6 +92,14 @@ class LogRangeReader:
                 query["topics"] = list(topics)
             try:
                 logs: list[RawLog] = await self._client.call("eth_getLogs", [query])
+                if not isinstance(logs, list):
+                    # A failed read, not an empty range: taking it for "no logs"
+                    # would move a cursor over blocks nobody read.
+                    raise RpcProtocolError(
+                        f"eth_getLogs {start}..{end} answered {logs!r:.80}, not a list",
+                        url=self._client.masked_url,
+                        method="eth_getLogs",
+                    )
             except RpcResponseError as exc:
                 fault = classify(exc)
                 if fault is Fault.RANGE_TOO_LARGE:
