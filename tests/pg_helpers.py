@@ -95,8 +95,14 @@ class PostgresServer:
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str) -> None:
+        # cwd: a folder the server's user can enter (the checkout may sit under one only root can).
         done = subprocess.run(
-            [str(self.bin / args[0]), *args[1:]], capture_output=True, timeout=120, check=False, **self._user
+            [str(self.bin / args[0]), *args[1:]],
+            capture_output=True,
+            timeout=120,
+            check=False,
+            cwd=tempfile.gettempdir(),
+            **self._user,
         )
         if done.returncode != 0:
             raise RuntimeError(f"{args[0]} failed: {done.stderr.decode(errors='replace')[-2000:]}")
@@ -126,6 +132,7 @@ class PostgresServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=log,
+            cwd=tempfile.gettempdir(),
             start_new_session=True,
             **self._user,
         )
