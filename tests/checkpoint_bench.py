@@ -45,6 +45,7 @@ TAKEOVERS = 5
 POLL_INTERVAL = 0.5
 TASK = "0x" + "ab" * 20
 PROVIDER = "0x" + "cd" * 20
+NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
 
 Figure = tuple[str, str, str, bool | None]
 
@@ -135,8 +136,6 @@ class _Emitter:
         self._thread.start()
 
     def _run(self) -> None:
-        from tests.conftest import NEXUS
-
         while not self._stop.is_set():
             self.node.emit(NEXUS, "Attempted", self.task, PROVIDER, self.count)
             self.count += 1
@@ -156,8 +155,6 @@ def _wait(condition: Any, timeout: float, what: str) -> None:
 
 
 def _takeovers(node: Anvil, db: str) -> list[float]:
-    from tests.conftest import NEXUS
-
     node.install_emitter(NEXUS)
     create_effects(db)
     task = "0x" + os.urandom(20).hex()
