@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -40,7 +41,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ogpu._errors import (
@@ -58,6 +59,7 @@ from ogpu.events._position import EventPosition
 __all__ = ["FORMAT", "Backend", "Checkpoint", "StreamId", "checkpointed", "is_checkpoint_url"]
 
 log = logging.getLogger("ogpu.events")
+_T = TypeVar("_T")
 
 # The row layout this version writes and reads; a row with a higher number
 # was written by a newer ogpu and is refused rather than misread.
@@ -155,9 +157,12 @@ class SqliteBackend(Backend):
 
     The connection is in autocommit mode and transactions are opened with
     ``BEGIN IMMEDIATE``: the write lock is taken at the start, so two
-    processes never both read a row and then both write it. Calls are
-    synchronous and short; the event loop waits for them (a busy database
-    is waited for up to the busy timeout).
+    processes never both read a row and then both write it. The statements
+    of this class run on one thread of their own, in order: a commit's
+    fsync, or ``BEGIN IMMEDIATE`` waiting for another process's write lock
+    (up to the busy timeout), never stalls the event loop and the other
+    watchers on it. The user's own statements in ``transaction()`` run
+    where the user runs them.
     """
 
     transient = (sqlite3.OperationalError,)
@@ -168,6 +173,12 @@ class SqliteBackend(Backend):
         self.masked_url = url
         self.path = path
         self.conn: sqlite3.Connection | None = None
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+
+    async def _run(self, work: Callable[..., _T], *args: Any) -> _T:
+        if self._thread is None:
+            self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ogpu-checkpoint")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
 
     async def connect(self) -> None:
         folder = Path(self.path).parent
@@ -178,20 +189,23 @@ class SqliteBackend(Backend):
                 url=self.masked_url,
             )
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
-            # WAL lets readers run beside the writer; FULL makes every commit durable on disk.
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, format INTEGER NOT NULL, "
-                "stream TEXT, position TEXT, epoch INTEGER NOT NULL DEFAULT 0, holder TEXT, "
-                "lease_until REAL)"
-            )
+            self.conn = await self._run(self._connect)
         except sqlite3.Error as exc:
             raise CheckpointError(
                 f"cannot open the checkpoint database {self.masked_url}: {exc}", url=self.masked_url
             ) from None
-        self.conn = conn
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
+        # WAL lets readers run beside the writer; FULL makes every commit durable on disk.
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, format INTEGER NOT NULL, "
+            "stream TEXT, position TEXT, epoch INTEGER NOT NULL DEFAULT 0, holder TEXT, "
+            "lease_until REAL)"
+        )
+        return conn
 
     def _c(self) -> sqlite3.Connection:
         if self.conn is None:
@@ -199,14 +213,24 @@ class SqliteBackend(Backend):
         return self.conn
 
     async def close(self) -> None:
-        if self.conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
-            self.conn.close()
-            self.conn = None
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            await self._run(self._close, conn)
+        if self._thread is not None:
+            self._thread.shutdown(wait=False)
+            self._thread = None
+
+    @staticmethod
+    def _close(conn: sqlite3.Connection) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        conn.close()
 
     async def read(self, name: str) -> tuple[int, str | None, str | None, int] | None:
+        return await self._run(self._read, name)
+
+    def _read(self, name: str) -> tuple[int, str | None, str | None, int] | None:
         row = (
             self._c()
             .execute(f"SELECT format, stream, position, epoch FROM {TABLE} WHERE name = ?", (name,))
@@ -215,6 +239,9 @@ class SqliteBackend(Backend):
         return None if row is None else (int(row[0]), row[1], row[2], int(row[3]))
 
     async def claim(self, name: str, stream: str, holder: str, lease: float | None) -> Claim:
+        return await self._run(self._claim, name, stream, holder, lease)
+
+    def _claim(self, name: str, stream: str, holder: str, lease: float | None) -> Claim:
         conn = self._c()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -251,6 +278,9 @@ class SqliteBackend(Backend):
             raise
 
     async def renew(self, name: str, epoch: int, lease: float) -> bool:
+        return await self._run(self._renew, name, epoch, lease)
+
+    def _renew(self, name: str, epoch: int, lease: float) -> bool:
         cur = self._c().execute(
             f"UPDATE {TABLE} SET lease_until = ? WHERE name = ? AND epoch = ?",
             (time.time() + lease, name, epoch),
@@ -258,22 +288,33 @@ class SqliteBackend(Backend):
         return cur.rowcount == 1
 
     async def release(self, name: str, epoch: int) -> None:
+        await self._run(self._release, name, epoch)
+
+    def _release(self, name: str, epoch: int) -> None:
         self._c().execute(
             f"UPDATE {TABLE} SET holder = NULL, lease_until = NULL WHERE name = ? AND epoch = ?",
             (name, epoch),
         )
 
     async def save(self, name: str, epoch: int, position: str, lease: float | None) -> bool:
-        conn = self._c()
-        conn.execute("BEGIN IMMEDIATE")
-        return await self.finish(name, epoch, position, lease)
+        return await self._run(self._save, name, epoch, position, lease)
+
+    def _save(self, name: str, epoch: int, position: str, lease: float | None) -> bool:
+        self._begin()
+        return self._finish(name, epoch, position, lease)
 
     async def begin(self) -> sqlite3.Connection:
+        return await self._run(self._begin)
+
+    def _begin(self) -> sqlite3.Connection:
         conn = self._c()
         conn.execute("BEGIN IMMEDIATE")
         return conn
 
     async def finish(self, name: str, epoch: int, position: str, lease: float | None) -> bool:
+        return await self._run(self._finish, name, epoch, position, lease)
+
+    def _finish(self, name: str, epoch: int, position: str, lease: float | None) -> bool:
         conn = self._c()
         try:
             if lease is None:
@@ -297,6 +338,9 @@ class SqliteBackend(Backend):
             raise
 
     async def rollback(self) -> None:
+        await self._run(self._rollback)
+
+    def _rollback(self) -> None:
         conn = self._c()
         if conn.in_transaction:
             conn.execute("ROLLBACK")
