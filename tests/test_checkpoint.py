@@ -355,3 +355,24 @@ async def test_a_table_of_another_layout_is_a_clear_error(db_url: str) -> None:
         cp = Checkpoint(db_url, "x")
         with pytest.raises(CheckpointVersionError, match="not one this version of ogpu can read"):
             await watch_attempted(TASK, checkpoint=cp, poll_interval=POLL).__anext__()
+
+
+async def test_a_transaction_the_server_ended_rolls_back_and_stops_the_watcher(postgres_url: str) -> None:
+    await create_effects(postgres_url)
+    async with FakeNode() as node:
+        emit(node, 1, 2)
+        cp = Checkpoint(postgres_url, "slow", lease=0.3)  # idle in a transaction 1.3 s at most
+        stream = watch_attempted(TASK, checkpoint=cp, from_block=0, poll_interval=POLL)
+        event = await stream.__anext__()
+        with pytest.raises(CheckpointError, match="rolled back"):
+            async with cp.transaction() as conn:
+                await write_effect(conn, event.suggested_payment)
+                await asyncio.sleep(2)  # waiting on something else, past the server's patience
+        with pytest.raises(CheckpointError, match="rolled back"):
+            await stream.__anext__()  # nothing is yielded past the event that was not handled
+        await stream.aclose()
+        assert await effects(postgres_url) == []
+        assert cp.position is None
+
+        seen, _ = await handle(postgres_url, 2, name="slow", from_block=0)
+        assert seen == [1, 2]

@@ -53,7 +53,18 @@ class PostgresBackend(Backend):
 
     async def connect(self) -> None:
         psycopg = _psycopg(self.masked_url)
-        self.transient = (psycopg.OperationalError, psycopg.errors.SerializationFailure)
+        # A failing or lost connection, and the server ending a session idle in a transaction
+        # (class 25, not an OperationalError), which the lease's timeout does on purpose.
+        self.transient = (
+            psycopg.OperationalError,
+            psycopg.InterfaceError,
+            psycopg.errors.SerializationFailure,
+            *(
+                getattr(psycopg.errors, name)
+                for name in ("IdleInTransactionSessionTimeout",)
+                if hasattr(psycopg.errors, name)
+            ),
+        )
         try:
             self.conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=5)
         except psycopg.Error as exc:
