@@ -10,8 +10,8 @@ printed first, microbenchmarks take the best of several interleaved runs
 and timings of whole operations take medians.
 
 Run from the repository root: ``.venv/bin/python scripts/bench.py`` (``--kit``: only the
-testing kit's figures, in a few seconds; ``--checkpoint``: only the checkpoint's, in about a
-minute).
+testing kit's figures, in a few seconds; ``--caps``: only the range-cap figures, in about one;
+``--checkpoint``: only the checkpoint's, in about a minute).
 """
 
 from __future__ import annotations
@@ -48,11 +48,13 @@ from ogpu.events._chain import ChainView, Header  # noqa: E402
 from ogpu.events._devnode import ANVIL_VERSION, Anvil, event_calldata  # noqa: E402
 from ogpu.events._hub import Hub, active_hubs  # noqa: E402
 from ogpu.events._lane import Lane, Subscription  # noqa: E402
-from ogpu.events._ranges import CHUNK_LOGS, READ_AHEAD_CHUNKS  # noqa: E402
+from ogpu.events._ranges import CHUNK_LOGS, READ_AHEAD_CHUNKS, LogRangeReader  # noqa: E402
+from ogpu.events._rpc import RpcClient  # noqa: E402
 from ogpu.events._screen import filter_changes, triage  # noqa: E402
 from ogpu.events._watchers import follow  # noqa: E402
 from ogpu.events.testing import FakeNode  # noqa: E402
 from ogpu.types import TaskStatus  # noqa: E402
+from tests.capping import BLOCK_CAPS, UNNAMED_CAPS, CappingProvider  # noqa: E402
 
 NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
 ATTEMPTED = EVENTS["Attempted"]
@@ -198,12 +200,12 @@ async def requests_per_tick(node: Anvil, count: int, rng: random.Random) -> Row:
         hub = the_hub()
         await wait_for(lambda: hub.subscriber_count == count, 120.0, f"{count} watchers to join")
         joined = time.perf_counter() - started
-        # Steady state: after the first polls that follow a filter install
-        # (they also read eth_getLogs until they have read a block past the
-        # head seen at install), and one more tick; whole ticks only.
+        # Steady state: the filter proven, and one more tick; whole ticks only.
         await wait_for(lambda: hub.filter_id is not None, 30.0, "the filter")
-        node.mine()
-        await wait_for(lambda: hub.steady, 30.0, "the filter's install checks")
+        # A Nexus log nobody watches proves the new filter (ogpu.events._doubt):
+        # from then on a tick's batch is the headers and the filter's changes.
+        await sender.attempted(random_address(rng), random_address(rng), 0)
+        await wait_for(lambda: hub.steady, 30.0, "the filter to prove itself")
         await after_next_tick(hub)
         requests, ticks = hub.client.requests_sent, hub.ticks
         # Logs for three watched tasks while measuring: a tick that delivers
@@ -865,6 +867,41 @@ def testing_kit() -> list[Row]:
     return rows
 
 
+# --- provider range caps ---
+
+CAP_BLOCKS = 500
+
+
+async def _capped_history(provider: CappingProvider) -> None:
+    client = RpcClient("http://127.0.0.1:8545/capped", transport=provider.transport())
+    try:
+        async for _ in LogRangeReader(client, NEXUS).read(0, provider.head):
+            pass
+    finally:
+        await client.aclose()
+
+
+def range_caps() -> list[Row]:
+    """Requests refused while reading a 12,500-block history from a provider capping ranges at 500."""
+    rows = []
+    for label, (code, message), most in (
+        ("named", BLOCK_CAPS["erigon"], 2),
+        ("not named", UNNAMED_CAPS["plain"], 12),
+    ):
+        provider = CappingProvider(code, message, max_range=CAP_BLOCKS)
+        with quiet_library():
+            asyncio.run(_capped_history(provider))
+        rows.append(
+            Row(
+                f"range cap {CAP_BLOCKS}, {label}: refused",
+                f"{provider.refused} ({len(provider.asked)} eth_getLogs for {provider.head + 1:,} blocks)",
+                f"<= {most}",
+                provider.refused <= most,
+            )
+        )
+    return rows
+
+
 # --- the table ---
 
 
@@ -916,6 +953,9 @@ How each figure was taken:
   (PYTHONPYCACHEPREFIX, one warm-up run each); {IMPORT_RUNS} runs of each, interleaved; medians. The
   floor is importing the runtime dependencies themselves ({IMPORT_FLOOR}). --help: the whole
   `python -m ogpu.events._cli --help` process, interleaved with those.
+- range caps: LogRangeReader.read over blocks 0..12,499 (a log every 10 blocks) from an in-memory
+  provider (tests/capping.py) refusing ranges over {CAP_BLOCKS} blocks, in words that name the cap
+  ("query exceeds max block range 500") and in words that do not ("block range too large").
 """
 
 
@@ -960,6 +1000,7 @@ def run_all() -> int:
     step("decode and deliver", decode_and_deliver)
     step("import time", import_time)
     step("testing kit", testing_kit)
+    step("range caps", range_caps)
     step("checkpoint", checkpoint)
 
     print()
@@ -997,6 +1038,9 @@ def main(argv: list[str]) -> int:
     if argv == ["--kit"]:  # the testing kit's figures alone: no anvil needed
         logging.getLogger("ogpu.events").setLevel(logging.ERROR)
         print_table(testing_kit())
+        return 0
+    if argv == ["--caps"]:  # the range-cap figures alone: in memory, about a second
+        print_table(range_caps())
         return 0
     if len(argv) == 3 and argv[0] == "--memory-child":
         print(json.dumps(asyncio.run(_memory_child(argv[1], int(argv[2])))))

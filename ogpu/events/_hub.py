@@ -270,7 +270,7 @@ class Hub:
                         raise UnsupportedNodeError(
                             f"node cannot report its head: {exc}", url=self.client.masked_url
                         ) from exc
-                    await self._retrier.pause(exc, "polling the Nexus stream")
+                    await self._retrier.pause(exc, "poll")
                     continue
                 self._retrier.succeeded()
                 self.ticks += 1

@@ -19,6 +19,7 @@ from typing import Any
 from ogpu._errors import RpcError, RpcResponseError
 from ogpu.events._abi import RawLog
 from ogpu.events._chain import SPIKE, ChainView
+from ogpu.events._doubt import FilterDoubt
 from ogpu.events._faults import Backoff, Fault, classify
 from ogpu.events._lane import Lane
 from ogpu.events._ranges import LogRangeReader
@@ -70,16 +71,9 @@ class LiveFilter:
         self.id: str | None = None
         self.supported = True
         self._failures = 0
-        # While the filter is in doubt (see ``in_doubt``): every block up to
-        # this one was read by eth_getLogs and delivered; none above it was.
-        self._covered: int | None = None
-        # The lowest block of a log this filter reported: it was created
-        # before that block, so it reports every log from there on.
-        self._proven_from: int | None = None
+        # Whether the filter vouches for blocks yet (see ``_doubt``).
+        self.doubt = FilterDoubt()
         self._told = False  # the cover read's INFO line said, this doubt
-        # Blocks of logs the filter reported, with their hashes, until a header
-        # shows whether they are on the chain (then they prove, or not).
-        self._candidates: dict[int, str] = {}
         # Logs above the believed head, delivered once a head reaches them;
         # while in doubt, also the filter's logs above what eth_getLogs covered.
         self._held: list[RawLog] = []
@@ -88,39 +82,12 @@ class LiveFilter:
 
     @property
     def steady(self) -> bool:
-        """Installed and proven (see ``in_doubt``): a tick's batch is the headers and the filter's changes."""
-        return self.id is not None and self._covered is None
-
-    @property
-    def in_doubt(self) -> bool:
-        """Whether the filter cannot yet vouch that a block without its logs has none.
-
-        A filter reports the logs of blocks mined after the node created it,
-        and nothing tells which block that was: a head read beside the
-        install may lag it (a backend behind, a block mined in between). So
-        after an install, a refill or a reorg, every block is read by
-        eth_getLogs (in the tick's batch: no extra request) and the cursor
-        moves only over what those reads covered, until the filter itself
-        reports a log: it was created before that log's block, so from there
-        on its answers are complete; once eth_getLogs has covered every block
-        below it, the doubt ends.
-        """
-        return self._covered is not None
+        """Installed and proven (see ``_doubt``): a tick's batch is the headers and the filter's changes."""
+        return self.id is not None and not self.doubt.active
 
     def cover_range(self) -> tuple[int, int] | None:
-        """Blocks to read by eth_getLogs this tick while in doubt: after the covered ones, to the safe head.
-
-        The safe head is one the chain has shown twice, linked to its parent:
-        a backend ahead shows a header the one answering eth_getLogs lacks,
-        and an empty answer for it would be taken as proof.
-        """
-        head, confirmed = self._chain.head, self._chain.confirmed
-        if self._covered is None or head is None or confirmed is None:
-            return None
-        safe = min(head, confirmed)
-        if safe <= self._covered:
-            return None
-        return self._covered + 1, safe
+        """Blocks to read by eth_getLogs this tick while the filter is in doubt (see ``_doubt``)."""
+        return self.doubt.cover_range(self._chain.head, self._chain.confirmed)
 
     def batchable(self, first: int, last: int) -> bool:
         """Whether a cover read of ``first..last`` fits in the tick's batch (else it is read apart)."""
@@ -131,7 +98,7 @@ class LiveFilter:
         if self.id is not None:
             self._stale[self.id] = (0, 0)
         self.id = None
-        self._covered = self._proven_from = None
+        self.doubt.clear()
         self._held = []
 
     def rewound(self, fork: int) -> None:
@@ -143,10 +110,8 @@ class LiveFilter:
         """
         self._held = [raw for raw in self._held if _block(raw) <= fork]
         if self.id is not None:
-            self._covered = fork if self._covered is None else min(self._covered, fork)
-            self._proven_from = None
+            self.doubt.rewound(fork)
             self._told = False
-            self._candidates = {}
 
     def take_all(self) -> list[str]:
         """Every filter to uninstall at teardown; none is left to this object."""
@@ -210,15 +175,13 @@ class LiveFilter:
             return
         self.id = filter_id
         self._failures = 0
-        # In doubt from here (see ``in_doubt``): the refill read up to the
+        # In doubt from here (see ``_doubt``): the refill read up to the
         # cursor, and the filter vouches for nothing yet. Logs a previous
         # filter handed over and that wait above the head stay held; the
         # cover reads their blocks anyway.
         assert live.cursor is not None
-        self._covered = live.cursor
-        self._proven_from = None
+        self.doubt.begin(live.cursor)
         self._told = False
-        self._candidates = {}
 
     async def _create(self) -> Any:
         """``eth_newFilter``; if the stream is closed meanwhile, the filter is still uninstalled.
@@ -268,8 +231,7 @@ class LiveFilter:
         self._deliver(live, logs, True)
         live.covered(first, last)
         live.advance(last)
-        if self._covered is not None and first <= self._covered + 1:
-            self._covered = max(self._covered, last)
+        self.doubt.read(first, last)
         return moved is None
 
     # --- one poll's answer ---
@@ -305,62 +267,43 @@ class LiveFilter:
             self.lose(f"the node answered {answer!r:.40} instead of its changes")
             return
         self._failures = 0
-        if self._covered is not None:
-            self._note_proof(logs)
+        doubt = self.doubt
+        if doubt.active:
+            head = self._chain.head
+            doubt.note(
+                ((_block(raw), str(raw["blockHash"])) for raw in logs if _proves(raw)),
+                self._chain.pinned,
+                None if head is None else head + SPIKE,
+            )
             # Held first: if the cover read fails, these consumed changes are not lost.
             self._held, logs = self._held + logs, []
             await self._read_cover(live, cover)
-            if self._proven_from is not None and self._covered >= self._proven_from - 1:
-                log.info("filter %s reports every log from block %d on", self.id, self._proven_from)
-                self._covered = None
-        if self._covered is not None and self._chain.head is not None:
+            if doubt.settle():
+                log.info("filter %s reports every log from block %s on", self.id, doubt.proven_from)
+        if doubt.active and self._chain.head is not None:
             # If every head answer lags, the next block is found by its number
             # (a block mined before the filter may sit there, shown by no head).
             self._chain.expect(self._chain.head + 1)
         held, self._held = self._held, []
         logs = logs + held
         waiting: list[RawLog] = []
-        if self._covered is not None:
+        if doubt.active:
             # Nothing above what eth_getLogs covered is delivered yet: a block
             # below it may still hold a log the filter never had.
-            covered = self._covered
-            waiting = [raw for raw in logs if _block(raw) > covered]
-            logs = [raw for raw in logs if _block(raw) <= covered]
+            waiting = [raw for raw in logs if not doubt.deliverable(_block(raw))]
+            logs = [raw for raw in logs if doubt.deliverable(_block(raw))]
             done = None
         self._held = self._deliver(live, logs, False) + waiting
         if self._held and done is not None:
             # A log held at or below ``done`` (its height reported two blocks,
             # waiting for a header) is not delivered yet: the cursor stays below it.
             done = min(done, min(int(raw["blockNumber"], 16) for raw in self._held) - 1)
-        if done is not None and live.cursor is not None and self._proven_from is not None:
-            # Proven (see ``in_doubt``): the answer covers every block after the
-            # cursor up to ``done``, all of them at or above ``_proven_from``.
-            live.covered(max(live.cursor + 1, self._proven_from), done)
+        proven = doubt.proven_from
+        if done is not None and live.cursor is not None and proven is not None:
+            # Proven (see ``_doubt``): the answer covers every block after the
+            # cursor up to ``done``, all of them at or above the proof.
+            live.covered(max(live.cursor + 1, proven), done)
             live.advance(done)
-
-    def _note_proof(self, logs: list[RawLog]) -> None:
-        """A log the filter reported proves it was created before that log's block.
-
-        Only once a header shows the log's block with the log's hash: a stale
-        or made-up log in an answer (a proxy's, a replaced block's) proves
-        nothing. And only above what eth_getLogs covered: below, nothing is owed.
-        """
-        head = self._chain.head
-        for raw in logs:
-            if raw.get("removed") or raw.get("blockHash") is None:
-                continue  # a removal may name a block from before the filter
-            number = _block(raw)
-            if head is not None and number > head + SPIKE:
-                continue  # beyond every head: the triage drops it with a WARNING
-            if self._covered is not None and number > self._covered:
-                self._candidates.setdefault(number, str(raw["blockHash"]).lower())
-        for number, block_hash in sorted(self._candidates.items()):
-            pinned = self._chain.pinned(number)
-            if pinned is None:
-                continue
-            del self._candidates[number]
-            if pinned == block_hash and (self._proven_from is None or number < self._proven_from):
-                self._proven_from = number
 
     async def _read_cover(self, live: Lane, cover: tuple[int, int, Any] | None) -> None:
         """Take the cover read of this tick's batch; a gap too wide for a batch is read apart."""
@@ -451,3 +394,8 @@ class LiveFilter:
 
 def _block(raw: RawLog) -> int:
     return chain_order(raw)[0]
+
+
+def _proves(raw: RawLog) -> bool:
+    # A removal may name a block from before the filter; a pending log none.
+    return not raw.get("removed") and raw.get("blockHash") is not None

@@ -83,7 +83,15 @@ class ResumePoint:
 
     def left_branch(self, event: Any) -> bool:
         """Whether yielding ``event`` means the position's branch was replaced after the check."""
-        return not self.warned and self.after is not None and event.block_number <= self.after.block_number
+        after = self.after
+        if self.warned or after is None or event.block_number > after.block_number:
+            return False
+        if event.block_number < after.block_number:
+            return True
+        # The position's own block: the rest of it is what resuming yields, unless it is another block.
+        if after.block_hash is not None and str(event.block_hash).lower() != after.block_hash:
+            return True
+        return bool(event.log_index <= after.log_index)
 
 
 async def resume_point(
@@ -192,7 +200,15 @@ async def _handled_on(
         except RpcError:
             logs = None
         if not isinstance(logs, list):
-            return [_describe(after)]
+            # The node will not list them: named by range, every event of the
+            # old branch's blocks below the position, then the position's own.
+            lowest = min(b.number for b in old)
+            below = (
+                [f"every event in blocks {lowest}..{after.block_number - 1}"]
+                if lowest < after.block_number
+                else []
+            )
+            return [*below, _describe(after)]
         for raw in logs:
             try:
                 spec = by_topic.get(str(raw["topics"][0]).lower())

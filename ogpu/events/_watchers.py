@@ -70,8 +70,12 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 # (block_number, log_index) pair.
 After = NexusEvent | EventPosition | tuple[int, int] | None
 
-# What every watcher shares, written once and appended to each docstring, so
-# help() on any of them reads whole.
+# What every watcher shares, written once: the end of help(ogpu.events).
+_SHARED_POINTER = """
+    Keyword arguments (from_block, after, poll_interval, confirmations), the
+    errors raised and what leaving the loop does are the same for every
+    watcher: see help(ogpu.events), "Shared by every watcher".
+"""
 _SHARED_DOC = """
     Keyword arguments:
         from_block: ``None`` (default) yields only events mined after the
@@ -142,7 +146,8 @@ _SHARED_DOC = """
 
 
 def _documented(watcher: _F) -> _F:
-    watcher.__doc__ = (watcher.__doc__ or "").rstrip() + "\n" + _SHARED_DOC
+    # Once, in help(ogpu.events), not seven times over (issue 21.10): a pointer here.
+    watcher.__doc__ = (watcher.__doc__ or "").rstrip() + "\n" + _SHARED_POINTER
     return watcher
 
 
@@ -634,7 +639,11 @@ async def _follow(
     def replaced_since(event: Any) -> bool:
         # A reorg below the position while this watcher ran: the block is not
         # the one the position was taken on (a pair carries no hash to tell).
-        return sub.fork_below is not None and event.block_number > sub.fork_below
+        if sub.fork_below is None or event.block_number <= sub.fork_below:
+            return False
+        # Unless its block is the very one the position's branch had there.
+        known = resume.branch.get(event.block_number) if resume is not None else None
+        return known is None or known != str(event.block_hash).lower()
 
     await hub.subscribe(sub)
     try:

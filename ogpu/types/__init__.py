@@ -40,6 +40,7 @@ from ogpu.types.enums import (
     combine_environments,
     environment_names,
     parse_environments,
+    unknown_member,
 )
 
 __all__ = [
@@ -72,4 +73,5 @@ __all__ = [
     "combine_environments",
     "environment_names",
     "parse_environments",
+    "unknown_member",
 ]

@@ -790,7 +790,11 @@ class _Sim:
                     start_after=start,
                     end=end,
                     yielded=yielded,
-                    floor=first.from_block if first.from_block is not None and not restarted else None,
+                    # A resumption follows a reorg below its position from the fork,
+                    # which may lie below the first watcher's from_block (it cannot know it).
+                    floor=first.from_block
+                    if first.from_block is not None and not restarted and not (len(chain) > 1 and depth > 0)
+                    else None,
                     exposed=first.confirmations == 0 or depth > first.confirmations,
                     must_name=must_name,
                     error=next((w.error for w in chain if w.error is not None), None),
