@@ -20,7 +20,8 @@ import time
 from typing import Any
 
 from ogpu import ChainConfig
-from ogpu.events import Checkpoint, CheckpointLostError, watch_attempted
+from ogpu.events import Checkpoint, watch_attempted
+from ogpu.types import CheckpointLostError
 
 EXIT_LOST = 3
 

@@ -19,7 +19,6 @@ from ogpu.chain import ChainId
 from ogpu.events import (
     AttemptedEvent,
     Checkpoint,
-    CheckpointLostError,
     EventPosition,
     watch_attempted,
     watch_nexus,
@@ -27,6 +26,7 @@ from ogpu.events import (
 from ogpu.events.testing import FakeNode
 from ogpu.types import (
     CheckpointError,
+    CheckpointLostError,
     CheckpointMismatchError,
     CheckpointUrlError,
     CheckpointVersionError,

@@ -56,7 +56,6 @@ From a terminal: ``ogpu-events watch attempted 0xTASK``, ``ogpu-events
 
 from __future__ import annotations
 
-from ogpu._errors import CheckpointLostError
 from ogpu.events._checkpoint import Checkpoint
 from ogpu.events._models import (
     AttemptedEvent,
@@ -92,7 +91,6 @@ if __doc__ is not None:
 __all__ = [
     "AttemptedEvent",
     "Checkpoint",
-    "CheckpointLostError",
     "EventPosition",
     "NexusEvent",
     "OwnershipTransferredEvent",
