@@ -180,10 +180,13 @@ class PostgresServer:
 
 def start_postgres() -> PostgresServer:
     """A started server; skips the test when none can be had, fails it under CI=true."""
+    server: PostgresServer | None = None
     try:
         server = PostgresServer()
         server.start()
     except Exception as exc:
+        if server is not None:
+            server.stop()  # no data folder left behind
         if _in_ci():
             pytest.fail(f"a Postgres server is required in CI: {exc}")
         pytest.skip(f"no Postgres server: {exc}")
