@@ -16,7 +16,12 @@
     │   ├── RpcResponseError           the node answered with a JSON-RPC error object
     │   ├── UnsupportedNodeError       the node lacks what following needs (logs, head)
     │   └── ChainChangedError          the node now serves another chain (eth_chainId changed)
-    └── LogDecodeError                 a log does not match the vendored ABI
+    ├── LogDecodeError                 a log does not match the vendored ABI
+    └── CheckpointError                a checkpoint's database cannot be used (.url masked)
+        ├── CheckpointUrlError         a checkpoint URL of the wrong form (also InvalidArgumentError)
+        ├── CheckpointMismatchError    a checkpoint written for another chain or stream
+        ├── CheckpointVersionError     a checkpoint table written by a newer version
+        └── CheckpointLostError        another replica took the lease: this one may not commit
 
 The errors the ``ogpu`` package 0.2 constructed with keywords still take
 them: ``ChainNotSupportedError(chain_id=999)``, ``InvalidRpcUrlError(url=...)``.
@@ -30,6 +35,11 @@ from __future__ import annotations
 __all__ = [
     "ChainChangedError",
     "ChainNotSupportedError",
+    "CheckpointError",
+    "CheckpointLostError",
+    "CheckpointMismatchError",
+    "CheckpointUrlError",
+    "CheckpointVersionError",
     "ConfigError",
     "InvalidAddressError",
     "InvalidArgumentError",
@@ -200,3 +210,27 @@ class ChainChangedError(RpcError):
         super().__init__(message, url=url, method=method)
         self.expected = expected
         self.actual = actual
+
+
+class CheckpointError(OGPUError):
+    """Raised when a checkpoint's database cannot be used; ``url`` is its URL, credentials masked."""
+
+    def __init__(self, message: str, *, url: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class CheckpointUrlError(CheckpointError, InvalidArgumentError):
+    """Raised when ``Checkpoint()`` is given a URL that is neither ``sqlite:///...`` nor ``postgresql://...``."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """Raised when a checkpoint was written for another chain, Nexus, event set or scope."""
+
+
+class CheckpointVersionError(CheckpointError):
+    """Raised when the checkpoint table was written by a newer version of ``ogpu``."""
+
+
+class CheckpointLostError(CheckpointError):
+    """Raised when another replica took the checkpoint's lease: this process's writes were rolled back."""

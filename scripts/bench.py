@@ -10,7 +10,8 @@ printed first, microbenchmarks take the best of several interleaved runs
 and timings of whole operations take medians.
 
 Run from the repository root: ``.venv/bin/python scripts/bench.py`` (``--kit``: only the
-testing kit's figures, in a few seconds; ``--caps``: only the range-cap figures, in about one).
+testing kit's figures, in a few seconds; ``--caps``: only the range-cap figures, in about one;
+``--checkpoint``: only the checkpoint's, in about a minute).
 """
 
 from __future__ import annotations
@@ -1000,10 +1001,13 @@ def run_all() -> int:
     step("import time", import_time)
     step("testing kit", testing_kit)
     step("range caps", range_caps)
+    step("checkpoint", checkpoint)
 
     print()
     print_table(rows)
-    print(NOTES)
+    from tests.checkpoint_bench import CHECKPOINT_NOTES
+
+    print(NOTES + CHECKPOINT_NOTES)
     for row in rows:
         if row.ok is not None:
             print(f"{_verdict(row.ok)}  {row.figure}: {row.measured.split(' (')[0]} (target {row.target})")
@@ -1011,7 +1015,26 @@ def run_all() -> int:
     return 0
 
 
+def checkpoint() -> list[Row]:
+    from tests.checkpoint_bench import checkpoint_figures
+
+    return [Row(*figure) for figure in checkpoint_figures()]
+
+
 def main(argv: list[str]) -> int:
+    if argv == ["--checkpoint"]:  # the checkpoint's figures alone (Postgres, anvil, replicas)
+        from tests.checkpoint_bench import CHECKPOINT_NOTES
+
+        logging.getLogger("ogpu.events").setLevel(logging.ERROR)
+        rows = checkpoint()
+        print_table(rows)
+        print(CHECKPOINT_NOTES)
+        for row in rows:
+            if row.ok is not None:
+                print(
+                    f"{_verdict(row.ok)}  {row.figure}: {row.measured.split(' (')[0]} (target {row.target})"
+                )
+        return 0
     if argv == ["--kit"]:  # the testing kit's figures alone: no anvil needed
         logging.getLogger("ogpu.events").setLevel(logging.ERROR)
         print_table(testing_kit())

@@ -16,6 +16,9 @@ from ogpu import ChainConfig
 from ogpu.events import _lane
 from ogpu.events._devnode import NODES, Anvil, DevNode, DevNodeNotFoundError
 
+# The Postgres server of the checkpoint tests (fixtures ``postgres``, ``postgres_url``).
+pytest_plugins = ["tests.pg_helpers"]
+
 NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
 
 # Every test runs with the cursor rule checked (off for users): a path that moves

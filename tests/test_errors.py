@@ -9,6 +9,11 @@ import ogpu.types
 from ogpu.types import (
     ChainChangedError,
     ChainNotSupportedError,
+    CheckpointError,
+    CheckpointLostError,
+    CheckpointMismatchError,
+    CheckpointUrlError,
+    CheckpointVersionError,
     ConfigError,
     InvalidAddressError,
     InvalidArgumentError,
@@ -40,6 +45,11 @@ TREE: dict[type[Exception], type[Exception]] = {
     UnsupportedNodeError: RpcError,
     ChainChangedError: RpcError,
     LogDecodeError: OGPUError,
+    CheckpointError: OGPUError,
+    CheckpointUrlError: CheckpointError,
+    CheckpointMismatchError: CheckpointError,
+    CheckpointVersionError: CheckpointError,
+    CheckpointLostError: CheckpointError,
 }
 
 
@@ -68,6 +78,7 @@ def test_bad_arguments_are_also_value_errors() -> None:
     # Code written against plain Python conventions can catch ValueError.
     assert issubclass(InvalidAddressError, ValueError)
     assert issubclass(InvalidArgumentError, ValueError)
+    assert issubclass(CheckpointUrlError, InvalidArgumentError)
 
 
 def test_response_error_carries_code_message_and_data() -> None:

@@ -12,8 +12,10 @@ def test_the_shared_watcher_text_appears_once_in_the_module_help() -> None:
 
     assert text.count("Keyword arguments:") == 1
     assert text.count("Nothing touches the network until the first") == 1
-    # The repetition was 7 x 58 lines of 1,654; the rest is pydoc's account of the event classes.
-    assert len(text.splitlines()) < 1_400
+    # The repetition was 7 x 58 lines of 1,654; the rest is pydoc's account of the event classes
+    # (and of Checkpoint, about 50 lines), whose layout differs between Python releases by some
+    # tens of lines (1,439 on 3.11.7, 1,475 on 3.11.2).
+    assert len(text.splitlines()) < 1_550
 
 
 def test_each_watcher_s_help_says_where_the_shared_text_is() -> None:

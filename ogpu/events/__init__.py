@@ -44,6 +44,11 @@ within seconds. Leaving the loop (``break``, ``return``, a timeout,
 cancellation) is safe: the watcher leaves the shared stream, and the last
 one out uninstalls the node filter and stops polling.
 
+Durable positions: ``Checkpoint("sqlite:///app.db", "name")`` (or a
+``postgresql://`` URL), passed as ``checkpoint=``, resumes after its committed
+position and commits each event's position, with the service's own writes
+inside ``checkpoint.transaction()``; ``lease=`` lets replicas take turns.
+
 From a terminal: ``ogpu-events watch attempted 0xTASK``, ``ogpu-events
 --help``. To test code built on the watchers without a node:
 ``ogpu.events.testing.FakeNode``.
@@ -51,6 +56,7 @@ From a terminal: ``ogpu-events watch attempted 0xTASK``, ``ogpu-events
 
 from __future__ import annotations
 
+from ogpu.events._checkpoint import Checkpoint
 from ogpu.events._models import (
     AttemptedEvent,
     NexusEvent,
@@ -84,6 +90,7 @@ if __doc__ is not None:
 
 __all__ = [
     "AttemptedEvent",
+    "Checkpoint",
     "EventPosition",
     "NexusEvent",
     "OwnershipTransferredEvent",

@@ -28,7 +28,15 @@ import sys
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ogpu._errors import ConfigError, InvalidArgumentError, OGPUError, RpcError, RpcResponseError
+from ogpu._errors import (
+    CheckpointMismatchError,
+    CheckpointVersionError,
+    ConfigError,
+    InvalidArgumentError,
+    OGPUError,
+    RpcError,
+    RpcResponseError,
+)
 from ogpu._verbose import set_verbose
 from ogpu.chain import ChainConfig, mask_url, parse_chain, validate_rpc_url
 from ogpu.events import _faults
@@ -42,6 +50,7 @@ from ogpu.events._watchers import SCOPED_WATCHERS, follow
 # The transport (httpx) and the dev nodes are imported where they are used:
 # --help, --version and bad arguments answer without loading them.
 if TYPE_CHECKING:
+    from ogpu.events._checkpoint import Checkpoint
     from ogpu.events._position import EventPosition
     from ogpu.events._rpc import RpcClient
     from ogpu.events._state import StateFile, Stream
@@ -115,6 +124,10 @@ options shared by watch and tail:
   the next run with the same FILE resumes right after it (--from-block
   then applies only while FILE does not exist). After a kill -9, at most
   the one event being printed shows again; nothing is skipped.
+  --state sqlite:///PATH or postgresql://USER@HOST/DB keeps the position
+  in a database table instead (one row per kind of command); with
+  --lease S, several copies of the command take turns: one prints, the
+  others wait and take over within S seconds of its end.
 
 exit codes:
   0 done (--count reached), 1 the node failed or could not be reached,
@@ -187,8 +200,15 @@ def _common_options() -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--state",
-        metavar="FILE",
-        help="resume after the event saved in FILE, and save each event's position there once printed",
+        metavar="FILE|URL",
+        help="resume after the event saved in FILE, and save each event's position there once printed; "
+        "or a database: sqlite:///PATH or postgresql://USER@HOST/DB",
+    )
+    group.add_argument(
+        "--lease",
+        type=_number(float, "--lease", 0, strict=True),
+        metavar="S",
+        help="with --state URL: one of several replicas; one prints, the others wait (lease: S seconds)",
     )
     group.add_argument(
         "--poll-interval",
@@ -554,6 +574,7 @@ async def stream_events(
     """
     specs, field, scope, label = _target(args)
     url = _configure_chain(args)
+    checkpoint = _checkpoint_for(args, specs, field, scope)
     from ogpu.events._rpc import RpcClient  # after the input is checked: bad input never loads httpx
 
     client = RpcClient(url)
@@ -565,7 +586,7 @@ async def stream_events(
     state: tuple[StateFile, Stream] | None = None
     try:
         after: EventPosition | None = None
-        if args.state is not None:
+        if args.state is not None and checkpoint is None:
             state_file, stream, after = await _resume_from_state(args, client, specs, field, scope)
             state = (state_file, stream)
         served = state[1].chain_id if state is not None else None
@@ -590,12 +611,25 @@ async def stream_events(
             label=label,
             progress=progress,
             after=after,
+            checkpoint=checkpoint,
+            auto_commit=False,  # committed once printed, in _print_events
         )
         queue: asyncio.Queue[Any] = asyncio.Queue(_QUEUE_SIZE)
         pump = asyncio.create_task(_pump(events, queue), name="ogpu-events pump")
         show_header = not args.json and (terminal if terminal is not None else out.isatty())
         # On a terminal a line fits its width (read per batch: windows get resized).
-        return await _print_events(args, queue, client, out, err, progress, show_header, state, show_header)
+        return await _print_events(
+            args,
+            queue,
+            client,
+            out,
+            err,
+            progress,
+            show_header,
+            state,
+            fit=show_header,
+            checkpoint=checkpoint,
+        )
     finally:
         # Runs on every exit, cancellation (Ctrl-C) included: the stream is
         # left and its filter uninstalled before the event loop closes.
@@ -619,6 +653,7 @@ async def _print_events(
     show_header: bool,
     state: tuple[StateFile, Stream] | None = None,
     fit: bool = False,
+    checkpoint: Checkpoint | None = None,
 ) -> int:
     from ogpu.events._blocktimes import BlockTimes
 
@@ -655,6 +690,9 @@ async def _print_events(
                 # at worst prints this one event again on the next run.
                 out.flush()
                 state[0].save(state[1], event.position)
+            if checkpoint is not None:
+                out.flush()
+                await _commit_printed(checkpoint, event.position)
         out.flush()  # a pipe into jq or a log shipper sees each event as it happens
         shown += len(batch)
         if end is not None:
@@ -662,6 +700,34 @@ async def _print_events(
                 raise end.error
             return EXIT_OK
     return EXIT_OK
+
+
+def _checkpoint_for(
+    args: argparse.Namespace, specs: tuple[EventSpec, ...], field: str | None, scope: str | None
+) -> Checkpoint | None:
+    """``--state URL`` as a checkpoint, named after the stream (replicas of one command share it)."""
+    from ogpu.events._checkpoint import is_checkpoint_url
+
+    if args.state is None or not is_checkpoint_url(args.state):
+        if args.lease is not None:
+            raise _Failure("--lease needs --state sqlite:///PATH or postgresql://...", EXIT_USAGE)
+        return None
+    from ogpu.events._checkpoint import Checkpoint
+
+    name = "ogpu-events:" + ",".join(sorted(spec.name for spec in specs))
+    if field is not None:
+        name += f":{field}=0x{scope}"
+    return Checkpoint(args.state, name, lease=args.lease)
+
+
+async def _commit_printed(checkpoint: Checkpoint, position: EventPosition) -> None:
+    # Ctrl-C must not cut a commit short: the line is out, so its position goes in.
+    commit = asyncio.ensure_future(checkpoint.commit(position))
+    try:
+        await asyncio.shield(commit)
+    except asyncio.CancelledError:
+        await asyncio.wait([commit])
+        raise
 
 
 # --- logging, errors, signals ---
@@ -718,7 +784,8 @@ def _describe(exc: BaseException) -> tuple[str, int]:
         if isinstance(exc, RpcResponseError):
             return f"the node at {url} refused {what}: JSON-RPC error {exc.code}: {exc.args[0]}", EXIT_FAILED
         return f"{what} to {url} failed: {exc.args[0]}", EXIT_FAILED
-    if isinstance(exc, InvalidArgumentError | ConfigError):
+    if isinstance(exc, InvalidArgumentError | ConfigError | CheckpointMismatchError | CheckpointVersionError):
+        # A checkpoint written for another stream is refused as a --state FILE is: bad input.
         return str(exc), EXIT_USAGE
     if isinstance(exc, OGPUError):
         return str(exc), EXIT_FAILED

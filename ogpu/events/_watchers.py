@@ -30,6 +30,7 @@ from ogpu.events._models import (
 from ogpu.events._position import EventPosition, position_of
 
 if TYPE_CHECKING:
+    from ogpu.events._checkpoint import Checkpoint
     from ogpu.events._lane import Subscription
     from ogpu.events._ranges import ProgressCallback
     from ogpu.events._resume import ResumePoint
@@ -96,6 +97,12 @@ _SHARED_DOC = """
             the old branch. A pair has no hash, so it cannot be checked: it
             trusts that the block is still the one the events came from.
             Not together with ``from_block``.
+        checkpoint: a ``Checkpoint`` (a database table) to resume after and
+            commit to: the watcher resumes strictly after its committed
+            position, as ``after=`` would (``from_block`` applies only
+            while it has none), and commits each event's position when the
+            loop asks for the next one, or with the service's own writes in
+            ``checkpoint.transaction()``. Not together with ``after``.
         poll_interval: seconds between polls of the node (default ``2.0``,
             must be ``> 0``). Watchers share one poll loop, which ticks at the
             shortest interval any of them asked for.
@@ -124,6 +131,12 @@ _SHARED_DOC = """
         ChainChangedError: when the node's ``eth_chainId`` changes under a
             running stream (a reorg or a restarted development node is
             followed, with a WARNING, not raised).
+        CheckpointError: with ``checkpoint=``, from the first ``__anext__``
+            when its database cannot be used (unreachable, wrong
+            credentials, ``ogpu[postgres]`` missing), was written for
+            another stream (``CheckpointMismatchError``) or by a newer
+            version (``CheckpointVersionError``); ``CheckpointLostError``
+            when another replica took the lease.
 
     Nothing touches the network until the first ``__anext__``. Cancelling is
     safe and loses nothing: leaving the loop (``break``, ``return``, an
@@ -149,6 +162,7 @@ def watch_task_published(
     after: After = None,
     poll_interval: float = 2.0,
     confirmations: int = 0,
+    checkpoint: Checkpoint | None = None,
 ) -> AsyncGenerator[TaskPublishedEvent, None]:
     """Tasks published against ``source``: one ``TaskPublishedEvent`` per new task.
 
@@ -168,7 +182,14 @@ def watch_task_published(
             print("new task", event.task, "in block", event.block_number)
     """
     return _scoped(
-        "watch_task_published", source, source_address, from_block, poll_interval, confirmations, after
+        "watch_task_published",
+        source,
+        source_address,
+        from_block,
+        poll_interval,
+        confirmations,
+        after,
+        checkpoint,
     )
 
 
@@ -181,6 +202,7 @@ def watch_attempted(
     after: After = None,
     poll_interval: float = 2.0,
     confirmations: int = 0,
+    checkpoint: Checkpoint | None = None,
 ) -> AsyncGenerator[AttemptedEvent, None]:
     """Provider attempts on ``task``: one ``AttemptedEvent`` per attempt.
 
@@ -199,7 +221,9 @@ def watch_attempted(
         async for event in watch_attempted(task_address, from_block=0):
             print(event.provider, "asks", event.suggested_payment / 10**18, "OGPU")
     """
-    return _scoped("watch_attempted", task, task_address, from_block, poll_interval, confirmations, after)
+    return _scoped(
+        "watch_attempted", task, task_address, from_block, poll_interval, confirmations, after, checkpoint
+    )
 
 
 @_documented
@@ -211,6 +235,7 @@ def watch_response_submitted(
     after: After = None,
     poll_interval: float = 2.0,
     confirmations: int = 0,
+    checkpoint: Checkpoint | None = None,
 ) -> AsyncGenerator[ResponseSubmittedEvent, None]:
     """Responses submitted for ``task``: one ``ResponseSubmittedEvent`` per response.
 
@@ -230,7 +255,14 @@ def watch_response_submitted(
             print("response", event.response)
     """
     return _scoped(
-        "watch_response_submitted", task, task_address, from_block, poll_interval, confirmations, after
+        "watch_response_submitted",
+        task,
+        task_address,
+        from_block,
+        poll_interval,
+        confirmations,
+        after,
+        checkpoint,
     )
 
 
@@ -243,6 +275,7 @@ def watch_response_status_changed(
     after: After = None,
     poll_interval: float = 2.0,
     confirmations: int = 0,
+    checkpoint: Checkpoint | None = None,
 ) -> AsyncGenerator[ResponseStatusChangedEvent, None]:
     """Status changes of ``response``: one ``ResponseStatusChangedEvent`` per change.
 
@@ -270,6 +303,7 @@ def watch_response_status_changed(
         poll_interval,
         confirmations,
         after,
+        checkpoint,
     )
 
 
@@ -282,6 +316,7 @@ def watch_task_status_changed(
     after: After = None,
     poll_interval: float = 2.0,
     confirmations: int = 0,
+    checkpoint: Checkpoint | None = None,
 ) -> AsyncGenerator[TaskStatusChangedEvent, None]:
     """Status changes of ``task``: one ``TaskStatusChangedEvent`` per change.
 
@@ -305,7 +340,14 @@ def watch_task_status_changed(
         await asyncio.wait_for(finalized(task_address), timeout=600)
     """
     return _scoped(
-        "watch_task_status_changed", task, task_address, from_block, poll_interval, confirmations, after
+        "watch_task_status_changed",
+        task,
+        task_address,
+        from_block,
+        poll_interval,
+        confirmations,
+        after,
+        checkpoint,
     )
 
 
@@ -318,6 +360,7 @@ def watch_registered(
     after: After = None,
     poll_interval: float = 2.0,
     confirmations: int = 0,
+    checkpoint: Checkpoint | None = None,
 ) -> AsyncGenerator[RegisteredEvent, None]:
     """Provider registrations to ``source``: one ``RegisteredEvent`` per registration.
 
@@ -337,7 +380,14 @@ def watch_registered(
             print(event.provider, event.preferred_environment)
     """
     return _scoped(
-        "watch_registered", source, source_address, from_block, poll_interval, confirmations, after
+        "watch_registered",
+        source,
+        source_address,
+        from_block,
+        poll_interval,
+        confirmations,
+        after,
+        checkpoint,
     )
 
 
@@ -348,6 +398,7 @@ def watch_nexus(
     after: After = None,
     poll_interval: float = 2.0,
     confirmations: int = 0,
+    checkpoint: Checkpoint | None = None,
 ) -> AsyncGenerator[NexusEvent, None]:
     """Every Nexus event of the given types (all of them when none is given), unscoped.
 
@@ -368,7 +419,15 @@ def watch_nexus(
     """
     specs = tuple(_spec_of(t) for t in event_types) or tuple(EVENTS.values())
     return follow(
-        specs, None, None, from_block, poll_interval, confirmations, label="watch_nexus", after=after
+        specs,
+        None,
+        None,
+        from_block,
+        poll_interval,
+        confirmations,
+        label="watch_nexus",
+        after=after,
+        checkpoint=checkpoint,
     )
 
 
@@ -384,6 +443,7 @@ def _scoped(
     poll_interval: object,
     confirmations: object,
     after: object,
+    checkpoint: object = None,
 ) -> AsyncGenerator[Any, None]:
     event, field = SCOPED_WATCHERS[watcher]
     # The scoping address by position, as ``task=`` etc., or as ``task_address=``
@@ -409,6 +469,7 @@ def _scoped(
         confirmations,
         label=f"{watcher}(0x{scope})",
         after=after,
+        checkpoint=checkpoint,
     )
 
 
@@ -448,13 +509,35 @@ def follow(
     label: str,
     progress: ProgressCallback | None = None,
     after: object = None,
+    checkpoint: object = None,
+    auto_commit: bool = True,
 ) -> AsyncGenerator[Any, None]:
-    """Check the options and the configured endpoint, then return the generator."""
+    """Check the options and the configured endpoint, then return the generator.
+
+    With ``checkpoint``, the generator resumes after the checkpoint's
+    position (``after=``; ``from_block`` only while it has none) and commits
+    each handled event's position (``auto_commit``; the command commits its
+    own, after printing).
+    """
     # The stream machinery (asyncio, httpx client, hub) loads on the first
     # watch, not at import: code that only needs the event types stays light.
     from ogpu.events._lane import Subscription
 
     _check_options(from_block, poll_interval, confirmations)
+    if checkpoint is not None:
+        return _checkpointed(
+            specs,
+            field,
+            scope,
+            from_block,
+            poll_interval,
+            confirmations,
+            label,
+            progress,
+            after,
+            checkpoint,
+            auto_commit,
+        )
     position = None
     if after is not None:
         if from_block is not None:
@@ -475,6 +558,50 @@ def follow(
         label=label,
     )
     return _follow(specs, sub, url, nexus, progress, position)
+
+
+def _checkpointed(
+    specs: tuple[EventSpec, ...],
+    field: str | None,
+    scope: str | None,
+    from_block: Any,
+    poll_interval: Any,
+    confirmations: Any,
+    label: str,
+    progress: ProgressCallback | None,
+    after: object,
+    checkpoint: object,
+    auto_commit: bool,
+) -> AsyncGenerator[Any, None]:
+    # The checkpoint's position becomes after= (hash-checked, reorgs followed) at the first __anext__.
+    from ogpu.events._checkpoint import Checkpoint, checkpointed
+
+    if not isinstance(checkpoint, Checkpoint):
+        raise InvalidArgumentError(f"checkpoint must be a Checkpoint, got {checkpoint!r:.80}")
+    if after is not None:
+        raise InvalidArgumentError(
+            f"after= and checkpoint= cannot be used together (after={after!r:.80}): "
+            "the checkpoint already says where to resume"
+        )
+
+    def make(position: EventPosition | None) -> AsyncGenerator[Any, None]:
+        start = from_block if position is None else None
+        return follow(
+            specs,
+            field,
+            scope,
+            start,
+            poll_interval,
+            confirmations,
+            label=label,
+            progress=progress,
+            after=position,
+        )
+
+    url = validate_rpc_url(ChainConfig.get_rpc())
+    nexus = ChainConfig.get_contract_address("NEXUS")
+    names = tuple(spec.name for spec in specs)
+    return checkpointed(checkpoint, make, url, nexus, names, field, scope, label, auto_commit=auto_commit)
 
 
 async def _follow(

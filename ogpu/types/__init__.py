@@ -11,6 +11,11 @@ from __future__ import annotations
 from ogpu._errors import (
     ChainChangedError,
     ChainNotSupportedError,
+    CheckpointError,
+    CheckpointLostError,
+    CheckpointMismatchError,
+    CheckpointUrlError,
+    CheckpointVersionError,
     ConfigError,
     InvalidAddressError,
     InvalidArgumentError,
@@ -41,6 +46,11 @@ from ogpu.types.enums import (
 __all__ = [
     "ChainChangedError",
     "ChainNotSupportedError",
+    "CheckpointError",
+    "CheckpointLostError",
+    "CheckpointMismatchError",
+    "CheckpointUrlError",
+    "CheckpointVersionError",
     "ConfigError",
     "DeliveryMethod",
     "Environment",

@@ -9,6 +9,11 @@ from __future__ import annotations
 from ogpu._errors import (
     ChainChangedError,
     ChainNotSupportedError,
+    CheckpointError,
+    CheckpointLostError,
+    CheckpointMismatchError,
+    CheckpointUrlError,
+    CheckpointVersionError,
     ConfigError,
     InvalidAddressError,
     InvalidArgumentError,
@@ -27,6 +32,11 @@ from ogpu._errors import (
 __all__ = [
     "ChainChangedError",
     "ChainNotSupportedError",
+    "CheckpointError",
+    "CheckpointLostError",
+    "CheckpointMismatchError",
+    "CheckpointUrlError",
+    "CheckpointVersionError",
     "ConfigError",
     "InvalidAddressError",
     "InvalidArgumentError",
