@@ -323,9 +323,10 @@ class Hub:
         if cover is not None and not self.filter.batchable(*cover):
             cover = None  # a wide gap: LiveFilter.take reads it apart, in chunks
         checks = self.chain.checks()
-        if cover is not None and cover[1] not in checks:
-            # The cover's last block, asked beside it: the answering backend must have it.
-            checks = sorted({*checks, cover[1]})
+        if cover is not None:
+            # The cover's last block, asked beside it: the answering backend must
+            # have it; and the block below its first: a chain that moved under it shows.
+            checks = sorted({*checks, cover[1], *([cover[0] - 1] if cover[0] > 0 else [])})
         calls: list[Call] = [("eth_getBlockByNumber", ["latest", False])]
         calls += [("eth_getBlockByNumber", [hex(n), False]) for n in checks]
         if self.chain.chain_id is None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ogpu._errors import RpcError, RpcResponseError
 from ogpu.events._abi import RawLog
-from ogpu.events._chain import SPIKE, ChainView
+from ogpu.events._chain import SPIKE, ChainView, maybe_header
 from ogpu.events._doubt import FilterDoubt
 from ogpu.events._faults import Backoff, Fault, classify
 from ogpu.events._lane import Lane
@@ -206,9 +206,33 @@ class LiveFilter:
         """Read ``first..last`` by eth_getLogs in chunks, delivering and covering each."""
         async with contextlib.aclosing(self._reader.read(first, last)) as chunks:
             async for end, logs in chunks:
-                if not self._cover(live, first, end, logs):
+                if not await self._on_pinned_chain(first, end) or not self._cover(live, first, end, logs):
                     return
                 first = end + 1
+
+    async def _on_pinned_chain(self, first: int, last: int) -> bool:
+        """Whether a chunk just read stands on the pinned chain: its last block exists, the one below is ours.
+
+        A chain replaced or reorged below the chunk between two chunks would
+        otherwise hand over its higher blocks before the stream has gone back
+        for its lower ones. Asked after the read, so a move before it shows.
+        """
+        numbers = sorted({n for n in (first - 1, last) if n >= 0})
+        answers = await self._client.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+        headers = dict(
+            zip(
+                numbers, (maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)), strict=True
+            )
+        )
+        if headers[last] is None:
+            return False  # the answering backend lacks it: read again later
+        below = headers.get(first - 1)
+        pinned = self._chain.pinned(first - 1)
+        if below is not None and pinned is not None and below.hash != pinned:
+            self._chain.recheck(first - 1)  # the next tick finds where the chains part
+            log.info("blocks below %d..%d changed while it was read; read again once followed", first, last)
+            return False
+        return True
 
     def _cover(self, live: Lane, first: int, last: int, logs: list[RawLog]) -> bool:
         """Deliver what eth_getLogs read of ``first..last``; the lane's cursor may pass those blocks.
