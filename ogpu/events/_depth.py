@@ -84,12 +84,21 @@ class RangeFollower:
             for raw in logs:
                 if raw.get("blockHash") is not None and not raw.get("removed"):
                     hashes.setdefault(int(raw["blockNumber"], 16), set()).add(raw["blockHash"].lower())
-            numbers = sorted({*hashes, last})
+            # The block below the range too: a chain that moved under the range
+            # (a reorg or a replaced chain the stream has not followed yet)
+            # would hand over its higher blocks before its lower ones.
+            below = first - 1 if first > 0 else None
+            numbers = sorted({*hashes, last, *([below] if below is not None else [])})
             answers = await self._client.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
             headers = {n: maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
             end = headers[last]
             if end is None:
                 return None
+            if below is not None:
+                under, ours = headers[below], self._chain.pinned(below)
+                if under is not None and ours is not None and under.hash != ours:
+                    self._chain.recheck(below)  # the next tick finds where the chains part
+                    return None
             pinned = self._chain.pinned(last)
             changed = [
                 n
