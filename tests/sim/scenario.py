@@ -391,7 +391,9 @@ class _Sim:
 
             def lost(request: httpx.Request) -> httpx.Response:
                 node.served_and_lost(request)
-                if timeout:
+                # Decided when it fires: the request may be a new stream's first, and a first
+                # request that times out is taken for a wrong URL (README), not retried.
+                if timeout and self._answered():
                     raise httpx.ReadTimeout("the answer never arrived", request=request)
                 raise httpx.RemoteProtocolError("peer closed connection without a response", request=request)
 
@@ -454,7 +456,8 @@ class _Sim:
                 )
             )
         elif kind == "slow":
-            node.latency = (0.2, 3.0)
+            # Slow, not pathological: the teardown's 2 s time box must fit an uninstall.
+            node.latency = (0.1, 0.6)
             self._later(rng.uniform(2, 20), lambda: setattr(node, "latency", (0.001, 0.05)))
         elif kind == "hook":
             self._hook()
@@ -790,7 +793,11 @@ class _Sim:
                     start_after=start,
                     end=end,
                     yielded=yielded,
-                    floor=first.from_block if first.from_block is not None and not restarted else None,
+                    # A resumption after a reorg starts where the chains part, which
+                    # after= cannot know to keep above the first one's from_block.
+                    floor=first.from_block
+                    if first.from_block is not None and not restarted and (len(chain) == 1 or not depth)
+                    else None,
                     exposed=first.confirmations == 0 or depth > first.confirmations,
                     must_name=must_name,
                     error=next((w.error for w in chain if w.error is not None), None),
