@@ -10,7 +10,7 @@ printed first, microbenchmarks take the best of several interleaved runs
 and timings of whole operations take medians.
 
 Run from the repository root: ``.venv/bin/python scripts/bench.py`` (``--kit``: only the
-testing kit's figures, in a few seconds).
+testing kit's figures, in a few seconds; ``--caps``: only the range-cap figures, in about one).
 """
 
 from __future__ import annotations
@@ -47,11 +47,13 @@ from ogpu.events._chain import ChainView, Header  # noqa: E402
 from ogpu.events._devnode import ANVIL_VERSION, Anvil, event_calldata  # noqa: E402
 from ogpu.events._hub import Hub, active_hubs  # noqa: E402
 from ogpu.events._lane import Lane, Subscription  # noqa: E402
-from ogpu.events._ranges import CHUNK_LOGS, READ_AHEAD_CHUNKS  # noqa: E402
+from ogpu.events._ranges import CHUNK_LOGS, READ_AHEAD_CHUNKS, LogRangeReader  # noqa: E402
+from ogpu.events._rpc import RpcClient  # noqa: E402
 from ogpu.events._screen import filter_changes, triage  # noqa: E402
 from ogpu.events._watchers import follow  # noqa: E402
 from ogpu.events.testing import FakeNode  # noqa: E402
 from ogpu.types import TaskStatus  # noqa: E402
+from tests.capping import BLOCK_CAPS, UNNAMED_CAPS, CappingProvider  # noqa: E402
 
 NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
 ATTEMPTED = EVENTS["Attempted"]
@@ -864,6 +866,41 @@ def testing_kit() -> list[Row]:
     return rows
 
 
+# --- provider range caps ---
+
+CAP_BLOCKS = 500
+
+
+async def _capped_history(provider: CappingProvider) -> None:
+    client = RpcClient("http://127.0.0.1:8545/capped", transport=provider.transport())
+    try:
+        async for _ in LogRangeReader(client, NEXUS).read(0, provider.head):
+            pass
+    finally:
+        await client.aclose()
+
+
+def range_caps() -> list[Row]:
+    """Requests refused while reading a 12,500-block history from a provider capping ranges at 500."""
+    rows = []
+    for label, (code, message), most in (
+        ("named", BLOCK_CAPS["erigon"], 2),
+        ("not named", UNNAMED_CAPS["plain"], 12),
+    ):
+        provider = CappingProvider(code, message, max_range=CAP_BLOCKS)
+        with quiet_library():
+            asyncio.run(_capped_history(provider))
+        rows.append(
+            Row(
+                f"range cap {CAP_BLOCKS}, {label}: refused",
+                f"{provider.refused} ({len(provider.asked)} eth_getLogs for {provider.head + 1:,} blocks)",
+                f"<= {most}",
+                provider.refused <= most,
+            )
+        )
+    return rows
+
+
 # --- the table ---
 
 
@@ -915,6 +952,9 @@ How each figure was taken:
   (PYTHONPYCACHEPREFIX, one warm-up run each); {IMPORT_RUNS} runs of each, interleaved; medians. The
   floor is importing the runtime dependencies themselves ({IMPORT_FLOOR}). --help: the whole
   `python -m ogpu.events._cli --help` process, interleaved with those.
+- range caps: LogRangeReader.read over blocks 0..12,499 (a log every 10 blocks) from an in-memory
+  provider (tests/capping.py) refusing ranges over {CAP_BLOCKS} blocks, in words that name the cap
+  ("query exceeds max block range 500") and in words that do not ("block range too large").
 """
 
 
@@ -959,6 +999,7 @@ def run_all() -> int:
     step("decode and deliver", decode_and_deliver)
     step("import time", import_time)
     step("testing kit", testing_kit)
+    step("range caps", range_caps)
 
     print()
     print_table(rows)
@@ -974,6 +1015,9 @@ def main(argv: list[str]) -> int:
     if argv == ["--kit"]:  # the testing kit's figures alone: no anvil needed
         logging.getLogger("ogpu.events").setLevel(logging.ERROR)
         print_table(testing_kit())
+        return 0
+    if argv == ["--caps"]:  # the range-cap figures alone: in memory, about a second
+        print_table(range_caps())
         return 0
     if len(argv) == 3 and argv[0] == "--memory-child":
         print(json.dumps(asyncio.run(_memory_child(argv[1], int(argv[2])))))

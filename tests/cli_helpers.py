@@ -8,12 +8,15 @@ and never answers. Each runs on 127.0.0.1 in a thread of the test process.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pty
 import select
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -51,9 +54,14 @@ def run_cli(*args: str, timeout: float = 30.0, variables: Mapping[str, str] | No
     return Outcome(done.returncode, done.stdout, done.stderr, time.monotonic() - began)
 
 
-def run_cli_in_terminal(*args: str, timeout: float = 30.0) -> Outcome:
-    """The command with stdout and stderr on a pseudo-terminal; both land in ``stdout``."""
+def run_cli_in_terminal(*args: str, timeout: float = 30.0, columns: int | None = None) -> Outcome:
+    """The command with stdout and stderr on a pseudo-terminal; both land in ``stdout``.
+
+    ``columns``: the terminal's width, as a window of that size reports it.
+    """
     controller, terminal = pty.openpty()
+    if columns is not None:
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
     began = time.monotonic()
     process = subprocess.Popen(
         [*CLI, *args], stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, env=env()

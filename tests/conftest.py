@@ -13,9 +13,16 @@ from collections.abc import Iterator
 import pytest
 
 from ogpu import ChainConfig
+from ogpu.events import _lane
 from ogpu.events._devnode import NODES, Anvil, DevNode, DevNodeNotFoundError
 
 NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
+
+# Every test runs with the cursor rule checked (off for users): a path that moves
+# a lane's cursor over a block no read covered raises at once. Set in the
+# environment too, for the CLI and soak subprocesses the tests start.
+os.environ["OGPU_CHECK_CURSOR_RULE"] = "1"
+_lane.CHECK_CURSOR_RULE = True
 NODE_NAMES = tuple(NODES)
 
 

@@ -92,6 +92,70 @@ class FakeNode(KitNode):
         self.report_removed = report_removed
         self.get_logs_overreach = get_logs_overreach
         self.orphans_by_hash = orphans_by_hash
+        self._nulls: dict[str, int] = {}
+        self._behind = (0, 0)
+        self._lag_now = 0
+        # False: eth_getLogs by the hash of a block a reorg replaced answers
+        # "unknown block", though its header is still found by hash.
+        self.orphan_logs_by_hash = True
+
+    def behind(self, blocks: int, requests: int) -> None:
+        """The next ``requests`` HTTP requests reach a backend ``blocks`` behind the head.
+
+        It reports that lower head and knows no block above it, by number or
+        by hash (null, as nodes answer for blocks they have not got).
+        """
+        self._behind = (blocks, requests)
+
+    def _serve(self, body: Any) -> httpx.Response:
+        blocks, requests = self._behind
+        self._lag_now = blocks if requests > 0 else 0
+        self._behind = (blocks, max(0, requests - 1))
+        return super()._serve(body)
+
+    def _head_answer(self) -> int:
+        if self._lag_now:
+            self.head_answers += 1
+            self._view = self.head - self._lag_now
+            return self._view
+        return super()._head_answer()
+
+    def _get_block(self, params: list[Any]) -> dict[str, Any] | None:
+        tag = params[0] if params else None
+        if (
+            self._lag_now
+            and tag not in ("latest", "pending")
+            and self._block_tag(tag, 0) > self.head - self._lag_now
+        ):
+            return None
+        return super()._get_block(params)
+
+    def _get_block_by_hash(self, params: list[Any]) -> dict[str, Any] | None:
+        found = super()._get_block_by_hash(params)
+        if found is not None and self._lag_now and int(found["number"], 16) > self.head - self._lag_now:
+            return None
+        return found
+
+    def _get_logs(self, params: list[Any]) -> list[RawLog]:
+        query = params[0] if params else {}
+        if "blockHash" in query and not self.orphan_logs_by_hash:
+            block = self.block_by_hash(str(query["blockHash"]))
+            if block is not None and block.hash in self.orphans:
+                # geth keeps a side block's header, not its receipts' index by hash.
+                raise RpcFault(-32000, "unknown block")
+        return super()._get_logs(params)
+
+    def answer_null(self, method: str, times: int = 1) -> None:
+        """Answer ``null`` (a result, not an error) to the next ``times`` calls of ``method``."""
+        self._nulls[method] = self._nulls.get(method, 0) + times
+
+    def _answer(self, item: Any) -> dict[str, Any]:
+        method = item.get("method") if isinstance(item, dict) else None
+        if isinstance(method, str) and self._nulls.get(method, 0) > 0:
+            self._nulls[method] -= 1
+            self.calls.append((method, item.get("params") or []))
+            return {"jsonrpc": "2.0", "id": item.get("id"), "result": None}
+        return super()._answer(item)
 
     def add_log(self, event: str, *values: Any, address: str = NEXUS) -> None:
         """Queue a log of a Nexus event, values in ABI order, for the next mined block."""

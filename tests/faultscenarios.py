@@ -41,7 +41,8 @@ _UNINSTALL = frozenset({"eth_uninstallFilter"})
 
 # The log lines that show a recovery, with the block range it covers.
 REFILL = r"refill from block \d+|refilling blocks \d+\.\.\d+"
-SHRINK = r"eth_getLogs \d+\.\.\d+ refused .* retrying with \d+-block chunks"
+# The one INFO line a provider's cap gets (issue 21.1): what was refused and what the reader does now.
+SHRINK = r"refused eth_getLogs \d+\.\.\d+ \(.*\); (reading \d+-block chunks|looking for the largest range)"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import random
 import re
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from ogpu.events import (
     SourceUpdatedEvent,
     TaskPublishedEvent,
     TaskStatusChangedEvent,
+    _abi,
 )
 from ogpu.events._abi import EVENTS, EVENTS_BY_TOPIC, canonical_type, load_abi
 from ogpu.types import DeliveryMethod, Environment, LogDecodeError, ResponseStatus, SourceStatus, TaskStatus
@@ -265,21 +267,57 @@ def test_environment_flags_decode_any_combination() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "values"),
+    ("name", "values", "field", "kind", "raw"),
     [
-        ("TaskStatusChanged", (A, 6)),
-        ("TaskStatusChanged", (A, 255)),
-        ("ResponseStatusChanged", (A, 2)),
-        ("SourceStatusChanged", (A, 2)),
-        ("Registered", (A, 1, B, 8)),
-        ("Registered", (A, 1, B, 0xFF)),
-        ("SourceUpdated", (B, _params(delivery=2))),
-        ("SourceUpdated", (B, _params(environments=16))),
+        ("TaskStatusChanged", (A, 6), lambda e: e.status, TaskStatus, 6),
+        ("TaskStatusChanged", (A, 255), lambda e: e.status, TaskStatus, 255),
+        ("ResponseStatusChanged", (A, 2), lambda e: e.status, ResponseStatus, 2),
+        ("SourceStatusChanged", (A, 2), lambda e: e.status, SourceStatus, 2),
+        ("Registered", (A, 1, B, 8), lambda e: e.preferred_environment, Environment, 8),
+        ("Registered", (A, 1, B, 200), lambda e: e.preferred_environment, Environment, 200),
+        ("Registered", (A, 1, B, 0xFF), lambda e: e.preferred_environment, Environment, 0xFF),
+        (
+            "SourceUpdated",
+            (B, _params(delivery=2)),
+            lambda e: e.source_params.delivery_method,
+            DeliveryMethod,
+            2,
+        ),
+        (
+            "SourceUpdated",
+            (B, _params(environments=16)),
+            lambda e: e.source_params.image_environments,
+            Environment,
+            16,
+        ),
     ],
 )
-def test_unknown_enum_value_is_a_decode_error(name: str, values: tuple[Any, ...]) -> None:
-    with pytest.raises(LogDecodeError, match=name):
-        EVENTS[name].decode(raw_log(name, *values))
+def test_an_unknown_enum_value_keeps_the_event_its_type_and_its_value(
+    name: str,
+    values: tuple[Any, ...],
+    field: Callable[[Any], Any],
+    kind: type[Any],
+    raw: int,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Contracts gain statuses and bits: an older enum here must not lose the event (issue 21.5).
+    monkeypatch.setattr(_abi, "_WARNED", set())
+    caplog.set_level(logging.WARNING, "ogpu.events")
+
+    events = [EVENTS[name].decode(raw_log(name, *values, log_index=i)) for i in range(3)]
+
+    value = field(events[0])
+    assert isinstance(value, kind)
+    assert value == raw and int(value) == raw
+    assert all(field(e) is value or field(e) == value for e in events)
+    if kind is not Environment:
+        assert value.name == f"UNKNOWN_{raw}"
+        with pytest.raises(ValueError):
+            kind(raw)  # only decoding makes such members
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings  # one per unknown value, not one per event
+    assert kind.__name__ in warnings[0]
 
 
 def test_status_word_wider_than_uint8_is_a_decode_error() -> None:
@@ -398,10 +436,9 @@ def _expected(name: str, param: dict[str, Any], value: Any) -> Any:
     if param["type"] == "address":
         return to_checksum_address(value)
     enum = _ENUM_OF.get((name, param["name"]))
-    if enum is Environment:
-        return Environment(value) if value < 8 else LogDecodeError
     if enum is not None:
-        return enum(value) if value in {m.value for m in enum} else LogDecodeError  # type: ignore[attr-defined]
+        # Values the enum lacks are kept (issue 21.5): equal to the raw uint8 either way.
+        return enum(value) if value in {m.value for m in enum} else value  # type: ignore[attr-defined]
     return value
 
 

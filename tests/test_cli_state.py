@@ -263,3 +263,35 @@ def test_the_same_events_in_another_order_or_spelling_share_a_state_file(
     # The event _state_for's run left beyond its --count (out of scope there, in scope here) and ours.
     assert _ids(result.stdout)[-1] == ids[0]
     assert os.path.getsize(state) > 0
+
+
+def test_a_state_file_across_a_restarted_dev_node_follows_the_new_chain_from_its_first_block(
+    tmp_path: Path,
+) -> None:
+    """Hole 8 of the exactly-once issue: the new chain's events below the saved block were never printed."""
+    node = Anvil()
+    node.start()
+    try:
+        node.install_emitter(NEXUS)
+        task = random_address()
+        node.mine(20)  # the old chain ends well above where the new one's events will be
+        _, old_ids = _emit(node, task, 3)
+        state = tmp_path / "attempted.state"
+        first = run_cli(*_watch(node, task, state, "--from-block", "0", "--count", "3"))
+        assert first.code == 0, first.stderr
+        assert _ids(first.stdout) == old_ids
+
+        node.restart()  # the same port and chain id, a new chain from block 0
+        node.install_emitter(NEXUS)
+        _, new_ids = _emit(node, task, 3)
+        assert node.block_number() < _saved(state).block_number
+
+        second = run_cli(*_watch(node, task, state, "--count", "3"))
+        assert second.code == 0, second.stderr
+        assert _ids(second.stdout) == new_ids
+        assert "no longer serves" in second.stderr and "from block 0" in second.stderr
+        assert (
+            json.loads(state.read_text())["genesis"] == node.rpc("eth_getBlockByNumber", "0x0", False)["hash"]
+        )
+    finally:
+        node.stop()

@@ -98,7 +98,7 @@ def test_startup_retries_name_the_call_that_failed_in_words() -> None:
         f"ogpu-events: WARNING: eth_newFilter failed at {url} (try 1): connection refused; retrying in "
     )
     assert "Error(" not in result.stderr  # no exception reprs anywhere
-    assert "polling the Nexus stream" not in result.stderr
+    assert "poll (" not in result.stderr
 
 
 def test_an_api_key_in_the_url_path_is_never_shown() -> None:

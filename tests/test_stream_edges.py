@@ -30,6 +30,7 @@ from tests.test_stream_unit import (
     address,
     all_gone,
     attempted,
+    prove_filter,
     sentinel,
     streaming,
     ticks,
@@ -117,7 +118,7 @@ async def test_live_watcher_leaving_while_its_filter_is_installed_does_not_break
     await ticks(hub, 2)
     late = Collector(watch_attempted(TASK, poll_interval=FAST))
     await late.until(lambda: hub.subscriber_count == 2 and hub.filter_id is not None, "the late watcher")
-    node.mine()  # the install checks read past the head seen at install
+    prove_filter(node)
     await late.until(lambda: hub.steady, "the install checks to end")
     attempted(node, TASK, 1)
     node.mine()
@@ -217,7 +218,7 @@ async def test_malformed_filter_log_is_skipped_not_fatal(
     await gate.held.wait()
     if when == "steady":
         gate.open()
-        node.mine()  # the install checks read past the head seen at install
+        prove_filter(node)
         await wait_until(lambda: bool(active_hubs()) and the_hub().steady, "the install checks to end")
         gate.hold("eth_getFilterChanges")
         await gate.held.wait()
@@ -375,7 +376,7 @@ async def test_head_reported_ahead_of_the_filter_then_filter_lost_loses_nothing(
 ) -> None:
     c = Collector(watch_attempted(TASK, poll_interval=FAST))
     hub = await streaming()
-    node.mine()  # the install checks read past the head seen at install
+    prove_filter(node)
     await wait_until(lambda: hub.steady, "the install checks to end")
     # Answers from a backend two blocks ahead of the one that holds the filter.
     node.lag_head([-2] * answers_ahead)

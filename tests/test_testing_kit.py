@@ -291,7 +291,7 @@ def test_mine_and_head() -> None:
         ),
         ("TaskStatusChanged", {"task": T, "status": 1, "block_number": 3}, None, "set by the node"),
         ("TaskStatusChanged", {"task": "0x1234", "status": 1}, InvalidAddressError, "TaskStatusChanged task"),
-        ("TaskStatusChanged", {"task": T, "status": 9}, None, "unknown TaskStatus value 9"),
+        ("TaskStatusChanged", {"task": T, "status": 256}, None, "must fit uint8"),
         ("Attempted", {"task": T, "provider": P, "suggested_payment": -1}, None, "must fit uint256"),
         ("Attempted", {"task": T, "provider": P, "suggested_payment": "5"}, None, "must be an int"),
     ],

@@ -89,6 +89,15 @@ def validate_rpc_url(url: object) -> str:
     """Return ``url`` unchanged if it is an absolute http(s) URL with a host."""
     if not isinstance(url, str):
         raise InvalidRpcUrlError(f"RPC URL must be a string, got {type(url).__name__}")
+    if not url.strip():
+        raise InvalidRpcUrlError("RPC URL is empty", url=url)
+    if "://" not in url:
+        shown = mask_url(url.strip())
+        guess = "http://" + shown.lstrip("/")
+        hint = f" (did you mean {guess!r}?)" if not any(c.isspace() for c in url) else ""
+        raise InvalidRpcUrlError(
+            f"RPC URL {shown!r} has no scheme: it must start with http:// or https://{hint}", url=url
+        )
     if any(c.isspace() for c in url):
         raise InvalidRpcUrlError(f"RPC URL contains whitespace: {mask_url(url.strip())!r}", url=url)
     try:
@@ -97,6 +106,12 @@ def validate_rpc_url(url: object) -> str:
     except ValueError as exc:
         raise InvalidRpcUrlError(f"malformed RPC URL {mask_url(url)!r}: {exc}", url=url) from None
     host = parts.hostname or ""
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidRpcUrlError(
+            f"RPC URL {mask_url(url)!r} must use http:// or https://, not {parts.scheme}://", url=url
+        )
+    if not host:
+        raise InvalidRpcUrlError(f"RPC URL {mask_url(url)!r} has no host after {parts.scheme}://", url=url)
     if (
         parts.scheme not in ("http", "https")
         or not host
@@ -123,6 +138,10 @@ def mask_url(url: str) -> str:
     Hosted nodes put the key in the path (``/v3/MYAPIKEY123``) or the query
     (``?apikey=...``); words like ``rpc`` or ``v3`` stay readable.
     """
+    if "://" not in url and not url.startswith("//"):
+        # No scheme ("localhost:8555", "node.example/v3/KEY"): read what comes
+        # first as the host, as a person would, and show it as it was given.
+        return mask_url("//" + url)[2:]
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -131,7 +150,12 @@ def mask_url(url: str) -> str:
     if "@" in netloc:
         netloc = "***@" + netloc.rsplit("@", 1)[1]
     path = "/".join("***" if _looks_like_key(seg) else seg for seg in parts.path.split("/"))
-    masked = f"{parts.scheme}://{netloc}{path}"
+    # As given: "localhost:8555" parses as scheme "localhost", and a "://"
+    # added here would show the user a URL they never wrote.
+    masked = f"{parts.scheme}:" if parts.scheme else ""
+    if netloc or url[len(masked) :].startswith("//"):
+        masked += f"//{netloc}"
+    masked += path
     if parts.query:
         masked += "?***"
     if parts.fragment:

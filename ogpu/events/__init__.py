@@ -67,6 +67,7 @@ from ogpu.events._models import (
 )
 from ogpu.events._position import EventPosition
 from ogpu.events._watchers import (
+    _SHARED_DOC,
     watch_attempted,
     watch_nexus,
     watch_registered,
@@ -75,6 +76,11 @@ from ogpu.events._watchers import (
     watch_task_published,
     watch_task_status_changed,
 )
+
+# The watchers' shared keyword arguments, errors and cancelling, said once
+# here rather than in each of the seven watchers' help (None under -OO).
+if __doc__ is not None:
+    __doc__ += "\nShared by every watcher\n-----------------------\n" + _SHARED_DOC.replace("\n    ", "\n")
 
 __all__ = [
     "AttemptedEvent",

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, IntEnum
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -33,8 +34,11 @@ from ogpu._errors import LogDecodeError
 from ogpu.events import _models as models
 from ogpu.events._address import checksum_address
 from ogpu.types import DeliveryMethod, Environment, ResponseStatus, SourceStatus, TaskStatus
+from ogpu.types.enums import unknown_member
 
 __all__ = ["ABI_FILE_NAME", "EVENTS", "EVENTS_BY_TOPIC", "EventSpec", "RawLog", "event_named", "load_abi"]
+
+log = logging.getLogger("ogpu.events")
 
 RawLog = dict[str, Any]
 ABI_FILE_NAME = "nexus-events.json"
@@ -120,22 +124,51 @@ def _uint_converter(bits: int) -> Converter:
     return convert
 
 
+# (enum, unknown value or bits) already warned about: one WARNING per value, not per event.
+_WARNED: set[tuple[str, int]] = set()
+
+
+def _warn_unknown(enum_name: str, value: int, kept: str) -> None:
+    if (enum_name, value) in _WARNED:
+        return
+    _WARNED.add((enum_name, value))
+    log.warning(
+        "a %s value this ogpu does not know: %d (a newer Nexus contract?); events keep it as %s",
+        enum_name,
+        value,
+        kept,
+    )
+
+
 def _enum_converter(enum_cls: type[Enum]) -> Converter:
+    # A contract gains statuses and flag bits; the enums here may be older.
+    # An event is never dropped for that: the value is kept (IntFlag keeps
+    # unknown bits, an IntEnum gets an UNKNOWN_<n> member equal to it) and
+    # said once.
     if issubclass(enum_cls, Environment):
         allowed = int(Environment.CPU | Environment.NVIDIA | Environment.AMD)
 
         def convert_flags(value: Any) -> Environment:
-            if value & ~allowed or value < 0:
-                raise LogDecodeError(f"unknown Environment bits in {value}")
+            if not 0 <= value < 256:  # a uint8 on chain: anything else is a malformed log
+                raise LogDecodeError(f"Environment bits {value} do not fit uint8")
+            extra = value & ~allowed
+            if extra:
+                _warn_unknown("Environment", extra, f"Environment({value}), unknown bits {extra:#x} included")
             return Environment(value)
 
         return convert_flags
+    assert issubclass(enum_cls, IntEnum)
+    int_enum: type[IntEnum] = enum_cls
 
     def convert(value: Any) -> Enum:
         try:
-            return enum_cls(value)
+            return int_enum(value)
         except ValueError:
-            raise LogDecodeError(f"unknown {enum_cls.__name__} value {value}") from None
+            if not 0 <= value < 256:
+                raise LogDecodeError(f"{int_enum.__name__} value {value} does not fit uint8") from None
+            member = unknown_member(int_enum, int(value))
+            _warn_unknown(int_enum.__name__, int(value), f"{int_enum.__name__}.{member.name} (== {value})")
+            return member
 
     return convert
 

@@ -156,6 +156,8 @@ class ChainView:
         self._candidate: Header | None = None
         # Ticks in a row whose answers were below the tip and did not show it.
         self._tip_missing = 0
+        # Pinned heights a read contradicted: their headers are asked for next tick.
+        self._recheck: set[int] = set()
 
     @property
     def head(self) -> int | None:
@@ -163,6 +165,18 @@ class ChainView:
 
     def pinned(self, number: int) -> str | None:
         return self._pinned.get(number)
+
+    def recheck(self, number: int) -> None:
+        """Ask for block ``number``'s header next tick: a read suggests its pinned hash changed."""
+        if number in self._pinned:
+            self._recheck.add(number)
+
+    def vouches(self, number: int, block_hash: str) -> bool:
+        """Whether a header showed block ``number`` with ``block_hash`` (or it lies below the window,
+        where no header will pin it any more and its claim is all there is)."""
+        if not self._in_window(number):
+            return True
+        return self._pinned.get(number) == block_hash.lower()
 
     def checks(self) -> list[int]:
         """Block numbers whose headers the next tick asks for beside the latest one."""
@@ -174,6 +188,8 @@ class ChainView:
         if self._candidate is not None:
             wanted.add(self._candidate.number)
         wanted.update(self._ahead)
+        wanted.update(self._recheck)
+        self._recheck.clear()
         wanted.update(sorted(self._claims)[:_CLAIMS_PER_TICK])
         wanted.update(self._gaps())
         return sorted(wanted)
@@ -321,6 +337,12 @@ class ChainView:
         head = self.head
         if head is not None and head < number <= head + SPIKE:
             self._ahead.setdefault(number, None)
+
+    def above(self, number: int) -> dict[int, str]:
+        """The hashes the view holds (pinned or claimed) for heights above ``number``."""
+        held = {n: h for n, h in self._claims.items() if n > number}
+        held.update((n, h) for n, h in self._pinned.items() if n > number)
+        return held
 
     def fork_queries(self) -> list[int]:
         """Every number the view pins or has claims for, and the genesis block."""

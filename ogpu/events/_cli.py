@@ -17,9 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import math
 import os
+import select
+import shutil
 import signal
 import sys
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -32,7 +35,7 @@ from ogpu.events import _faults
 from ogpu.events._abi import EVENTS, EventSpec, event_named, snake_case
 from ogpu.events._address import normalize_address
 from ogpu.events._faults import Fault, Retrier, classify
-from ogpu.events._output import CatchUpProgress, human_header, human_line, json_line
+from ogpu.events._output import CatchUpProgress, fit_width, human_header, human_line, json_line
 from ogpu.events._versions import version_lines
 from ogpu.events._watchers import SCOPED_WATCHERS, follow
 
@@ -211,7 +214,10 @@ def _common_options() -> argparse.ArgumentParser:
     )
     group.add_argument("--json", action="store_true", help="one JSON object per line")
     group.add_argument(
-        "-v", "--verbose", action="store_true", help="log the library's retries and recoveries"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also log INFO lines and the retries of a node not answering yet (warnings show anyway)",
     )
     return common
 
@@ -365,14 +371,48 @@ async def _resume_from_state(
     from ogpu.events._state import StateFile, Stream
 
     state = StateFile(args.state)
-    saved = state.load()
-    chain_id = await _quantity(client, "eth_chainId", "reading the chain id")
-    nexus = ChainConfig.get_contract_address("NEXUS").lower()
-    stream = Stream(chain_id, nexus, tuple(spec.name for spec in specs), field, scope)
-    if saved is None:
-        return state, stream, None
-    state.check(saved[0], stream)
-    return state, stream, saved[1]
+    state.lock()  # before anything else: a second command on the file is refused at once
+    try:
+        saved = state.load()
+        chain_id = await _quantity(client, "eth_chainId", "reading the chain id")
+        genesis = await _genesis(client)
+        nexus = ChainConfig.get_contract_address("NEXUS").lower()
+        stream = Stream(chain_id, nexus, tuple(spec.name for spec in specs), field, scope, genesis)
+        if saved is not None:
+            state.check(saved[0], stream)
+            if StateFile.replaced(saved[0], stream):
+                # No block in common (another block 0): the saved position belongs to
+                # no block of this chain, and the chains part before its first block.
+                start = args.from_block if args.from_block is not None and args.from_block >= 0 else 0
+                logging.getLogger("ogpu.events").warning(
+                    "the state file %s was saved on a chain the node no longer serves (block 0 is %s, "
+                    "not %s: a development node restarted?); its position %s no longer applies: "
+                    "following the new chain from block %d",
+                    args.state,
+                    genesis,
+                    saved[0].genesis,
+                    saved[1],
+                    start,
+                )
+                args.from_block = start
+                return state, stream, None
+    except BaseException:
+        state.release()
+        raise
+    return state, stream, None if saved is None else saved[1]
+
+
+async def _genesis(client: RpcClient) -> str | None:
+    """Block 0's hash, or None if the node will not say (a pruned node): then it is not compared."""
+    from ogpu.events._chain import maybe_header
+
+    try:
+        header = maybe_header(await client.call("eth_getBlockByNumber", ["0x0", False]), "0x0")
+    except RpcError as exc:
+        if classify(exc) is not Fault.TRANSIENT:
+            return None
+        header = None
+    return None if header is None else header.hash
 
 
 def _answered(client: RpcClient) -> bool:
@@ -388,6 +428,34 @@ async def _waiting_notice(client: RpcClient, err: TextIO, after: float) -> None:
     if not _answered(client):
         err.write(f"{PROG}: waiting for {client.masked_url}\u2026\n")
         err.flush()
+
+
+async def _chain_notice(client: RpcClient, err: TextIO, served: int | None) -> None:
+    """One line when the node serves another chain than the configured one.
+
+    Legitimate (a local node under the mainnet configuration, as the demo
+    runs), so not an error; but the Nexus address followed is the configured
+    chain's, and a user who meant another chain should hear it at once, not
+    after a silent ``--timeout``.
+    """
+    if served is None:
+        # Asked once the node has answered the stream, and only once: a node
+        # that fails is the stream's to retry and report, not this note's.
+        while not _answered(client):  # noqa: ASYNC110 (ever_answered is a plain flag, set deep in the client)
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(Exception):
+            served = int(await client.call("eth_chainId"), 16)
+    configured = ChainConfig.get_current_chain()
+    if served is None or served == int(configured):
+        return
+    name = configured.name.removeprefix("OGPU_").lower()
+    nexus = ChainConfig.get_contract_address("NEXUS")
+    err.write(
+        f"{PROG}: note: the node at {client.masked_url} serves chain {served}, "
+        f"not {name} ({int(configured)}); following the {name} Nexus address {nexus} on it. "
+        "Another chain: --chain or OGPU_CHAIN\n"
+    )
+    err.flush()
 
 
 class _End:
@@ -410,14 +478,38 @@ async def _pump(events: AsyncGenerator[Any, None], queue: asyncio.Queue[Any]) ->
     await queue.put(_End())
 
 
+def _output_closed(out: TextIO) -> bool:
+    """Whether nobody reads ``out`` any more (``| head`` has exited), without writing to it.
+
+    What GNU ``tail -f`` does: poll the descriptor for an error. A pipe
+    whose reader is gone reports POLLERR; a terminal hung up, POLLHUP.
+    Files, and systems without ``poll``, never report closed.
+    """
+    if not hasattr(select, "poll"):
+        return False
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(fd, 0)  # no event asked for: errors and hang-ups are reported anyway
+    return any(revents & (select.POLLERR | select.POLLHUP) for _, revents in poller.poll(0))
+
+
 async def _next_batch(
-    queue: asyncio.Queue[Any], timeout: float | None, answered: Callable[[], bool]
+    queue: asyncio.Queue[Any],
+    timeout: float | None,
+    answered: Callable[[], bool],
+    out: TextIO | None = None,
+    check_every: float = 1.0,
 ) -> list[Any] | None:
     """Whatever is queued once something is; None when --timeout passes in silence.
 
     The quiet spell counts only from the node's first answer: a node that
     has not answered is still being connected to, and the stream reports
-    its failure (exit 1) within the startup limits.
+    its failure (exit 1) within the startup limits. Every ``check_every``
+    seconds of waiting, ``out`` is checked: a reader gone raises
+    ``BrokenPipeError`` now, not at the next event, which may be hours away.
     """
     loop = asyncio.get_running_loop()
     quiet_since = loop.time() if answered() else None
@@ -430,12 +522,16 @@ async def _next_batch(
             wait = quiet_since + timeout - loop.time()
             if wait <= 0:
                 return None
+        if out is not None:
+            wait = check_every if wait is None else min(wait, check_every)
         try:
             first = await asyncio.wait_for(queue.get(), wait)
             break
         except asyncio.TimeoutError:
             if quiet_since is None and answered():
                 quiet_since = loop.time()
+            if out is not None and _output_closed(out):
+                raise BrokenPipeError(errno.EPIPE, "the reader of the output has gone") from None
     batch = [first]
     while not queue.empty() and not isinstance(batch[-1], _End):
         batch.append(queue.get_nowait())
@@ -462,15 +558,18 @@ async def stream_events(
 
     client = RpcClient(url)
     notice: asyncio.Task[None] | None = None
+    chain_notice: asyncio.Task[None] | None = None
     pump: asyncio.Task[None] | None = None
     if terminal if terminal is not None else err.isatty():
         notice = asyncio.create_task(_waiting_notice(client, err, WAITING_NOTICE_AFTER))
+    state: tuple[StateFile, Stream] | None = None
     try:
-        state: tuple[StateFile, Stream] | None = None
         after: EventPosition | None = None
         if args.state is not None:
             state_file, stream, after = await _resume_from_state(args, client, specs, field, scope)
             state = (state_file, stream)
+        served = state[1].chain_id if state is not None else None
+        chain_notice = asyncio.create_task(_chain_notice(client, err, served), name="ogpu-events chain")
         # A saved position says where to go on; --from-block only starts a new FILE.
         from_block = args.from_block if after is None else None
         if from_block is not None:
@@ -495,15 +594,18 @@ async def stream_events(
         queue: asyncio.Queue[Any] = asyncio.Queue(_QUEUE_SIZE)
         pump = asyncio.create_task(_pump(events, queue), name="ogpu-events pump")
         show_header = not args.json and (terminal if terminal is not None else out.isatty())
-        return await _print_events(args, queue, client, out, err, progress, show_header, state)
+        # On a terminal a line fits its width (read per batch: windows get resized).
+        return await _print_events(args, queue, client, out, err, progress, show_header, state, show_header)
     finally:
         # Runs on every exit, cancellation (Ctrl-C) included: the stream is
         # left and its filter uninstalled before the event loop closes.
-        for task in (notice, pump):
+        for task in (notice, chain_notice, pump):
             if task is not None and not task.done():
                 task.cancel()
                 # Not ``await task``: a caller cancelled meanwhile must not cut the teardown short.
                 await asyncio.wait([task])
+        if state is not None:
+            state[0].release()  # after the stream is left: the last position saved is final
         await client.aclose()
 
 
@@ -516,13 +618,16 @@ async def _print_events(
     progress: CatchUpProgress,
     show_header: bool,
     state: tuple[StateFile, Stream] | None = None,
+    fit: bool = False,
 ) -> int:
     from ogpu.events._blocktimes import BlockTimes
 
     times = BlockTimes(client)
     shown = 0
     while args.count is None or shown < args.count:
-        batch = await _next_batch(queue, args.timeout, lambda: _answered(client))
+        batch = await _next_batch(
+            queue, args.timeout, lambda: _answered(client), out, min(args.poll_interval, 1.0)
+        )
         if batch is None:
             failures = _faults.current_failures()
             if failures:
@@ -536,12 +641,14 @@ async def _print_events(
             del batch[args.count - shown :]
         stamps = await times.lookup(event.block_hash for event in batch) if batch else {}
         progress.clear()
+        width = shutil.get_terminal_size((0, 0)).columns if fit else 0
         for event in batch:
             stamp = stamps.get(event.block_hash.lower())
             if show_header:
                 out.write(human_header() + "\n")
                 show_header = False
-            out.write((json_line(event, stamp) if args.json else human_line(event, stamp)) + "\n")
+            line = json_line(event, stamp) if args.json else fit_width(human_line(event, stamp), width)
+            out.write(line + "\n")
             if state is not None:
                 # Out first, then saved, with no await between: a signal (a
                 # cancellation) cannot come in between, and a kill -9 there
@@ -561,34 +668,24 @@ async def _print_events(
 
 
 class _LogGate(logging.Filter):
-    """Lets the library's warnings through once the node has answered.
+    """Lets every WARNING through, whenever it is logged, except startup retries.
 
-    Before that, retries are the startup deadline at work, and their end is
-    reported as the one error line; errors are always reported by the
-    command itself, so the library's own ERROR records would repeat it.
+    A retry of a node that has never answered is the startup deadline at
+    work, and its end is reported as the one error line (``-v`` shows each
+    try). Errors are always reported by the command itself, so the
+    library's own ERROR records would repeat it.
     """
 
     def __init__(self, verbose: bool) -> None:
         super().__init__()
         self.verbose = verbose
         self.progress: CatchUpProgress | None = None
-        self._answered = False
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR:
             return False
-        if self.verbose:
-            return self._show()
-        if not self._answered:
-            from ogpu.events._hub import active_hubs
-
-            try:
-                self._answered = any(hub.client.ever_answered for hub in active_hubs())
-            except RuntimeError:  # no running event loop
-                return False
-        return self._answered and self._show()
-
-    def _show(self) -> bool:
+        if not self.verbose and getattr(record, _faults.STARTUP_RETRY, False):
+            return False
         if self.progress is not None:
             self.progress.clear()
         return True
@@ -658,12 +755,20 @@ async def _run(args: argparse.Namespace, gate: _LogGate) -> int:
     try:
         if args.command == "demo":
             from ogpu.events._demo import run_demo  # starts processes: imported only when asked
-            from ogpu.events._devnode import AnvilNotFoundError
+            from ogpu.events._devnode import ANVIL_VERSION, AnvilNotFoundError
 
             try:
                 return await run_demo(sys.stdout)
-            except AnvilNotFoundError as exc:
-                raise _Failure(str(exc), EXIT_FAILED) from None
+            except AnvilNotFoundError:
+                # Said for someone who installed the package with pip, who has
+                # no Makefile: how to get anvil itself.
+                raise _Failure(
+                    "the demo runs a local anvil node (Foundry's), and none was found: install it "
+                    f"with npm (`npm install -g @foundry-rs/anvil@{ANVIL_VERSION}`) or with Foundry "
+                    "(https://getfoundry.sh: `foundryup`), or set OGPU_ANVIL to an anvil binary; "
+                    "in a clone of the repository, `make demo` installs it",
+                    EXIT_FAILED,
+                ) from None
         progress = CatchUpProgress(sys.stderr)
         gate.progress = progress
         return await stream_events(args, sys.stdout, sys.stderr, progress)
@@ -672,6 +777,10 @@ async def _run(args: argparse.Namespace, gate: _LogGate) -> int:
             return interrupted
         raise
     finally:
+        if gate.progress is not None:
+            # However the command ends (a signal, an error line to come), the
+            # status line must not stay on screen under the prompt or the error.
+            gate.progress.clear()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)

@@ -7,6 +7,7 @@ blocks its logs come from still have the hashes the logs say.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -16,6 +17,7 @@ from ogpu.events._chain import ChainView, maybe_header
 from ogpu.events._lane import Lane
 from ogpu.events._ranges import LogRangeReader
 from ogpu.events._rpc import RpcClient
+from ogpu.events._screen import first_contradicted
 
 __all__ = ["RangeFollower"]
 
@@ -48,13 +50,25 @@ class RangeFollower:
         if target <= lane.cursor:
             return
         first = lane.cursor + 1
-        async for end, logs in self._reader.read(first, target):
-            confirmed = await self._confirmed(logs, first, end)
-            if confirmed is None:
-                return  # the node does not have ``end`` yet: the next tick goes on from here
-            self._deliver(lane, confirmed)
-            lane.advance(end)
-            first = end + 1
+        async with contextlib.aclosing(self._reader.read(first, target)) as chunks:
+            async for end, logs in chunks:
+                confirmed = await self._confirmed(logs, first, end)
+                if confirmed is None:
+                    return  # the node does not have ``end`` yet: the next tick goes on from here
+                moved = first_contradicted(self._chain, confirmed)
+                if moved is not None:
+                    # Served by a chain that moved under the stream: only what
+                    # lies below it counts; the tick's reorg check follows the move.
+                    confirmed = [raw for raw in confirmed if int(raw["blockNumber"], 16) < moved]
+                    end = moved - 1
+                    if end < first:
+                        return
+                self._deliver(lane, confirmed)
+                lane.covered(first, end)
+                lane.advance(end)
+                if moved is not None:
+                    return
+                first = end + 1
 
     async def _confirmed(self, logs: list[RawLog], first: int, last: int) -> list[RawLog] | None:
         """``logs`` of ``first..last`` once headers show them on the chain; ``None`` if ``last`` is not.

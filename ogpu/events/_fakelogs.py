@@ -4,8 +4,9 @@
 arrives here: the name in any spelling the watchers accept (or the event
 class), the fields by the names of the event's dataclass. Every mistake is an
 ``InvalidArgumentError`` naming the event and the field, raised before
-anything is mined; so is a value the stream's decoder would reject (a
-status the enum lacks), since the watchers would never yield it.
+anything is mined; so is a value the stream's decoder would reject, since
+the watchers would never yield it. A status or flag the enums lack (a newer
+contract's) is mined: the watchers yield it as an ``UNKNOWN_<n>`` member.
 """
 
 from __future__ import annotations

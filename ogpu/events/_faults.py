@@ -28,6 +28,7 @@ from ogpu._errors import (
 __all__ = [
     "NOT_JSONRPC_DEADLINE",
     "STARTUP_DEADLINE",
+    "STARTUP_RETRY",
     "UNREACHABLE_DEADLINE",
     "Backoff",
     "Fault",
@@ -41,6 +42,8 @@ __all__ = [
 
 log = logging.getLogger("ogpu.events")
 
+# The LogRecord attribute that is True on a retry before the endpoint ever answered.
+STARTUP_RETRY = "ogpu_startup_retry"
 # Until an endpoint has answered once, a fault that lasts this long is taken
 # for misconfiguration (wrong URL, nothing listening) and raised. The kinds
 # of fault below give up sooner: each says more plainly that nobody is there.
@@ -79,7 +82,8 @@ _RATE_LIMITED = re.compile(
 )
 _RANGE = re.compile(
     r"more than \d+ results|block range|range (is )?too (large|wide|big)|max(imum)? is"
-    r"|too many (results|blocks|logs)|response size|exceed|limited to|range limit|query timeout",
+    r"|too many (results|blocks|logs)|response size|exceed|limited to|range limit|query timeout"
+    r"|max(imum)?\s+(block\s+)?range|blocks? distance",
     re.IGNORECASE,
 )
 # A block the answering node does not have (yet, or any more: a restarted
@@ -122,7 +126,20 @@ def classify(exc: BaseException) -> Fault:
 
 
 _SUGGESTED_RANGE = re.compile(r"\[\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*(0x[0-9a-fA-F]+|\d+)\s*\]")
-_BLOCK_COUNT = re.compile(r"(\d+)\s*([kK])?\s*-?\s*blocks?\b|block range[^0-9\[]*(\d+)", re.IGNORECASE)
+_NUMBER = r"(\d[\d,]*)"
+# How providers name their block cap, most specific first: a message can name
+# the range asked for too ("block range = 5120, max block range = 5000",
+# "range 1000000 exceeds limit of 10000"), and that number is not the cap.
+_BLOCK_CAPS = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        r"max(?:imum)?\s*(?:block\s*)?range\D{0,6}?" + _NUMBER + r"(?!\s*[kK]?\s*(?:results|logs))",
+        r"limit(?:ed to)?(?:\s+of)?(?:\s+a)?\s*:?\s*" + _NUMBER + r"(\s*[kK])?(?!\s*(?:results|logs))",
+        r"blocks? distance\D{0,3}" + _NUMBER,  # Ankr: "maximum [from, to] blocks distance: 10000"
+        _NUMBER + r"\s*([kK])?\s*-?\s*blocks?\b",
+        r"block range[^0-9\[]*" + _NUMBER,
+    )
+]
 
 
 def suggested_span(message: str) -> int | None:
@@ -131,11 +148,11 @@ def suggested_span(message: str) -> int | None:
     if match:
         first, last = (int(v, 0) for v in match.groups())
         return max(1, last - first + 1) if last >= first else None
-    match = _BLOCK_COUNT.search(message)
-    if match:
-        if match.group(1):
-            return int(match.group(1)) * (1000 if match.group(2) else 1)
-        return int(match.group(3))
+    for pattern in _BLOCK_CAPS:
+        match = pattern.search(message)
+        if match:
+            thousands = len(match.groups()) > 1 and match.group(2)
+            return int(match.group(1).replace(",", "")) * (1000 if thousands else 1) or None
     return None
 
 
@@ -258,6 +275,10 @@ class Retrier:
             self.backoff.attempts,
             describe(exc),
             delay,
+            # Marks the retries of an endpoint that has never answered: the
+            # startup deadline at work, whose end a caller may report as one
+            # error of its own (ogpu-events does) rather than show each try.
+            extra={STARTUP_RETRY: not self._answered()},
         )
         await asyncio.sleep(delay)
 
@@ -268,8 +289,14 @@ class Retrier:
         _failing.discard(self)
 
 
+_BATCH_SIZE = re.compile(r"batch of (\d+)")
+
+
 def _what(exc: BaseException, doing: str) -> str:
     method = getattr(exc, "method", "")
     if not isinstance(method, str) or not method or doing.startswith(method):
         return doing  # "eth_getLogs 100..199" says more than "eth_getLogs"
+    batch = _BATCH_SIZE.search(method)
+    if batch:  # "poll (21 calls)": what the batch was for says more than its methods
+        return f"{doing} ({batch.group(1)} calls)"
     return method

@@ -13,7 +13,7 @@ import itertools
 import logging
 import operator
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ogpu._errors import LogDecodeError
 from ogpu.events._abi import EventSpec, RawLog
@@ -31,6 +31,22 @@ log = logging.getLogger("ogpu.events")
 _LOGS_PER_TURN = 64
 
 
+class ChainGuard(Protocol):
+    """What history asks of the shared stream so it follows the chain the stream pins."""
+
+    def end(self) -> int:
+        """The last block history still owes: a reorg below it hands the rest to the live lane."""
+        ...
+
+    async def on_chain(self, logs: list[RawLog], last: int) -> bool:
+        """Whether a chunk ending at ``last`` came from the chain the stream pins."""
+        ...
+
+    async def settle(self) -> None:
+        """Wait for the stream to follow a chain that moved (or for a tick, if it did not)."""
+        ...
+
+
 async def read_history(
     reader: LogRangeReader,
     specs: Sequence[EventSpec],
@@ -42,65 +58,103 @@ async def read_history(
     progress: ProgressCallback | None,
     remember: Callable[[list[RawLog]], None],
     stream_error: Callable[[], BaseException | None],
+    guard: ChainGuard | None = None,
 ) -> AsyncGenerator[Any, None]:
-    """Decoded past events of ``specs`` in ``first..last``, scoped like a watcher, in chain order."""
+    """Decoded past events of ``specs`` in ``first..last``, scoped like a watcher, in chain order.
+
+    With a ``guard``, history is a lane like the others: each chunk is
+    checked against the pinned chain before it is yielded, a chunk from a
+    chain that moved under it is read again once the stream has followed the
+    move, and a reorg below the history's end shortens it (the live lane
+    delivers the new branch from the fork on), so the new branch's lower
+    events never come after its higher ones.
+    """
+    position = first
+    while position <= min(last, guard.end() if guard is not None else last):
+        chunks = reader.read(
+            position,
+            min(last, guard.end() if guard is not None else last),
+            topics=_topics(specs),
+            progress=progress,
+        )
+        moved = False
+        async with contextlib.aclosing(chunks):
+            while True:
+                try:
+                    chunk_last, logs = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except Exception:
+                    # The shared stream failed meanwhile (and closed the client the
+                    # reader uses): its typed error is the one to report.
+                    failed = stream_error()
+                    if failed is not None:
+                        raise failed from None
+                    raise
+                if guard is not None and not await guard.on_chain(logs, chunk_last):
+                    moved = True
+                    break
+                end = guard.end() if guard is not None else last
+                if end < chunk_last:
+                    logs = [raw for raw in logs if int(raw["blockNumber"], 16) <= end]
+                async for event in _events(logs, specs, field, scope, remember):
+                    yield event
+                position = chunk_last + 1
+                if guard is not None and position > guard.end():
+                    return
+        if not moved:
+            return
+        assert guard is not None
+        await guard.settle()
+
+
+def _topics(specs: Sequence[EventSpec]) -> list[object]:
+    by_topic = [spec.topic0 for spec in specs]
+    return [by_topic] if len(by_topic) > 1 else [by_topic[0]]
+
+
+async def _events(
+    logs: list[RawLog],
+    specs: Sequence[EventSpec],
+    field: str | None,
+    scope: str | None,
+    remember: Callable[[list[RawLog]], None],
+) -> AsyncGenerator[Any, None]:
+    """The decoded events of one chunk's logs that the watcher wants, in chain order."""
     by_topic = {spec.topic0: spec for spec in specs}
     # Where the scoping address sits in each event's data (as EventSpec.scope_hex reads it).
     scoped = {spec.name: spec.scope_slice(field) for spec in specs} if field is not None else {}
-    topics: list[object] = [list(by_topic)] if len(by_topic) > 1 else [next(iter(by_topic))]
-    # Read in turn, not ahead: with LogRangeReader.read_ahead wired in here, a
-    # dev node restarted under a running stream lost events now and then
-    # (tests/test_chain_truth.py, the restart case, about 1 run in 6); until
-    # that is understood, history does not overlap its requests.
-    chunks = reader.read(first, last, topics=topics, progress=progress)
-    async with contextlib.aclosing(chunks):
-        while True:
-            try:
-                _, logs = await anext(chunks)
-            except StopAsyncIteration:
-                return
-            except Exception:
-                # The shared stream failed meanwhile (and closed the client the
-                # reader uses): its typed error is the one to report.
-                failed = stream_error()
-                if failed is not None:
-                    raise failed from None
-                raise
-            order = [chain_order(raw) for raw in logs]
-            # Nodes answer in chain order: that is checked in one pass, and sorted only if not.
-            if not all(map(operator.lt, order, itertools.islice(order, 1, None))):
-                logs.sort(key=chain_order)
-                order = [chain_order(raw) for raw in logs]
-            remember(logs)  # every log read, wanted or not; the lane skips removed and pending ones
-            # The reader keeps each chunk to its own range, so a log can only
-            # come twice within one answer: that must not make it come out twice.
-            yielded: set[tuple[str, int]] = set()
-            for turn, (raw, (_, index)) in enumerate(zip(logs, order, strict=True), 1):
-                if turn % _LOGS_PER_TURN == 0:
-                    await asyncio.sleep(0)
-                block_hash = raw.get("blockHash")
-                if block_hash is None or raw.get("removed"):
-                    continue
-                raw_topics = raw.get("topics")
-                # Nodes spell hex in lowercase: as given first, lowercased only if that fails.
-                spec = (
-                    (by_topic.get(raw_topics[0]) or by_topic.get(raw_topics[0].lower()))
-                    if raw_topics
-                    else None
-                )
-                if spec is None:
-                    continue
-                if field is not None:
-                    word = raw["data"][scoped[spec.name]]
-                    if word != scope and word.lower() != scope:
-                        continue
-                key = (block_hash.lower(), index)
-                if key in yielded:
-                    continue
-                yielded.add(key)
-                try:
-                    event = spec.decode(raw)
-                except LogDecodeError as exc:  # logged and skipped, as the live path does
-                    log.warning("skipping a log that does not decode: %s", exc)
-                    continue
-                yield event
+    order = [chain_order(raw) for raw in logs]
+    # Nodes answer in chain order: that is checked in one pass, and sorted only if not.
+    if not all(map(operator.lt, order, itertools.islice(order, 1, None))):
+        logs.sort(key=chain_order)
+        order = [chain_order(raw) for raw in logs]
+    remember(logs)  # every log read, wanted or not; the lane skips removed and pending ones
+    # The reader keeps each chunk to its own range, so a log can only
+    # come twice within one answer: that must not make it come out twice.
+    yielded: set[tuple[str, int]] = set()
+    for turn, (raw, (_, index)) in enumerate(zip(logs, order, strict=True), 1):
+        if turn % _LOGS_PER_TURN == 0:
+            await asyncio.sleep(0)
+        block_hash = raw.get("blockHash")
+        if block_hash is None or raw.get("removed"):
+            continue
+        raw_topics = raw.get("topics")
+        # Nodes spell hex in lowercase: as given first, lowercased only if that fails.
+        spec = (by_topic.get(raw_topics[0]) or by_topic.get(raw_topics[0].lower())) if raw_topics else None
+        if spec is None:
+            continue
+        if field is not None:
+            word = raw["data"][scoped[spec.name]]
+            if word != scope and word.lower() != scope:
+                continue
+        key = (block_hash.lower(), index)
+        if key in yielded:
+            continue
+        yielded.add(key)
+        try:
+            event = spec.decode(raw)
+        except LogDecodeError as exc:  # logged and skipped, as the live path does
+            log.warning("skipping a log that does not decode: %s", exc)
+            continue
+        yield event

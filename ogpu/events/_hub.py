@@ -69,6 +69,10 @@ __all__ = ["Hub", "active_hubs", "hub_for", "hubs_at"]
 log = logging.getLogger("ogpu.events")
 
 _TEARDOWN_TIMEOUT = 2.0
+# Replaced blocks' hashes remembered for after= (oldest forgotten first).
+_REPLACED_KEPT = 4_096
+# Logs that left the chain named per WARNING line (every one is named).
+_NAMED_PER_LINE = 10
 
 
 class Hub:
@@ -82,6 +86,9 @@ class Hub:
         self.chain = ChainView()
         self.lanes: dict[int, Lane] = {}
         self.ticks = 0
+        self.reorgs = 0  # chains followed anew (reorgs and replaced chains)
+        # Hash of a block a reorg replaced -> the last block both chains shared.
+        self.replaced: dict[str, int] = {}
         self._last_answer: int | None = None
         self._last_seen: Seen | None = None
         self.ranges = RangeFollower(
@@ -216,14 +223,21 @@ class Hub:
         last: int,
         progress: ProgressCallback | None = None,
         confirmations: int = 0,
+        sub: Subscription | None = None,
     ) -> AsyncGenerator[Any, None]:
-        """Decoded past events of ``specs`` in ``first..last``, scoped like a watcher."""
+        """Decoded past events of ``specs`` in ``first..last``, scoped like a watcher.
+
+        Given the watcher's ``sub``, history follows the pinned chain (see
+        ``read_history``) and ends where a reorg hands the rest to the lane.
+        """
 
         def remember(logs: list[RawLog]) -> None:
             lane = self.lanes.get(confirmations)
             if lane is not None:
                 lane.remember_all(logs)
 
+        if sub is not None:
+            sub.history_end = last
         return read_history(
             self.reader,
             specs,
@@ -234,6 +248,7 @@ class Hub:
             progress=progress,
             remember=remember,
             stream_error=lambda: self._error,
+            guard=None if sub is None else _HistoryGuard(self, sub),
         )
 
     # --- the poll loop ---
@@ -255,7 +270,7 @@ class Hub:
                         raise UnsupportedNodeError(
                             f"node cannot report its head: {exc}", url=self.client.masked_url
                         ) from exc
-                    await self._retrier.pause(exc, "polling the Nexus stream")
+                    await self._retrier.pause(exc, "poll")
                     continue
                 self._retrier.succeeded()
                 self.ticks += 1
@@ -302,11 +317,22 @@ class Hub:
         if live is not None and self.filter.supported and self.filter.id is None:
             await self.filter.install(live)
         polling = live is not None and self.filter.id is not None
+        # While the filter is in doubt, eth_getLogs covers the blocks believed
+        # so far, in the same request: the node still sees one per tick.
+        cover = self.filter.cover_range() if polling else None
+        if cover is not None and not self.filter.batchable(*cover):
+            cover = None  # a wide gap: LiveFilter.take reads it apart, in chunks
         checks = self.chain.checks()
+        if cover is not None and cover[1] not in checks:
+            # The cover's last block, asked beside it: the answering backend must have it.
+            checks = sorted({*checks, cover[1]})
         calls: list[Call] = [("eth_getBlockByNumber", ["latest", False])]
         calls += [("eth_getBlockByNumber", [hex(n), False]) for n in checks]
         if self.chain.chain_id is None:
             calls.append(("eth_chainId", []))
+        if cover is not None:
+            query = {"address": self.nexus, "fromBlock": hex(cover[0]), "toBlock": hex(cover[1])}
+            calls.append(("eth_getLogs", [query]))
         if polling:
             calls.append(("eth_getFilterChanges", [self.filter.id]))
         try:
@@ -316,6 +342,7 @@ class Hub:
                 self.filter.lose(f"the answer to eth_getFilterChanges was lost ({exc})")
             raise
         changes = answers.pop() if polling else None
+        covering = answers.pop() if cover is not None else None
         try:
             latest = header_of(answers[0], "latest")
             # A check the node refused (an error, not null) says nothing either
@@ -375,7 +402,17 @@ class Hub:
 
         if polling and live is not None:
             done = None if previous is None else min(previous, self._last_answer)
-            await self.filter.take(live, changes, done)
+            taken = None
+            if cover is not None:
+                # Only what this request's own head has reached: a backend
+                # behind answers [] for blocks it lacks, which proves nothing.
+                shown = checked.get(cover[1])
+                trusted = seen in (Seen.NEW, Seen.SAME, Seen.BEHIND) and (
+                    (seen is not Seen.BEHIND and latest.number >= cover[1])
+                    or (shown is not None and shown.hash == self.chain.pinned(cover[1]))
+                )
+                taken = (*cover, covering if trusted else None)
+            await self.filter.take(live, changes, done, taken)
         elif live is not None and not self.filter.supported:
             await self.ranges.follow(live, self._last_answer)
         # Depth is counted from a head the chain has shown twice: a head from a
@@ -413,8 +450,16 @@ class Hub:
             log.info("a backend behind block %s answered; nothing moves", self.chain.head)
             return Seen.BEHIND
         old_head = self.chain.head
+        # Remembered for after=: a node that keeps no side blocks cannot say
+        # where a replaced block's chain parted from its own; this stream can.
+        for old_hash in self.chain.above(fork.number).values():
+            self.replaced[old_hash] = fork.number
+        while len(self.replaced) > _REPLACED_KEPT:
+            del self.replaced[next(iter(self.replaced))]
         self.chain.rebase(fork, headers, latest)
+        self.reorgs += 1
         canonical = {n: h.hash for n, h in headers.items() if h is not None}
+        canonical.update(await self._hashes_at(fork.number, canonical))
         gone: list[tuple[int, int, str]] = []
         for lane in self.lanes.values():
             gone.extend(lane.rewind(fork.number, canonical))
@@ -434,18 +479,39 @@ class Hub:
                 fork.number + 1,
             )
         if gone:
-            listed = ", ".join(f"block {b} index {i} tx {tx}" for b, i, tx in sorted(set(gone))[:10])
-            log.warning(
-                "reorg at block %d: %d logs already yielded left the chain: %s",
-                fork.number + 1,
-                len(set(gone)),
-                listed,
-            )
+            # Every one named, ten to a line: a user must be able to find each
+            # event they acted on that is no longer on the chain.
+            named = sorted(set(gone))
+            for at in range(0, len(named), _NAMED_PER_LINE):
+                part = named[at : at + _NAMED_PER_LINE]
+                log.warning(
+                    "reorg at block %d: %d logs already yielded left the chain%s: %s",
+                    fork.number + 1,
+                    len(named),
+                    f" ({at + 1}-{at + len(part)})" if len(named) > _NAMED_PER_LINE else "",
+                    ", ".join(f"block {b} index {i} tx {tx}" for b, i, tx in part),
+                )
         live = self.lanes.get(0)
         head = self.chain.head
+        self.filter.rewound(fork.number)
         if live is not None and self.filter.id is not None and live.cursor is not None and head is not None:
             await self.filter.refill(live, live.cursor + 1, head)
         return Seen.NEW
+
+    async def _hashes_at(self, fork: int, known: dict[int, str]) -> dict[int, str]:
+        """The node's hashes at the heights above ``fork`` where yielded logs sit, beyond ``known``.
+
+        Every yielded log above the fork whose block the node no longer has
+        there is named in the reorg WARNING; the pinned heights alone miss
+        most of them (a replaced chain keeps none). A height the node has no
+        block at is left out: the log there is gone.
+        """
+        wanted = sorted(set().union(*(lane.heights_above(fork) for lane in self.lanes.values())) - set(known))
+        if not wanted:
+            return {}
+        answers = await self.client.batch([("eth_getBlockByNumber", [hex(n), False]) for n in wanted])
+        found = {n: maybe_header(a, hex(n)) for n, a in zip(wanted, answers, strict=True)}
+        return {n: h.hash for n, h in found.items() if h is not None}
 
     def _note_head(self) -> None:
         head = self.chain.head
@@ -486,6 +552,61 @@ class Hub:
         ready, held = triage(self.chain, logs, asked=asked)
         lane.deliver(ready)
         return held
+
+
+class _HistoryGuard:
+    """Keeps one watcher's history on the chain the hub pins (see ``read_history``)."""
+
+    def __init__(self, hub: Hub, sub: Subscription) -> None:
+        self._hub = hub
+        self._sub = sub
+
+    def end(self) -> int:
+        end = self._sub.history_end
+        return -1 if end is None else end
+
+    async def on_chain(self, logs: list[RawLog], last: int) -> bool:
+        """Asked after the chunk was read: a chain that moved before the read shows here.
+
+        Block 0 tells a replaced chain at any depth; the chunk's last block
+        and the blocks of its logs are checked where the hub pins a hash.
+        """
+        chain = self._hub.chain
+        heights = {int(raw["blockNumber"], 16) for raw in logs if raw.get("blockHash") is not None}
+        pinned = sorted(n for n in {last, *heights} if chain.pinned(n) is not None)
+        numbers = sorted({0, last, *pinned})
+        try:
+            answers = await self._hub.client.batch(
+                [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
+            )
+            headers = {n: maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
+        except RpcError as exc:
+            if classify(exc) is not Fault.TRANSIENT:
+                raise
+            log.info("%s: could not check a history chunk (%s); reading it again", self._sub.label, exc)
+            return False
+        end = headers[last]
+        genesis = headers[0]
+        if end is None or genesis is None or chain.genesis not in (None, genesis.hash):
+            return False
+        if any((h := headers[n]) is None or h.hash != chain.pinned(n) for n in pinned):
+            return False
+        return all(
+            chain.pinned(int(raw["blockNumber"], 16)) in (None, str(raw["blockHash"]).lower())
+            for raw in logs
+            if raw.get("blockHash") is not None and not raw.get("removed")
+        )
+
+    async def settle(self) -> None:
+        hub = self._hub
+        reorgs, ticks = hub.reorgs, hub.ticks
+        log.info(
+            "%s: the chain moved under its history; reading on once the stream follows it", self._sub.label
+        )
+        while hub.reorgs == reorgs and hub.ticks < ticks + 3:
+            if hub._error is not None:
+                raise hub._error
+            await asyncio.sleep(min(self._sub.poll_interval, 0.25))
 
 
 def _quantity(value: Any, method: str) -> int:

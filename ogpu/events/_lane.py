@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import os
 from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any
@@ -31,6 +32,14 @@ _KEEP_BLOCKS = 256
 _KEEP_LOGS = 4_096
 _FIRST_BACKLOG_WARNING = 1_000
 
+# Off for users (a breach is logged and the cursor stays); the test suite turns
+# it on, so a path that moves a cursor over an unread block fails at once.
+CHECK_CURSOR_RULE = os.environ.get("OGPU_CHECK_CURSOR_RULE", "") == "1"
+
+
+class CursorRuleError(AssertionError):
+    """A cursor was about to pass a block no recorded read covered (a bug in this library)."""
+
 
 class Subscription:
     """One watcher's place on a lane: what it wants and its backlog of events."""
@@ -44,11 +53,14 @@ class Subscription:
         "event_names",
         "field",
         "floor",
+        "fork_below",
         "from_block",
+        "history_end",
         "join_cursor",
         "join_head",
         "label",
         "poll_interval",
+        "resumed",
         "scope",
     )
 
@@ -73,6 +85,13 @@ class Subscription:
         # Set when the lane is ready: blocks from_block..join_cursor come from
         # history, live logs are taken from block ``floor`` on.
         self.join_cursor: int | None = None
+        # While its history is read: the last block history still owes. A
+        # reorg below it shortens it to the fork (the lane delivers the rest).
+        self.history_end: int | None = None
+        # The lowest fork a reorg found while this watcher ran: above it, the
+        # blocks are not the ones a resume position (after=) was taken on.
+        self.fork_below: int | None = None
+        self.resumed = False  # started with after=
         self.floor = 1 << 256
         # The head the stream believed when this watcher joined: "mined after
         # it started" is measured from there, not from a later tick's head.
@@ -125,6 +144,9 @@ class Lane:
     def __init__(self, confirmations: int) -> None:
         self.confirmations = confirmations
         self.cursor: int | None = None
+        # The highest block up to which reads recorded by ``covered`` reach,
+        # contiguously from the cursor: the cursor never moves beyond it.
+        self.read_through = -1
         self.newest_delivered = -1
         self.ready = asyncio.Event()
         self._scoped: dict[tuple[str, str, str], set[Subscription]] = {}
@@ -208,6 +230,7 @@ class Lane:
         """
         joined_at = [s.join_head for s in self._pending if s.from_block is None and s.join_head is not None]
         self.cursor = min([cursor, *joined_at])
+        self.read_through = self.cursor
         for sub in self._pending:
             self._attach(sub, head)
         self._pending.clear()
@@ -220,6 +243,10 @@ class Lane:
         # from history and takes live logs only above that.
         joined = max(self.cursor, self.newest_delivered)
         sub.join_cursor = joined
+        if sub.resumed and sub.fork_below is not None and sub.from_block is not None:
+            # A reorg below its position came while it waited for this lane:
+            # its history reads the new branch from the fork.
+            sub.from_block = min(sub.from_block, max(0, sub.fork_below + 1))
         if sub.from_block is None:
             # "Mined after the watcher started": above the head known at joining.
             known = head if sub.join_head is None else min(head, sub.join_head)
@@ -227,9 +254,28 @@ class Lane:
         else:
             sub.floor = max(sub.from_block, joined + 1)
 
+    def covered(self, first: int, last: int) -> None:
+        """Record a read that returned every log of ``first..last`` (checked by hash where it was delivered).
+
+        The one rule every path obeys: the cursor passes a block only once
+        a read that covers it was recorded here (see :meth:`advance`).
+        """
+        if self.cursor is None or first > self.cursor + 1 or last <= self.read_through:
+            return
+        self.read_through = last
+
     def advance(self, block: int) -> None:
         """Record that every log up to ``block`` has been delivered."""
         if self.cursor is None or block <= self.cursor:
+            return
+        if block > self.read_through:
+            note = (
+                f"lane {self.confirmations}: cursor {self.cursor} would move to {block}, "
+                f"but reads reach only {self.read_through}"
+            )
+            if CHECK_CURSOR_RULE:
+                raise CursorRuleError(note)
+            log.warning("%s; a block may be passed unread (please report this)", note)
             return
         self.cursor = block
         horizon = block - _KEEP_BLOCKS
@@ -254,10 +300,16 @@ class Lane:
         """
         if self.cursor is not None and self.cursor > fork:
             self.cursor = fork
+        self.read_through = min(self.read_through, fork)
         self.newest_delivered = min(self.newest_delivered, fork)
         for sub in self._members:
+            sub.fork_below = fork if sub.fork_below is None else min(sub.fork_below, fork)
             if sub.floor > fork + 1:
-                sub.floor = max(fork + 1, sub.from_block or 0)
+                # A resumed watcher's from_block is its position's: the new
+                # branch below the position is owed to it too.
+                sub.floor = fork + 1 if sub.resumed else max(fork + 1, sub.from_block or 0)
+            if sub.history_end is not None and sub.history_end > fork:
+                sub.history_end = fork
         delivered = ((block, key, self._seen[key]) for block, key in self._seen_order)
         from_history = (
             (block, (block_hash, index), tx)
@@ -267,9 +319,14 @@ class Lane:
         gone = {
             (block, key[1], tx)
             for block, key, tx in (*delivered, *from_history)
-            if block > fork and canonical.get(block, key[0]) != key[0]
+            if block > fork and canonical.get(block) != key[0]
         }
         return sorted(gone)
+
+    def heights_above(self, fork: int) -> set[int]:
+        """Heights above ``fork`` of the logs this lane delivered or its watchers got from history."""
+        delivered = {block for block, _ in self._seen_order if block > fork}
+        return delivered | {block for block, _ in self._from_history.values() if block > fork}
 
     def remember_all(self, logs: list[RawLog]) -> None:
         """Note logs a watcher got from history, so a reorg that takes one off the chain names it.

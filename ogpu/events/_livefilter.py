@@ -19,11 +19,12 @@ from typing import Any
 from ogpu._errors import RpcError, RpcResponseError
 from ogpu.events._abi import RawLog
 from ogpu.events._chain import SPIKE, ChainView
+from ogpu.events._doubt import FilterDoubt
 from ogpu.events._faults import Backoff, Fault, classify
 from ogpu.events._lane import Lane
 from ogpu.events._ranges import LogRangeReader
 from ogpu.events._rpc import RpcClient
-from ogpu.events._screen import filter_changes
+from ogpu.events._screen import chain_order, filter_changes, first_contradicted, logs_in_range
 
 __all__ = ["LiveFilter"]
 
@@ -31,9 +32,9 @@ log = logging.getLogger("ogpu.events")
 
 # A filter that fails this many polls in a row is treated as lost.
 _FAILURES_BEFORE_RECREATE = 3
-# Polls after an install that also read up to the believed head with
-# eth_getLogs, at least; see _cover_install_lag.
-_INSTALL_CHECKS = 3
+# The widest cover read that rides in the tick's batch; a wider gap (after an
+# outage) is read apart, in the reader's chunks.
+COVER_IN_BATCH = 256
 # A refill after a lost filter starts this many blocks below the cursor: the
 # cursor may have followed heads from a backend ahead of the filter's.
 REFILL_MARGIN = 16
@@ -70,31 +71,47 @@ class LiveFilter:
         self.id: str | None = None
         self.supported = True
         self._failures = 0
-        # After an install: (last block read from eth_getLogs, polls left to
-        # check, the block eth_getLogs must reach before checking ends).
-        self._cover: tuple[int, int, int] | None = None
-        # Logs above the believed head, delivered once a head reaches them.
+        # Whether the filter vouches for blocks yet (see ``_doubt``).
+        self.doubt = FilterDoubt()
+        self._told = False  # the cover read's INFO line said, this doubt
+        # Logs above the believed head, delivered once a head reaches them;
+        # while in doubt, also the filter's logs above what eth_getLogs covered.
         self._held: list[RawLog] = []
         # filter id -> (failed uninstall tries, tick of the next try)
         self._stale: dict[str, tuple[int, int]] = {}
 
     @property
     def steady(self) -> bool:
-        """Installed, and the polls right after its install (which also read
-        eth_getLogs) are done: from here a tick is one HTTP request."""
-        return self.id is not None and self._cover is None
+        """Installed and proven (see ``_doubt``): a tick's batch is the headers and the filter's changes."""
+        return self.id is not None and not self.doubt.active
 
-    @property
-    def stale(self) -> list[str]:
-        return list(self._stale)
+    def cover_range(self) -> tuple[int, int] | None:
+        """Blocks to read by eth_getLogs this tick while the filter is in doubt (see ``_doubt``)."""
+        return self.doubt.cover_range(self._chain.head, self._chain.confirmed)
+
+    def batchable(self, first: int, last: int) -> bool:
+        """Whether a cover read of ``first..last`` fits in the tick's batch (else it is read apart)."""
+        return last - first + 1 <= min(COVER_IN_BATCH, self._reader.span)
 
     def retire(self) -> None:
         """The live lane emptied: a later one starts from a new head with a filter of its own."""
         if self.id is not None:
             self._stale[self.id] = (0, 0)
         self.id = None
-        self._cover = None
+        self.doubt.clear()
         self._held = []
+
+    def rewound(self, fork: int) -> None:
+        """A reorg parted the chains after ``fork``: what is held above it is dropped and read again.
+
+        The held logs come from blocks that may have left the chain; the
+        blocks above the fork are read again by eth_getLogs (the doubt comes
+        back), so a log still on the chain is not lost by dropping it here.
+        """
+        self._held = [raw for raw in self._held if _block(raw) <= fork]
+        if self.id is not None:
+            self.doubt.rewound(fork)
+            self._told = False
 
     def take_all(self) -> list[str]:
         """Every filter to uninstall at teardown; none is left to this object."""
@@ -122,14 +139,20 @@ class LiveFilter:
             )
             self.supported = False
             if live.cursor is None:
-                head = await self._read_head()
-                live.start(head, head)
+                # Not the raw answer: a backend ahead may show a block the one
+                # that answers eth_getLogs lacks. The lane starts at a head the
+                # chain believes, shown twice where it has been (the lower).
+                seen = await self._read_head()
+                known = [h for h in (seen, self._chain.head, self._chain.confirmed) if h is not None]
+                live.start(min(known), min(known))
             return
         filter_id = str(created)
         try:
             seen_at_install = await self._read_head()
-            believed = self._chain.head
-            head = seen_at_install if believed is None else min(seen_at_install, believed)
+            # The lowest of the heads: a backend ahead may show a block the one
+            # that answers eth_getLogs lacks (see the no-filter case above).
+            heads = (seen_at_install, self._chain.head, self._chain.confirmed)
+            head = min(h for h in heads if h is not None)
             if live.cursor is None:
                 # A first watcher may take the head block in (see Lane.start):
                 # the lane then starts below it, and reads it here.
@@ -152,14 +175,13 @@ class LiveFilter:
             return
         self.id = filter_id
         self._failures = 0
-        # Checked on every install: the head read at install may lag the block
-        # where the node really created the filter, by a backend or a block
-        # mined in between, so eth_getLogs reads on until it is past that head.
-        # Blocks the previous filter reported beyond every head seen (consumed,
-        # not delivered) stay owed, so checking goes on until they are read.
-        owed = self._cover[2] if self._cover is not None else 0
-        trusted = seen_at_install if seen_at_install <= head + SPIKE else head
-        self._cover = (head, _INSTALL_CHECKS, max(trusted + 1, owed))
+        # In doubt from here (see ``_doubt``): the refill read up to the
+        # cursor, and the filter vouches for nothing yet. Logs a previous
+        # filter handed over and that wait above the head stay held; the
+        # cover reads their blocks anyway.
+        assert live.cursor is not None
+        self.doubt.begin(live.cursor)
+        self._told = False
 
     async def _create(self) -> Any:
         """``eth_newFilter``; if the stream is closed meanwhile, the filter is still uninstalled.
@@ -178,14 +200,51 @@ class LiveFilter:
 
     async def refill(self, live: Lane, first: int, last: int, filter_id: str | None = None) -> None:
         log.info("filter %s: refilling blocks %d..%d from eth_getLogs", filter_id or self.id, first, last)
-        async for end, logs in self._reader.read(first, last):
-            self._deliver(live, logs, True)
-            live.advance(end)
+        await self._read(live, first, last)
+
+    async def _read(self, live: Lane, first: int, last: int) -> None:
+        """Read ``first..last`` by eth_getLogs in chunks, delivering and covering each."""
+        async with contextlib.aclosing(self._reader.read(first, last)) as chunks:
+            async for end, logs in chunks:
+                if not self._cover(live, first, end, logs):
+                    return
+                first = end + 1
+
+    def _cover(self, live: Lane, first: int, last: int, logs: list[RawLog]) -> bool:
+        """Deliver what eth_getLogs read of ``first..last``; the lane's cursor may pass those blocks.
+
+        False if the read contradicts the pinned chain: it is taken only below
+        the first such block, and the stream follows the move before reading on.
+        """
+        moved = first_contradicted(self._chain, logs)
+        if moved is not None:
+            log.info(
+                "eth_getLogs %d..%d answered from a chain that moved at block %d; read again once followed",
+                first,
+                last,
+                moved,
+            )
+            logs = [raw for raw in logs if _block(raw) < moved]
+            last = moved - 1
+            if last < first:
+                return False
+        self._deliver(live, logs, True)
+        live.covered(first, last)
+        live.advance(last)
+        self.doubt.read(first, last)
+        return moved is None
 
     # --- one poll's answer ---
 
-    async def take(self, live: Lane, answer: Any, done: int | None) -> None:
-        """Deliver a poll's answer and move the cursor to ``done``; a loss makes a gap instead."""
+    async def take(
+        self, live: Lane, answer: Any, done: int | None, cover: tuple[int, int, Any] | None = None
+    ) -> None:
+        """Deliver a poll's answer and move the cursor to ``done``; a loss makes a gap instead.
+
+        ``cover``: while in doubt, ``(first, last, answer)`` of the eth_getLogs
+        read that rode in the same batch (the answer ``None`` if it cannot be
+        trusted: the batch's head had not reached ``last``).
+        """
         if isinstance(answer, RpcResponseError):
             fault = classify(answer)
             if fault is Fault.FILTER_LOST:
@@ -208,61 +267,73 @@ class LiveFilter:
             self.lose(f"the node answered {answer!r:.40} instead of its changes")
             return
         self._failures = 0
-        if self._cover is not None:
-            logs = await self._cover_install_lag(live, logs)
+        doubt = self.doubt
+        if doubt.active:
+            head = self._chain.head
+            doubt.note(
+                ((_block(raw), str(raw["blockHash"])) for raw in logs if _proves(raw)),
+                self._chain.pinned,
+                None if head is None else head + SPIKE,
+            )
+            # Held first: if the cover read fails, these consumed changes are not lost.
+            self._held, logs = self._held + logs, []
+            await self._read_cover(live, cover)
+            if doubt.settle():
+                log.info("filter %s reports every log from block %s on", self.id, doubt.proven_from)
+        if doubt.active and self._chain.head is not None:
+            # If every head answer lags, the next block is found by its number
+            # (a block mined before the filter may sit there, shown by no head).
+            self._chain.expect(self._chain.head + 1)
         held, self._held = self._held, []
-        self._held = self._deliver(live, logs + held, False)
+        logs = logs + held
+        waiting: list[RawLog] = []
+        if doubt.active:
+            # Nothing above what eth_getLogs covered is delivered yet: a block
+            # below it may still hold a log the filter never had.
+            waiting = [raw for raw in logs if not doubt.deliverable(_block(raw))]
+            logs = [raw for raw in logs if doubt.deliverable(_block(raw))]
+            done = None
+        self._held = self._deliver(live, logs, False) + waiting
         if self._held and done is not None:
             # A log held at or below ``done`` (its height reported two blocks,
             # waiting for a header) is not delivered yet: the cursor stays below it.
             done = min(done, min(int(raw["blockNumber"], 16) for raw in self._held) - 1)
-        if done is not None:
+        proven = doubt.proven_from
+        if done is not None and live.cursor is not None and proven is not None:
+            # Proven (see ``_doubt``): the answer covers every block after the
+            # cursor up to ``done``, all of them at or above the proof.
+            live.covered(max(live.cursor + 1, proven), done)
             live.advance(done)
 
-    async def _cover_install_lag(self, live: Lane, changes: list[RawLog]) -> list[RawLog]:
-        """Read up to the believed head with eth_getLogs; return the changes to deliver.
-
-        The filter covers blocks mined after it was created. A lagging
-        backend may have reported a head below the real one at that moment,
-        and the blocks in between would be in neither the refill nor the
-        filter; so after an install, eth_getLogs reads up to the believed
-        head until it has read past the head seen at install, for a few polls
-        at least, before the filter's logs are delivered. Filter logs above
-        what it read are set aside (eth_getLogs reads them in a later poll),
-        so nothing newer is delivered before something older.
-        """
-        assert self._cover is not None and live.cursor is not None
-        covered, checks, needed = self._cover
-        head = self._chain.head if self._chain.head is not None else covered
-        blocks = [int(raw["blockNumber"], 16) for raw in changes]
-        # Recorded before reading: if the read fails, these changes are consumed
-        # and not delivered, and the next filter's checks must still reach them.
-        needed = max([needed, *(b for b in blocks if b <= head + SPIKE)])
-        self._cover = (covered, checks, needed)
-        first, last = max(covered, live.cursor) + 1, max(covered, head)
-        if last >= first:
-            log.info(
-                "filter %s: reading blocks %d..%d from eth_getLogs (the install head may have lagged)",
-                self.id,
-                first,
-                last,
-            )
-            try:
-                async for end, logs in self._reader.read(first, last):
-                    self._deliver(live, logs, True)
-                    live.advance(end)
-            except Exception:
-                # The filter's answer in hand is consumed and not delivered: a gap.
-                self.lose(f"blocks {first}..{last} could not be read before its changes")
-                raise
-        if checks > 1 or needed > last:
-            self._cover = (last, checks - 1, needed)
-            # If every head answer lags, the block the cover waits for is found by its number.
-            self._chain.expect(needed)
-            # Logs far beyond every head stay in, for the triage to drop with a WARNING.
-            return [raw for raw, b in zip(changes, blocks, strict=True) if not last < b <= head + SPIKE]
-        self._cover = None
-        return changes
+    async def _read_cover(self, live: Lane, cover: tuple[int, int, Any] | None) -> None:
+        """Take the cover read of this tick's batch; a gap too wide for a batch is read apart."""
+        if cover is None:
+            wide = self.cover_range()
+            if wide is not None and not self.batchable(*wide):
+                await self._read(live, *wide)
+            return
+        first, last, answer = cover
+        if isinstance(answer, RpcResponseError) and classify(answer) is Fault.RANGE_TOO_LARGE:
+            await self._read(live, first, last)  # the reader learns the provider's cap
+            return
+        if answer is None or isinstance(answer, BaseException):
+            return  # read again next tick; nothing moves over it meanwhile
+        try:
+            logs = logs_in_range(answer, self._address, first, last)
+        except RpcError as exc:
+            log.info("eth_getLogs %d..%d failed (%s); read again next tick", first, last, exc)
+            return
+        # Said once a doubt, not each tick: a quiet chain may keep it for long.
+        log.log(
+            logging.DEBUG if self._told else logging.INFO,
+            "filter %s: reading blocks %d..%d from eth_getLogs (the install head may have lagged; "
+            "the filter vouches for blocks once it reports a log)",
+            self.id,
+            first,
+            last,
+        )
+        self._told = True
+        self._cover(live, first, last, logs)
 
     def lose(self, why: str) -> None:
         """The filter is gone or its answer was: recreate it on the next tick and refill the gap."""
@@ -319,3 +390,12 @@ class LiveFilter:
                         log.warning("could not uninstall filter %s (%s); the node expires it", filter_id, exc)
                         break
                     await asyncio.sleep(backoff.next_delay(exc))
+
+
+def _block(raw: RawLog) -> int:
+    return chain_order(raw)[0]
+
+
+def _proves(raw: RawLog) -> bool:
+    # A removal may name a block from before the filter; a pending log none.
+    return not raw.get("removed") and raw.get("blockHash") is not None

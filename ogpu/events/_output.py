@@ -58,8 +58,15 @@ def flag_names(value: IntFlag) -> list[str]:
     """Names of the single flags set in ``value``, in definition order (empty for 0).
 
     Spelled out by hand because Python 3.10 gives combined flags no ``name``.
+    Bits the flag class does not define (a newer contract's) come last, as
+    ``UNKNOWN_<bits>``, so they are shown rather than lost.
     """
-    return [member.name for member in type(value) if member.name and member.value and member in value]
+    names = [member.name for member in type(value) if member.name and member.value and member in value]
+    known = 0
+    for member in type(value):
+        known |= member.value
+    extra = int(value) & ~known
+    return [*names, f"UNKNOWN_{extra}"] if extra else names
 
 
 def _plain(value: Any) -> Any:
@@ -146,6 +153,24 @@ def human_line(event: Any, block_time: float | None = None, *, with_time: bool =
         return line
     stamp = "-" if block_time is None else time.strftime(TIME_FORMAT, time.localtime(block_time))
     return f"{stamp:<{TIME_WIDTH}} {line}"
+
+
+_LONG_HEX = re.compile(r"0x[0-9a-fA-F]{40,}")
+
+
+def fit_width(line: str, width: int) -> str:
+    """``line`` within ``width`` columns, for a terminal (``width`` 0: unknown, left as is).
+
+    Addresses and hashes are shortened first (``0x2b0c…a6a1``), which keeps
+    every field's name and value readable; a line still too long is cut,
+    ending in ``…``. Pipes and ``--json`` get whole lines.
+    """
+    if width <= 0 or len(line) <= width:
+        return line
+    line = _LONG_HEX.sub(lambda match: f"{match.group()[:6]}\u2026{match.group()[-4:]}", line)
+    if len(line) <= width:
+        return line
+    return line[: max(1, width - 1)] + "\u2026"
 
 
 class CatchUpProgress:

@@ -19,15 +19,16 @@ block's height, and the WARNING says that too.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ogpu._errors import RpcError, RpcResponseError
 from ogpu.events._abi import EventSpec
-from ogpu.events._chain import Header, parse_header
-from ogpu.events._faults import Fault, Retrier, classify
+from ogpu.events._chain import Header, maybe_header, parse_header
+from ogpu.events._faults import Backoff, Fault, Retrier, classify
 from ogpu.events._position import EventPosition
 from ogpu.events._rpc import RpcClient
 
@@ -40,6 +41,13 @@ log = logging.getLogger("ogpu.events")
 _WALK_LIMIT = 128
 # Old-branch events named in the WARNING at most.
 _NAMED = 10
+# Calls for one old block's logs before the WARNING names the position alone.
+_NAMING_TRIES = 3
+# Blocks below the position a resumed watcher reads again (matched by hash):
+# a reorg this deep below the position still reaches it.
+_BRANCH_DEPTH = 32
+# How long a node whose head is below the position's block is waited for.
+_REACH_WAIT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,20 +56,41 @@ class ResumePoint:
 
     from_block: int
     after: EventPosition | None
+    # Hashes of the position's block and the blocks below it on its branch,
+    # by height, as the node showed them when the position was checked.
+    branch: Mapping[int, str] = field(default_factory=dict)
+    # The WARNING that the branch changed after the check was logged.
+    warned: bool = False
 
     def covers(self, event: Any) -> bool:
         """Whether ``event`` is at or before the position resumed after (so it was handled).
 
-        An event of the position's block with another hash than the one the
-        position recorded is on a branch the user never saw: never covered.
+        An event of a block with another hash than the position's branch had
+        at that height is on a branch the user never saw: never covered. So a
+        reorg below the position, found at any time, brings its new branch.
         """
         after = self.after
-        if after is None:
+        if after is None or event.block_number > after.block_number:
             return False
-        if event.block_number != after.block_number:
-            return bool(event.block_number < after.block_number)
+        known = self.branch.get(event.block_number)
+        if known is not None and str(event.block_hash).lower() != known:
+            return False
+        if event.block_number < after.block_number:
+            return True
         if after.block_hash is not None and str(event.block_hash).lower() != after.block_hash:
             return False
+        return bool(event.log_index <= after.log_index)
+
+    def left_branch(self, event: Any) -> bool:
+        """Whether yielding ``event`` means the position's branch was replaced after the check."""
+        after = self.after
+        if self.warned or after is None or event.block_number > after.block_number:
+            return False
+        if event.block_number < after.block_number:
+            return True
+        # The position's own block: the rest of it is what resuming yields, unless it is another block.
+        if after.block_hash is not None and str(event.block_hash).lower() != after.block_hash:
+            return True
         return bool(event.log_index <= after.log_index)
 
 
@@ -74,6 +103,7 @@ async def resume_point(
     nexus: str,
     label: str,
     answered: Callable[[], bool] = lambda: False,
+    known_fork: Callable[[str], int | None] = lambda _: None,
 ) -> ResumePoint:
     """Check ``after`` against the node and say where the watcher resumes.
 
@@ -85,8 +115,14 @@ async def resume_point(
         return ResumePoint(after.block_number, after)
     asker = _Asker(client, answered)
     now = await asker.header("eth_getBlockByNumber", hex(after.block_number))
+    if now is None:
+        # Not there by number: a backend behind that has not got the block
+        # yet, or a chain that ended below it. The first is waited for; only
+        # a node whose head has reached the height can say the block left.
+        now = await _when_reached(asker, after.block_number, label)
     if now is not None and now.hash == after.block_hash:
-        return ResumePoint(after.block_number, after)
+        branch = await _branch_below(asker, now)
+        return ResumePoint(min(branch), after, branch)
 
     # The old branch, from the position's block down, while the node still has it.
     old: list[Header] = []
@@ -106,10 +142,13 @@ async def resume_point(
             break
         wanted = block.parent_hash
 
+    if fork is None:
+        # The node no longer has the old block; a reorg this process followed
+        # may still know where the chains part.
+        known = [f for h in (after.block_hash, *(b.hash for b in old)) if (f := known_fork(h)) is not None]
+        fork = min(known, default=None)
     handled = await _handled_on(asker, old, after, specs, field, scope, nexus)
     named = ", ".join(handled[:_NAMED])
-    if len(handled) > _NAMED:
-        named += f" and {len(handled) - _NAMED} more"
     if fork is not None:
         start = fork + 1
         where = f"the chains part after block {fork}: resuming from block {start}"
@@ -129,6 +168,9 @@ async def resume_point(
         where,
         named,
     )
+    # The rest, ten to a line: every handled event that left the chain is named.
+    for at in range(_NAMED, len(handled), _NAMED):
+        log.warning("%s: also handled on the old branch: %s", label, ", ".join(handled[at : at + _NAMED]))
     return ResumePoint(start, None)
 
 
@@ -150,11 +192,23 @@ async def _handled_on(
     found: list[str] = []
     for block in reversed(old):
         try:
-            logs = await asker.ask("eth_getLogs", {"address": nexus, "blockHash": block.hash})
-        except RpcResponseError:
+            # A few tries only: a node that keeps a side block's header may
+            # still answer "unknown block" for its logs, for ever.
+            logs = await asker.ask(
+                "eth_getLogs", {"address": nexus, "blockHash": block.hash}, tries=_NAMING_TRIES
+            )
+        except RpcError:
             logs = None
         if not isinstance(logs, list):
-            return [_describe(after)]
+            # The node will not list them: named by range, every event of the
+            # old branch's blocks below the position, then the position's own.
+            lowest = min(b.number for b in old)
+            below = (
+                [f"every event in blocks {lowest}..{after.block_number - 1}"]
+                if lowest < after.block_number
+                else []
+            )
+            return [*below, _describe(after)]
         for raw in logs:
             try:
                 spec = by_topic.get(str(raw["topics"][0]).lower())
@@ -169,6 +223,67 @@ async def _handled_on(
     return found or [_describe(after)]
 
 
+async def _branch_below(asker: _Asker, top: Header) -> dict[int, str]:
+    """``top`` and up to ``_BRANCH_DEPTH`` blocks below it, linked by parent hash, in one batch.
+
+    The resumed watcher reads history from the lowest of them: a reorg below
+    the position, before or after it joins, then reaches it (its events are
+    not covered, their hashes differ), instead of passing under its floor.
+    """
+    numbers = list(range(top.number - 1, max(-1, top.number - 1 - _BRANCH_DEPTH), -1))
+    branch = {top.number: top.hash}
+    if not numbers:
+        return branch
+    try:
+        answers = await asker.client.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+    except RpcError:
+        return branch  # the position's block alone, as before: history reads from it
+    parent = top.parent_hash
+    for number, answer in zip(numbers, answers, strict=True):
+        header = maybe_header(answer, hex(number))
+        if header is None or header.hash != parent:
+            break
+        branch[number] = header.hash
+        parent = header.parent_hash
+    return branch
+
+
+async def _when_reached(asker: _Asker, number: int, label: str) -> Header | None:
+    """Block ``number``'s header once the node's head has reached it; ``None`` if it has and lacks it.
+
+    A node whose head stays below for ``_REACH_WAIT`` seconds is judged as it
+    is (a chain that ended lower: a restarted development node).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _REACH_WAIT
+    backoff = Backoff(base=0.2, cap=2.0)
+    told = False
+    while True:
+        latest = await asker.header("eth_getBlockByNumber", "latest")
+        if latest is not None and latest.number >= number:
+            return await asker.header("eth_getBlockByNumber", hex(number))
+        if loop.time() >= deadline:
+            log.warning(
+                "%s: the node's head stayed at %s, below block %d that after= names, for %.0f s; "
+                "judging the position on the chain it has",
+                label,
+                None if latest is None else latest.number,
+                number,
+                _REACH_WAIT,
+            )
+            return None
+        if not told:
+            log.info(
+                "%s: the node's head (%s) is below block %d that after= names (a backend behind?); "
+                "waiting for it",
+                label,
+                None if latest is None else latest.number,
+                number,
+            )
+            told = True
+        await asyncio.sleep(backoff.next_delay())
+
+
 def _describe(after: EventPosition) -> str:
     return f"block {after.block_number} index {after.log_index} and any before it in that block"
 
@@ -180,13 +295,18 @@ class _Asker:
         self.client = client
         self.retrier = Retrier(lambda: client.ever_answered or answered(), client.masked_url)
 
-    async def ask(self, method: str, *params: Any) -> Any:
+    async def ask(self, method: str, *params: Any, tries: int | None = None) -> Any:
+        """The answer to one call; transient faults retried (at most ``tries`` calls, if given)."""
         while True:
             try:
                 answer = await self.client.call(method, list(params))
             except RpcError as exc:
                 if classify(exc) is not Fault.TRANSIENT:
                     raise
+                if tries is not None:
+                    tries -= 1
+                    if tries <= 0:
+                        raise
                 await self.retrier.pause(exc, f"{method} checking the block after= names")
                 continue
             self.retrier.succeeded()

@@ -9,10 +9,12 @@ choice belongs to the stream.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import itertools
 import json
 import logging
+import os
 import re
 import socket
 import time
@@ -30,7 +32,7 @@ from ogpu._errors import (
 from ogpu.chain import mask_url
 from ogpu.events._faults import Fault, classify
 
-__all__ = ["Call", "RpcClient"]
+__all__ = ["Call", "RpcClient", "batch_label"]
 
 log = logging.getLogger("ogpu.events")
 
@@ -46,6 +48,74 @@ _BATCH_REFUSAL = re.compile(r"batch", re.IGNORECASE)
 # URL: a client opened on one of these URLs talks to the in-memory node
 # without a socket, whatever else (respx, say) patches httpx meanwhile.
 FAKE_TRANSPORTS: dict[str, httpx.AsyncBaseTransport] = {}
+
+# httpx logs every request's URL at INFO ("HTTP Request: POST https://…/v3/KEY"),
+# and a service that sets up logging with basicConfig(level=INFO) would write
+# the API key of every poll to its log. The URLs this library's clients use,
+# as given and as httpx spells them, mapped to their masked form: a filter on
+# httpx's and httpcore's loggers rewrites exactly these, so the log keeps its
+# lines (masked) and other clients' URLs are left as they are.
+_SECRET_URLS: dict[str, str] = {}
+# The same, longest first: a URL that extends another (its query added) is
+# replaced whole before the shorter one could leave its tail showing.
+_SECRET_ORDER: list[tuple[str, str]] = []
+_HTTP_LOGGERS = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+
+
+class _MaskOurUrls(logging.Filter):
+    """Masks the URLs of this library's requests in the records httpx and httpcore log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _SECRET_URLS:
+            return True
+        if isinstance(record.msg, str):
+            record.msg = _masked(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_masked_arg(arg) for arg in record.args)
+        return True
+
+
+def _masked(text: str) -> str:
+    for url, masked in _SECRET_ORDER:
+        if url in text:
+            text = text.replace(url, masked)
+    return text
+
+
+def _masked_arg(arg: object) -> object:
+    if isinstance(arg, str | httpx.URL):
+        text = str(arg)
+        masked = _masked(text)
+        if masked != text:
+            return masked
+    return arg
+
+
+_FILTER = _MaskOurUrls()
+
+
+def _keep_secret(url: str) -> None:
+    """Make sure no httpx or httpcore record shows ``url`` unmasked."""
+    masked = mask_url(url)
+    if masked == url:
+        return
+    forms = {url}
+    with contextlib.suppress(httpx.InvalidURL):
+        forms.add(str(httpx.URL(url)))
+    for form in forms:
+        _SECRET_URLS.setdefault(form, masked)
+    _SECRET_ORDER[:] = sorted(_SECRET_URLS.items(), key=lambda item: len(item[0]), reverse=True)
+    for name in _HTTP_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -79,6 +149,7 @@ class RpcClient:
     ) -> None:
         self.url = url
         self.masked_url = mask_url(url)
+        _keep_secret(url)
         # A caller that chose its own timeout keeps it from the first call on.
         self._startup_timeout = STARTUP_TIMEOUT if timeout is DEFAULT_TIMEOUT else None
         self._http = httpx.AsyncClient(
@@ -125,7 +196,7 @@ class RpcClient:
             {"jsonrpc": "2.0", "id": i, "method": m, "params": list(p)}
             for i, (m, p) in zip(ids, calls, strict=True)
         ]
-        label = "+".join(m for m, _ in calls)
+        label = batch_label(calls)
         answer = await self._post(body, label)
         if isinstance(answer, dict):
             # A single error object for a whole batch. A rate limit or a busy
@@ -137,7 +208,7 @@ class RpcClient:
                 if (
                     refusal.code != -32600
                     and classify(refusal) is Fault.TRANSIENT
-                    and not _BATCH_REFUSAL.search(str(refusal))
+                    and not _BATCH_REFUSAL.search(refusal.args[0] if refusal.args else "")
                 ):
                     raise refusal
             log.info("node at %s rejected a JSON-RPC batch; sending calls singly", self.masked_url)
@@ -214,6 +285,19 @@ class RpcClient:
         return answer["result"]
 
 
+def batch_label(calls: Sequence[Call]) -> str:
+    """What a batch is called in errors and log lines: brief, whatever its size.
+
+    ``batch of 21 calls``, or ``eth_getBlockByNumber (batch of 20)`` when
+    every call is the same method. Spelling out twenty method names made
+    lines of 500 characters.
+    """
+    methods = {method for method, _ in calls}
+    if len(methods) == 1:
+        return f"{next(iter(methods))} (batch of {len(calls)})"
+    return f"batch of {len(calls)} calls"
+
+
 def _status_line(response: httpx.Response) -> str:
     """``HTTP 501 Not Implemented``: the phrase tells a person more than the number."""
     phrase = response.reason_phrase
@@ -260,6 +344,10 @@ def _transport_error(exc: httpx.HTTPError, url: str, method: str) -> RpcTranspor
 
 def _os_reason(causes: list[BaseException]) -> str:
     for cause in reversed(causes):  # the innermost says most
+        if isinstance(cause, OSError) and cause.errno:
+            # The errno's words, not the strerror: asyncio puts the address
+            # there ("Connect call failed ('127.0.0.1', 8545)"), said already.
+            return os.strerror(cause.errno).lower()
         if isinstance(cause, OSError) and cause.strerror:
             return cause.strerror.lower()
     inner = causes[-1]

@@ -13,10 +13,19 @@ import itertools
 import logging
 from typing import Any
 
+from ogpu._errors import RpcProtocolError
 from ogpu.events._abi import RawLog
 from ogpu.events._chain import ChainView, LogPlace
 
-__all__ = ["FILTER_LOST", "chain_order", "filter_changes", "logs_in_range", "triage", "well_formed"]
+__all__ = [
+    "FILTER_LOST",
+    "chain_order",
+    "filter_changes",
+    "first_contradicted",
+    "logs_in_range",
+    "triage",
+    "well_formed",
+]
 
 log = logging.getLogger("ogpu.events")
 
@@ -67,8 +76,8 @@ def filter_changes(answer: Any, address: str) -> list[RawLog] | None:
 def logs_in_range(answer: Any, address: str, first: int, last: int) -> list[RawLog]:
     """The logs of an ``eth_getLogs`` answer for ``first..last`` that belong there."""
     if not isinstance(answer, list):
-        log.warning("eth_getLogs %d..%d answered %.80r, not a list; taken as no logs", first, last, answer)
-        return []
+        # Never "no logs": the caller's read failed and is retried.
+        raise RpcProtocolError(f"eth_getLogs {first}..{last} answered {answer!r:.80}, not a list")
     logs = _own(answer, address, f"eth_getLogs {first}..{last}")
     inside = [raw for raw in logs if first <= int(raw["blockNumber"], 16) <= last]
     if len(inside) < len(logs):
@@ -120,7 +129,12 @@ def triage(view: ChainView, logs: list[RawLog], *, asked: bool) -> tuple[list[Ra
             continue
         number = int(raw["blockNumber"], 16)
         place = (view.place_rival if number in rivals else view.place)(number, block_hash)
-        if place is LogPlace.OK:
+        if place is LogPlace.OK and not asked and not view.vouches(number, block_hash):
+            # A filter's word alone for a block no header has shown yet (a
+            # head that jumped leaves such heights for a later tick to pin):
+            # a made-up or stale log must not be yielded on it. It waits.
+            held.append(raw)
+        elif place is LogPlace.OK:
             ready.append(raw)
         elif place is LogPlace.AHEAD or place is LogPlace.WAIT:
             (ready if asked else held).append(raw)
@@ -151,6 +165,27 @@ def triage(view: ChainView, logs: list[RawLog], *, asked: bool) -> tuple[list[Ra
             held += later
             ready = [raw for raw in ready if not _settled_above(raw, lowest)]
     return ready, held
+
+
+def first_contradicted(view: ChainView, logs: list[RawLog]) -> int | None:
+    """The lowest block of a log whose hash the pinned chain contradicts, if any.
+
+    A read that returns such a log was served by a chain that moved under the
+    stream (a reorg, a replaced chain): nothing of it from that block on may
+    be delivered or move a cursor before the stream has followed the move.
+    """
+    lowest: int | None = None
+    for raw in logs:
+        block_hash = raw.get("blockHash")
+        if raw.get("removed") or block_hash is None:
+            continue
+        number = int(raw["blockNumber"], 16)
+        pinned = view.pinned(number)
+        if pinned is not None and pinned != block_hash.lower() and (lowest is None or number < lowest):
+            lowest = number
+    if lowest is not None:
+        view.recheck(lowest)  # so the next tick finds the fork, if there is one
+    return lowest
 
 
 def _settled_above(raw: RawLog, number: int) -> bool:

@@ -7,17 +7,27 @@ either::
 
     {"version": 1, "chain_id": 1071, "nexus": "0x2b0c...",
      "events": ["Attempted"], "scope": {"field": "task", "address": "0x9f3a..."},
-     "position": "1207:3:0x5b1e..."}
+     "position": "1207:3:0x5b1e...", "genesis": "0xd4e5..."}
+
+``genesis`` (block 0's hash) says which chain the position was taken on: a
+development node restarted on the same port serves a new chain under the
+same id, and the position means nothing there (see ``replaced``).
 
 ``events`` and ``scope`` say which stream the position belongs to (``scope``
 is ``null`` for ``tail``): a position is only meaningful for the same
 events of the same Nexus on the same chain, so a file written by another
 kind of command, or for another chain, is refused rather than followed.
+
+One command at a time: two sharing a file would print the same events and
+overwrite each other's position. The file itself is replaced at every save,
+so the lock (``flock``) is held on ``.FILE.lock`` beside it, which names the
+holder's pid and is removed when the command ends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -46,6 +56,9 @@ class Stream:
     events: tuple[str, ...]
     field: str | None
     scope: str | None  # 40 lowercase hex digits, without 0x
+    # The chain's block 0 hash: a development node restarted on the same port
+    # serves a new chain under the same id. None in files written before it.
+    genesis: str | None = None
 
     def describe(self) -> str:
         if self.field is not None:
@@ -63,6 +76,57 @@ class StateFile:
             raise StateFileError(f"--state {path}: the folder {str(folder)!r} does not exist")
         if self.path.exists() and self.path.is_dir():
             raise StateFileError(f"--state {path} is a folder, not a file")
+        self.lock_path = folder / f".{self.path.name}.lock"
+        self._lock_fd: int | None = None
+
+    def lock(self) -> None:
+        """Hold the file for this process, or raise ``StateFileError`` naming the one that holds it.
+
+        Where ``flock`` is missing (Windows) or the filesystem refuses it,
+        the command runs unlocked, as before.
+        """
+        try:
+            import fcntl
+        except ImportError:
+            return
+        while True:
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise StateFileError(f"cannot create the lock file {self.lock_path}: {exc}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip()
+                os.close(fd)
+                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    return  # a filesystem without locks: run unlocked
+                by = f" (pid {holder})" if holder.isdigit() else ""
+                raise StateFileError(
+                    f"the state file {self.path} is in use by another ogpu-events{by}: two commands on "
+                    "one file would print the same events; stop the other one or give this one its own FILE"
+                ) from None
+            # Its holder may have removed the lock file between our open and
+            # our flock: then this lock is on a file nobody else will open.
+            try:
+                current = os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        """Remove the lock file and let it go (the kernel lets go too when the process dies)."""
+        if self._lock_fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self.lock_path)  # while still held: whoever opens it next makes a new one
+        os.close(self._lock_fd)
+        self._lock_fd = None
 
     def load(self) -> tuple[Stream, EventPosition] | None:
         """The stream and position saved in the file; ``None`` when the file does not exist yet."""
@@ -85,6 +149,7 @@ class StateFile:
                 events=tuple(str(name) for name in data["events"]),
                 field=None if scope is None else str(scope["field"]),
                 scope=None if scope is None else str(scope["address"]).lower().removeprefix("0x"),
+                genesis=None if data.get("genesis") is None else str(data["genesis"]).lower(),
             )
             position = EventPosition.parse(data["position"])
         except (ValueError, KeyError, TypeError, InvalidArgumentError) as exc:
@@ -93,6 +158,11 @@ class StateFile:
                 "move it away to start afresh"
             ) from None
         return stream, position
+
+    @staticmethod
+    def replaced(saved: Stream, wanted: Stream) -> bool:
+        """Whether the node's chain is not the one the position was saved on (another block 0)."""
+        return saved.genesis is not None and wanted.genesis is not None and saved.genesis != wanted.genesis
 
     def check(self, saved: Stream, wanted: Stream) -> None:
         """Refuse a position saved for another chain or another kind of command."""
@@ -123,6 +193,8 @@ class StateFile:
             else {"field": stream.field, "address": f"0x{stream.scope}"},
             "position": str(position),
         }
+        if stream.genesis is not None:
+            record["genesis"] = stream.genesis
         folder = self.path.parent
         fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{self.path.name}.", suffix=".tmp")
         try:

@@ -8,6 +8,8 @@ rest for all of them and for the unscoped ``watch_nexus``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 import math
 from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from ogpu.events._lane import Subscription
     from ogpu.events._ranges import ProgressCallback
     from ogpu.events._resume import ResumePoint
+
+log = logging.getLogger("ogpu.events")
 
 __all__ = [
     "SCOPED_WATCHERS",
@@ -65,8 +69,12 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 # (block_number, log_index) pair.
 After = NexusEvent | EventPosition | tuple[int, int] | None
 
-# What every watcher shares, written once and appended to each docstring, so
-# help() on any of them reads whole.
+# What every watcher shares, written once: the end of help(ogpu.events).
+_SHARED_POINTER = """
+    Keyword arguments (from_block, after, poll_interval, confirmations), the
+    errors raised and what leaving the loop does are the same for every
+    watcher: see help(ogpu.events), "Shared by every watcher".
+"""
 _SHARED_DOC = """
     Keyword arguments:
         from_block: ``None`` (default) yields only events mined after the
@@ -125,7 +133,8 @@ _SHARED_DOC = """
 
 
 def _documented(watcher: _F) -> _F:
-    watcher.__doc__ = (watcher.__doc__ or "").rstrip() + "\n" + _SHARED_DOC
+    # Once, in help(ogpu.events), not seven times over (issue 21.10): a pointer here.
+    watcher.__doc__ = (watcher.__doc__ or "").rstrip() + "\n" + _SHARED_POINTER
     return watcher
 
 
@@ -483,7 +492,32 @@ async def _follow(
     if after is not None:
         resume = await _resume_point(specs, sub, url, nexus, after)
         sub.from_block = resume.from_block
+        sub.resumed = True
     hub = hub_for(url, nexus)
+
+    def resumed_on_new_branch(event: Any) -> None:
+        nonlocal resume
+        if resume is not None and resume.after is not None and resume.left_branch(event):
+            log.warning(
+                "%s: the chain changed at or below block %d that after= names since it was checked "
+                "(a reorg): events handled there may no longer be on the chain; yielding the new "
+                "branch from block %d",
+                sub.label,
+                resume.after.block_number,
+                event.block_number,
+            )
+            # Said once; the position's block and those below it still decide what is covered.
+            resume = dataclasses.replace(resume, warned=True)
+
+    def replaced_since(event: Any) -> bool:
+        # A reorg below the position while this watcher ran: the block is not
+        # the one the position was taken on (a pair carries no hash to tell).
+        if sub.fork_below is None or event.block_number <= sub.fork_below:
+            return False
+        # Unless its block is the very one the position's branch had there.
+        known = resume.branch.get(event.block_number) if resume is not None else None
+        return known is None or known != str(event.block_hash).lower()
+
     await hub.subscribe(sub)
     try:
         joined = sub.join_cursor
@@ -493,20 +527,23 @@ async def _follow(
         from_history: set[tuple[str, int]] = set()
         if sub.from_block is not None and joined is not None and sub.from_block <= joined:
             past: AsyncGenerator[Any, None] = hub.history(
-                specs, sub.field, sub.scope, sub.from_block, joined, progress, sub.confirmations
+                specs, sub.field, sub.scope, sub.from_block, joined, progress, sub.confirmations, sub
             )
             async with contextlib.aclosing(past):
                 async for event in past:
                     if event.block_number > joined - _OVERLAP_BLOCKS:
                         from_history.add((event.block_hash, event.log_index))
-                    if resume is None or not resume.covers(event):
+                    if resume is None or not resume.covers(event) or replaced_since(event):
+                        resumed_on_new_branch(event)
                         yield event
+            sub.history_end = None
         while True:
             event = await sub.next()
             if from_history and (event.block_hash, event.log_index) in from_history:
                 continue
-            if resume is not None and resume.covers(event):
+            if resume is not None and resume.covers(event) and not replaced_since(event):
                 continue
+            resumed_on_new_branch(event)
             yield event
     finally:
         await hub.unsubscribe(sub)
@@ -524,8 +561,15 @@ async def _resume_point(
     def answered() -> bool:
         return any(hub.client.ever_answered for hub in active_hubs() if hub.url == url)
 
+    def known_fork(block_hash: str) -> int | None:
+        # A reorg the running stream followed knows where the chains part.
+        forks = [hub.replaced[block_hash] for hub in active_hubs() if block_hash in hub.replaced]
+        return min(forks, default=None)
+
     client = RpcClient(url)
     try:
-        return await resume_point(client, after, specs, sub.field, sub.scope, nexus, sub.label, answered)
+        return await resume_point(
+            client, after, specs, sub.field, sub.scope, nexus, sub.label, answered, known_fork
+        )
     finally:
         await client.aclose()

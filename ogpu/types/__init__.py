@@ -35,6 +35,7 @@ from ogpu.types.enums import (
     combine_environments,
     environment_names,
     parse_environments,
+    unknown_member,
 )
 
 __all__ = [
@@ -62,4 +63,5 @@ __all__ = [
     "combine_environments",
     "environment_names",
     "parse_environments",
+    "unknown_member",
 ]

@@ -7,6 +7,7 @@ everything here is also importable from ``ogpu.types``.
 from __future__ import annotations
 
 from enum import Enum, IntEnum, IntFlag
+from typing import TypeVar
 
 from ogpu._errors import InvalidArgumentError
 
@@ -20,7 +21,32 @@ __all__ = [
     "combine_environments",
     "environment_names",
     "parse_environments",
+    "unknown_member",
 ]
+
+_E = TypeVar("_E", bound=IntEnum)
+# One object per (enum, value): an unknown value decoded twice is the same member (``is`` holds).
+_UNKNOWN: dict[tuple[type[IntEnum], int], IntEnum] = {}
+
+
+def unknown_member(enum_cls: type[_E], value: int) -> _E:
+    """A member of ``enum_cls`` for a value the contract has and this package does not know yet.
+
+    ``unknown_member(TaskStatus, 7)`` is a ``TaskStatus`` equal to ``7``
+    (``== 7``, ``int()`` and hashing as 7) named ``UNKNOWN_7``, so events
+    decoded from a newer contract keep their value and their type. It is not
+    listed by iterating the enum, and ``TaskStatus(7)`` still raises
+    ``ValueError``: only decoding makes these.
+    """
+    key = (enum_cls, value)
+    member = _UNKNOWN.get(key)
+    if member is None:
+        member = int.__new__(enum_cls, value)
+        member._name_ = f"UNKNOWN_{value}"
+        member._value_ = value
+        _UNKNOWN[key] = member
+    assert isinstance(member, enum_cls)
+    return member
 
 
 class TaskStatus(IntEnum):

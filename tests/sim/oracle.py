@@ -29,6 +29,7 @@ For each watcher (a watcher and its ``after=`` resumptions are one):
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterable, Sequence
 
 from ogpu.events._abi import RawLog
@@ -213,6 +214,10 @@ def _judge_one(
 def _named(y: Yielded, warned: str) -> bool:
     if f"block {y.block_number} index {y.log_index} tx {y.transaction_hash}" in warned:
         return True
+    # Named by range, where the node would not list an old branch's logs.
+    for match in re.finditer(r"every event in blocks (\d+)\.\.(\d+)", warned):
+        if int(match[1]) <= y.block_number <= int(match[2]):
+            return True
     # The after= check names only the position when the node will not list the old block's logs.
     marker = f"block {y.block_number} index "
     tail = " and any before it in that block"

@@ -793,10 +793,10 @@ class _Sim:
                     start_after=start,
                     end=end,
                     yielded=yielded,
-                    # A resumption after a reorg starts where the chains part, which
-                    # after= cannot know to keep above the first one's from_block.
+                    # A resumption follows a reorg below its position from the fork,
+                    # which may lie below the first watcher's from_block (it cannot know it).
                     floor=first.from_block
-                    if first.from_block is not None and not restarted and (len(chain) == 1 or not depth)
+                    if first.from_block is not None and not restarted and not (len(chain) > 1 and depth > 0)
                     else None,
                     exposed=first.confirmations == 0 or depth > first.confirmations,
                     must_name=must_name,
