@@ -100,8 +100,9 @@ async def read_history(
                 async for event in _events(logs, specs, field, scope, remember):
                     yield event
                 position = chunk_last + 1
-                if guard is not None and position > guard.end():
-                    return
+                if guard is not None and position > guard.end() and guard.end() < last:
+                    return  # shortened by a reorg: the lane delivers the rest
+
         if not moved:
             return
         assert guard is not None
