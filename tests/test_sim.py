@@ -1,8 +1,8 @@
 """The deterministic simulation (tests/sim) on every run: 500 seeds, determinism, the oracle's own checks.
 
-``make faults`` runs 10,000 seeds. The stream still has holes the
-simulation finds: the seeds that fail today are listed in
-``tests/sim/known_failures.txt`` and do not fail this suite, but any other
+``make faults`` runs 10,000 seeds. Seeds that fail on today's stream (known
+holes, found by the simulation and not fixed yet) may be listed in
+``tests/sim/known_failures.txt``: they do not fail this suite, but any other
 seed that fails does (a new hole, or a broken simulation). When the stream
 is fixed, regenerate the list with ``.venv/bin/python -m tests.sim --seeds 500
 --write-known``: a seed that passes again is reported below, never hidden.

@@ -391,7 +391,9 @@ class _Sim:
 
             def lost(request: httpx.Request) -> httpx.Response:
                 node.served_and_lost(request)
-                if timeout:
+                # Decided when it fires: the request may be a new stream's first, and a first
+                # request that times out is taken for a wrong URL (README), not retried.
+                if timeout and self._answered():
                     raise httpx.ReadTimeout("the answer never arrived", request=request)
                 raise httpx.RemoteProtocolError("peer closed connection without a response", request=request)
 
@@ -454,7 +456,8 @@ class _Sim:
                 )
             )
         elif kind == "slow":
-            node.latency = (0.2, 3.0)
+            # Slow, not pathological: the teardown's 2 s time box must fit an uninstall.
+            node.latency = (0.1, 0.6)
             self._later(rng.uniform(2, 20), lambda: setattr(node, "latency", (0.001, 0.05)))
         elif kind == "hook":
             self._hook()
