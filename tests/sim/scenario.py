@@ -40,7 +40,7 @@ from unittest import mock
 
 import httpx
 
-from ogpu.events import _faults, _rpc, watch_attempted, watch_nexus, watch_task_status_changed
+from ogpu.events import _faults, _lane, _rpc, watch_attempted, watch_nexus, watch_task_status_changed
 from ogpu.events._abi import EVENTS, RawLog
 from ogpu.events._hub import active_hubs
 from ogpu.events._position import EventPosition
@@ -58,6 +58,10 @@ __all__ = [
     "run_seed",
     "write_known_failures",
 ]
+
+# The cursor rule checked in every seed, as in the test suite: a lane's cursor
+# moving over a block no read covered raises, and the seed counts it as raised.
+_lane.CHECK_CURSOR_RULE = True
 
 SENTINEL = 2**256 - 1
 OTHER_CONTRACT = "0x" + "5a" * 20
