@@ -7,13 +7,14 @@ where something left the chain. They failed on the stream before the fix.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from ogpu.events import watch_attempted
 from tests.fakenode import FakeNode, wait_until
+from tests.test_resume import _first
 from tests.test_stream_unit import (
     FAST,
     SENTINEL,
@@ -146,16 +147,6 @@ def _block_of_ten(node: FakeNode, task: str) -> int:
     for payment in range(1, 11):
         node.add_log("Attempted", task, address(), payment)
     return node.mine()
-
-
-async def _first(gen: AsyncGenerator[Any, None], count: int) -> list[Any]:
-    taken: list[Any] = []
-    async for event in gen:
-        taken.append(event)
-        if len(taken) == count:
-            break
-    await gen.aclose()
-    return taken
 
 
 async def test_after_a_block_a_lagging_backend_lacks_waits_for_it_instead_of_judging_it(
