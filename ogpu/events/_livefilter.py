@@ -110,7 +110,11 @@ class LiveFilter:
         """
         self._held = [raw for raw in self._held if _block(raw) <= fork]
         if self.id is not None:
-            self.doubt.rewound(fork)
+            # Covered up to the fork at most, and never beyond the lane's cursor:
+            # a cursor that had not reached the fork yet has read no further.
+            live = self._live_lane()
+            cursor = live.cursor if live is not None else None
+            self.doubt.rewound(fork if cursor is None else min(fork, cursor))
             self._told = False
 
     def take_all(self) -> list[str]:
