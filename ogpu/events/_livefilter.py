@@ -341,6 +341,8 @@ class LiveFilter:
                 await self._read(live, *wide)
             return
         first, last, answer = cover
+        if self.doubt.covered is None or first != self.doubt.covered + 1:
+            return  # asked before this tick's reorg moved what is covered: read again from there
         if isinstance(answer, RpcResponseError) and classify(answer) is Fault.RANGE_TOO_LARGE:
             await self._read(live, first, last)  # the reader learns the provider's cap
             return
