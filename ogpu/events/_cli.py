@@ -400,17 +400,18 @@ async def _resume_from_state(
         stream = Stream(chain_id, nexus, tuple(spec.name for spec in specs), field, scope, genesis)
         if saved is not None:
             state.check(saved[0], stream)
-            if StateFile.replaced(saved[0], stream):
-                # No block in common (another block 0): the saved position belongs to
-                # no block of this chain, and the chains part before its first block.
+            # Another block 0, or (a development node restarted with a fixed
+            # genesis) a chain that stays below the saved block and does not
+            # know it by hash: the saved position belongs to no block of it.
+            if StateFile.replaced(saved[0], stream) or await _ends_below(client, saved[1]):
                 start = args.from_block if args.from_block is not None and args.from_block >= 0 else 0
                 logging.getLogger("ogpu.events").warning(
-                    "the state file %s was saved on a chain the node no longer serves (block 0 is %s, "
-                    "not %s: a development node restarted?); its position %s no longer applies: "
-                    "following the new chain from block %d",
+                    "the state file %s was saved on a chain the node no longer serves (block 0 %s; "
+                    "the saved block %d is above its head and unknown to it: a development node "
+                    "restarted?); its position %s no longer applies: following the new chain from block %d",
                     args.state,
-                    genesis,
-                    saved[0].genesis,
+                    "differs" if StateFile.replaced(saved[0], stream) else "is the same",
+                    saved[1].block_number,
                     saved[1],
                     start,
                 )
@@ -420,6 +421,30 @@ async def _resume_from_state(
         state.release()
         raise
     return state, stream, None if saved is None else saved[1]
+
+
+# How long a node whose head is below a --state file's block is waited for
+# (a backend behind catches up) before its chain is taken for another one.
+STATE_REACH_WAIT = 10.0
+
+
+async def _ends_below(client: RpcClient, position: EventPosition) -> bool:
+    """Whether the node's chain stays below ``position``'s block and does not know that block.
+
+    A backend behind catches up within seconds; a development node restarted
+    on a shorter chain never does. Waited for ``STATE_REACH_WAIT`` seconds.
+    """
+    if position.block_hash is None:
+        return False
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STATE_REACH_WAIT
+    while await _head(client) < position.block_number:
+        if await client.call("eth_getBlockByHash", [position.block_hash, False]) is not None:
+            return False  # the node has the block: only its head lags
+        if loop.time() >= deadline:
+            return True
+        await asyncio.sleep(0.5)
+    return False
 
 
 async def _genesis(client: RpcClient) -> str | None:
