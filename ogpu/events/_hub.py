@@ -450,6 +450,8 @@ class Hub:
         if fork.lagging:
             log.info("a backend behind block %s answered; nothing moves", self.chain.head)
             return Seen.BEHIND
+        if not fork.replaced and fork.number >= 0:
+            await self._check_fork(fork.number)
         old_head = self.chain.head
         # Remembered for after=: a node that keeps no side blocks cannot say
         # where a replaced block's chain parted from its own; this stream can.
@@ -498,6 +500,24 @@ class Hub:
         if live is not None and self.filter.id is not None and live.cursor is not None and head is not None:
             await self.filter.refill(live, live.cursor + 1, head)
         return Seen.NEW
+
+    async def _check_fork(self, fork: int) -> None:
+        """The block above the fork, asked again, must sit on the fork block as pinned.
+
+        The headers the fork was found from may span a chain that moved while
+        they were read (one call at a time, on a node without batches): the
+        low ones from before, the high ones from after. Then the chains part
+        lower, and the fork is looked for again on the next tick.
+        """
+        above = maybe_header(
+            await self.client.call("eth_getBlockByNumber", [hex(fork + 1), False]), hex(fork + 1)
+        )
+        if above is not None and above.parent_hash != self.chain.pinned(fork):
+            raise RpcProtocolError(
+                f"the chain moved while the fork after block {fork} was being found; looking again",
+                url=self.client.masked_url,
+                method="eth_getBlockByNumber",
+            )
 
     async def _hashes_at(self, fork: int, known: dict[int, str]) -> dict[int, str]:
         """The node's hashes at the heights above ``fork`` where yielded logs sit, beyond ``known``.
