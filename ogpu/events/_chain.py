@@ -24,7 +24,7 @@ with tables of headers (``tests/test_chain_view.py``).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -348,8 +348,17 @@ class ChainView:
         """Every number the view pins or has claims for, and the genesis block."""
         return sorted({0, *self._pinned, *self._claims})
 
-    def locate_fork(self, headers: Mapping[int, Header | None]) -> Fork:
-        """Where the node's chain (``headers``, by number, from one batch) parts from the pinned one."""
+    def locate_fork(
+        self, headers: Mapping[int, Header | None], delivered: Mapping[int, Collection[str]] | None = None
+    ) -> Fork:
+        """Where the node's chain (``headers``, by number, from one batch) parts from the pinned one.
+
+        ``delivered``: block hashes of logs the stream delivered, by height.
+        Below the pins (a stream started lately keeps few) they still say
+        which blocks it followed: a header that is one of them is a block in
+        common, so a deep reorg is not taken for a replaced chain.
+        """
+        seen = delivered or {}
         # A log's claim the node's header contradicts, though blocks above it
         # kept their hashes (see _agrees): that log came from a block the chain
         # does not have there, so the chains part below it, whatever matches above.
@@ -366,7 +375,15 @@ class ChainView:
                 continue
             ours = self._pinned.get(number, self._claims.get(number))
             if ours is None:
-                continue
+                followed = seen.get(number)
+                if not followed:
+                    continue
+                if header.hash not in followed:
+                    differed = True
+                    continue
+                if differed:
+                    return Fork(number)
+                continue  # a block followed, unchanged: what lies above decides
             if header.hash != ours:
                 differed = True
             elif number in self._pinned:

@@ -69,6 +69,8 @@ __all__ = ["Hub", "active_hubs", "hub_for", "hubs_at"]
 log = logging.getLogger("ogpu.events")
 
 _TEARDOWN_TIMEOUT = 2.0
+# Heights of delivered logs whose headers a fork search also asks for.
+_DELIVERED_HEIGHTS = 128
 # Replaced blocks' hashes remembered for after= (oldest forgotten first).
 _REPLACED_KEPT = 4_096
 # Logs that left the chain named per WARNING line (every one is named).
@@ -430,7 +432,11 @@ class Hub:
         Returns what the head answer turned out to be: a lagging backend
         (nothing changed, nothing moves), or a chain followed anew.
         """
-        numbers = self.chain.fork_queries()
+        delivered: dict[int, set[str]] = {}
+        for lane in self.lanes.values():
+            for number, hashes in lane.delivered_hashes(_DELIVERED_HEIGHTS).items():
+                delivered.setdefault(number, set()).update(hashes)
+        numbers = sorted({*self.chain.fork_queries(), *delivered})
         calls: list[Call] = [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
         answers = await self.client.batch([*calls, ("eth_chainId", [])])
         chain_id = answers.pop()
@@ -446,12 +452,13 @@ class Hub:
                     method="eth_chainId",
                 )
         headers = {n: maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
-        fork = self.chain.locate_fork(headers)
+        fork = self.chain.locate_fork(headers, delivered)
         if fork.lagging:
             log.info("a backend behind block %s answered; nothing moves", self.chain.head)
             return Seen.BEHIND
-        if not fork.replaced and fork.number >= 0:
-            await self._check_fork(fork.number)
+        found = headers.get(fork.number)
+        if not fork.replaced and found is not None:
+            await self._check_fork(fork.number, found.hash)
         old_head = self.chain.head
         # Remembered for after=: a node that keeps no side blocks cannot say
         # where a replaced block's chain parted from its own; this stream can.
@@ -501,7 +508,7 @@ class Hub:
             await self.filter.refill(live, live.cursor + 1, head)
         return Seen.NEW
 
-    async def _check_fork(self, fork: int) -> None:
+    async def _check_fork(self, fork: int, fork_hash: str) -> None:
         """The block above the fork, asked again, must sit on the fork block as pinned.
 
         The headers the fork was found from may span a chain that moved while
@@ -512,7 +519,7 @@ class Hub:
         above = maybe_header(
             await self.client.call("eth_getBlockByNumber", [hex(fork + 1), False]), hex(fork + 1)
         )
-        if above is not None and above.parent_hash != self.chain.pinned(fork):
+        if above is not None and above.parent_hash != fork_hash:
             raise RpcProtocolError(
                 f"the chain moved while the fork after block {fork} was being found; looking again",
                 url=self.client.masked_url,

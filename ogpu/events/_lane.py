@@ -334,6 +334,14 @@ class Lane:
         self._again.update(key for block, key in self._seen_order if block > fork and key in self._seen)
         return sorted(gone)
 
+    def delivered_hashes(self, limit: int) -> dict[int, set[str]]:
+        """Block hashes of the logs delivered lately, by height: the ``limit`` highest heights."""
+        found: dict[int, set[str]] = {}
+        for block, key in self._seen_order:
+            if key in self._seen:
+                found.setdefault(block, set()).add(key[0])
+        return {n: found[n] for n in sorted(found)[-limit:]}
+
     def heights_above(self, fork: int) -> set[int]:
         """Heights above ``fork`` of the logs this lane delivered or its watchers got from history."""
         delivered = {block for block, _ in self._seen_order if block > fork}

@@ -70,9 +70,13 @@ class ResumePoint:
         reorg below the position, found at any time, brings its new branch.
         """
         after = self.after
-        if after is None or event.block_number > after.block_number:
-            return False
         known = self.branch.get(event.block_number)
+        if after is None:
+            # The position left the chain: what is covered is the common part
+            # below the fork, as headers showed it then (handled, still on the chain).
+            return known is not None and str(event.block_hash).lower() == known
+        if event.block_number > after.block_number:
+            return False
         if known is not None and str(event.block_hash).lower() != known:
             return False
         if event.block_number < after.block_number:
@@ -127,6 +131,7 @@ async def resume_point(
     # The old branch, from the position's block down, while the node still has it.
     old: list[Header] = []
     fork: int | None = None
+    fork_header: Header | None = None
     wanted = after.block_hash
     while len(old) < _WALK_LIMIT:
         block = await asker.header("eth_getBlockByHash", wanted)
@@ -139,6 +144,7 @@ async def resume_point(
         below = await asker.header("eth_getBlockByNumber", hex(block.number - 1))
         if below is not None and below.hash == block.parent_hash:
             fork = block.number - 1
+            fork_header = below
             break
         wanted = block.parent_hash
 
@@ -171,7 +177,10 @@ async def resume_point(
     # The rest, ten to a line: every handled event that left the chain is named.
     for at in range(_NAMED, len(handled), _NAMED):
         log.warning("%s: also handled on the old branch: %s", label, ", ".join(handled[at : at + _NAMED]))
-    return ResumePoint(start, None)
+    # The common part below the fork, by hash: a later stream that takes a
+    # deep reorg for a replaced chain must not hand its events out again.
+    branch = await _branch_below(asker, fork_header) if fork_header is not None else {}
+    return ResumePoint(start, None, branch)
 
 
 async def _handled_on(
