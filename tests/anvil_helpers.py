@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import threading
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Generic, TypeVar
 
+from ogpu.events._devnode import DevNode
 from ogpu.events._hub import active_hubs
 
 T = TypeVar("T")
@@ -96,3 +99,28 @@ class Collector(Generic[T]):
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         await self._stream.aclose()
+
+
+class Emitter:
+    """Emits ``Attempted`` events of ``task`` one after another in a thread, until stopped.
+
+    ``count`` is how many it emitted (each event's payment is its number).
+    """
+
+    def __init__(self, node: DevNode, nexus: str, task: str, provider: str, interval: float) -> None:
+        self.node, self.nexus, self.task, self.provider, self.interval = node, nexus, task, provider, interval
+        self.count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.node.emit(self.nexus, "Attempted", self.task, self.provider, self.count)
+            self.count += 1
+            time.sleep(self.interval)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(10)
+        return self.count

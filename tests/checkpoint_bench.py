@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from ogpu import ChainConfig
 from ogpu.events import Checkpoint, watch_attempted
 from ogpu.events._devnode import Anvil
 from ogpu.events.testing import FakeNode
+from tests.anvil_helpers import Emitter
 from tests.checkpoint_child import create_effects, holder_pid, read_effects
 from tests.pg_helpers import PostgresServer
 
@@ -127,25 +127,6 @@ def _commit_figures(server: PostgresServer) -> list[Figure]:
     return rows
 
 
-class _Emitter:
-    def __init__(self, node: Anvil, task: str) -> None:
-        self.node, self.task = node, task
-        self.count = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.node.emit(NEXUS, "Attempted", self.task, PROVIDER, self.count)
-            self.count += 1
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-
 def _wait(condition: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -176,7 +157,7 @@ def _takeovers(node: Anvil, db: str) -> list[float]:
 
     for _ in range(3):
         replica()
-    emitter = _Emitter(node, task)
+    emitter = Emitter(node, NEXUS, task, PROVIDER, 0.05)
     samples: list[float] = []
     try:
         for _ in range(TAKEOVERS):

@@ -16,7 +16,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from ogpu.events._devnode import Anvil
-from tests.anvil_helpers import random_address
+from tests.anvil_helpers import Emitter, random_address
 from tests.checkpoint_child import EXIT_LOST, create_effects, holder_pid, read_effects
 from tests.conftest import NEXUS
 
@@ -106,28 +105,6 @@ def test_effects_exactly_once_through_sigkills(shared_anvil: Anvil, db_url: str,
     assert_exactly_once_in_order(db_url, EVENTS)
 
 
-class Emitter:
-    """Emits one event after another in a thread, until stopped; knows how many it emitted."""
-
-    def __init__(self, node: Anvil, task: str) -> None:
-        self.node, self.task = node, task
-        self.count = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.node.emit(NEXUS, "Attempted", self.task, PROVIDER, self.count)
-            self.count += 1
-            time.sleep(0.02)
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join(10)
-        return self.count
-
-
 @pytest.fixture
 def replicas() -> Iterator[list[Child]]:
     children: list[Child] = []
@@ -178,7 +155,7 @@ def test_replicas_hand_over_and_a_paused_holder_is_fenced(
 
     for _ in range(3):
         replica()
-    emitter = Emitter(node, task)
+    emitter = Emitter(node, NEXUS, task, PROVIDER, 0.02)
     try:
         for _ in range(HANDOVERS):
             holder = running_holder()
