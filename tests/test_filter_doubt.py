@@ -174,3 +174,20 @@ def _log(block: int, block_hash: str, removed: bool = False) -> dict[str, object
 def test_first_contradicted_block_of_a_read(logs: list[dict[str, object]], expected: int | None) -> None:
     view = _view({n: h(n) for n in range(3, 9)})
     assert first_contradicted(view, logs) == expected
+
+
+@pytest.mark.parametrize(
+    ("number", "header_hash", "holds"),
+    [
+        (5, h(5), True),  # the block below the read is the pinned one
+        (5, h(5, "b"), False),  # it changed: the chain moved under the read
+        (50, h(50, "b"), True),  # nothing pinned there: nothing to say
+    ],
+)
+def test_a_read_holds_while_the_block_below_it_is_the_pinned_one(
+    number: int, header_hash: str, holds: bool
+) -> None:
+    view = _view({n: h(n) for n in range(3, 9)})
+    assert view.holds(number, Header(number, header_hash, h(number - 1))) is holds
+    # A height that no longer holds is asked for again next tick, which finds the fork.
+    assert (number in view.checks()) is not holds

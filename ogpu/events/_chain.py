@@ -166,6 +166,19 @@ class ChainView:
     def pinned(self, number: int) -> str | None:
         return self._pinned.get(number)
 
+    def holds(self, number: int, header: Header | None) -> bool:
+        """Whether ``header``, asked for after a read above ``number``, is the block pinned there.
+
+        A block below a read that has another hash now means the chain moved
+        under the read; that height is asked for again next tick, which finds
+        where the chains part. No header, or no pin, says nothing either way.
+        """
+        pinned = self._pinned.get(number)
+        if header is None or pinned is None or header.hash == pinned:
+            return True
+        self.recheck(number)
+        return False
+
     def recheck(self, number: int) -> None:
         """Ask for block ``number``'s header next tick: a read suggests its pinned hash changed."""
         if number in self._pinned:

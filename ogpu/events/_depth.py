@@ -94,11 +94,8 @@ class RangeFollower:
             end = headers[last]
             if end is None:
                 return None
-            if below is not None:
-                under, ours = headers[below], self._chain.pinned(below)
-                if under is not None and ours is not None and under.hash != ours:
-                    self._chain.recheck(below)  # the next tick finds where the chains part
-                    return None
+            if below is not None and not self._chain.holds(below, headers[below]):
+                return None  # the next tick finds where the chains part, and reads from there
             pinned = self._chain.pinned(last)
             changed = [
                 n

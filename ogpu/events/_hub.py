@@ -62,7 +62,7 @@ from ogpu.events._lane import Lane, Subscription
 from ogpu.events._livefilter import LiveFilter
 from ogpu.events._ranges import LogRangeReader, ProgressCallback
 from ogpu.events._rpc import Call, RpcClient
-from ogpu.events._screen import triage
+from ogpu.events._screen import first_contradicted, triage
 
 __all__ = ["Hub", "active_hubs", "hub_for", "hubs_at"]
 
@@ -619,11 +619,7 @@ class _HistoryGuard:
             return False
         if any((h := headers[n]) is None or h.hash != chain.pinned(n) for n in pinned):
             return False
-        return all(
-            chain.pinned(int(raw["blockNumber"], 16)) in (None, str(raw["blockHash"]).lower())
-            for raw in logs
-            if raw.get("blockHash") is not None and not raw.get("removed")
-        )
+        return first_contradicted(chain, logs) is None
 
     async def settle(self) -> None:
         hub = self._hub

@@ -223,17 +223,10 @@ class LiveFilter:
         """
         numbers = sorted({n for n in (first - 1, last) if n >= 0})
         answers = await self._client.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
-        headers = dict(
-            zip(
-                numbers, (maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)), strict=True
-            )
-        )
+        headers = {n: maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
         if headers[last] is None:
             return False  # the answering backend lacks it: read again later
-        below = headers.get(first - 1)
-        pinned = self._chain.pinned(first - 1)
-        if below is not None and pinned is not None and below.hash != pinned:
-            self._chain.recheck(first - 1)  # the next tick finds where the chains part
+        if not self._chain.holds(first - 1, headers.get(first - 1)):
             log.info("blocks below %d..%d changed while it was read; read again once followed", first, last)
             return False
         return True
