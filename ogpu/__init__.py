@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ogpu._verbose import set_verbose as set_verbose
 
 __all__ = ["ChainConfig", "ChainId", "set_verbose"]
-__version__ = "0.1.0"
+__version__ = "0.3.0"
 
 _SUBPACKAGES = frozenset({"chain", "events", "types"})
 

@@ -26,7 +26,7 @@
 The errors the ``ogpu`` package 0.2 constructed with keywords still take
 them: ``ChainNotSupportedError(chain_id=999)``, ``InvalidRpcUrlError(url=...)``.
 
-Errors from the transport are translated once, in ``ogpu.events._rpc``;
+Errors from the transport are translated once, in ``ogpu.events._net.rpc``;
 nothing above that layer sees an ``httpx`` exception.
 """
 

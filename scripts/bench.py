@@ -42,16 +42,16 @@ import httpx  # noqa: E402
 
 from ogpu import ChainConfig  # noqa: E402
 from ogpu.events import AttemptedEvent, watch_attempted, watch_task_status_changed  # noqa: E402
-from ogpu.events._abi import EVENTS, RawLog  # noqa: E402
-from ogpu.events._address import checksum_address  # noqa: E402
-from ogpu.events._chain import ChainView, Header  # noqa: E402
-from ogpu.events._devnode import ANVIL_VERSION, Anvil, event_calldata  # noqa: E402
-from ogpu.events._hub import Hub, active_hubs  # noqa: E402
-from ogpu.events._lane import Lane, Subscription  # noqa: E402
-from ogpu.events._ranges import CHUNK_LOGS, READ_AHEAD_CHUNKS, LogRangeReader  # noqa: E402
-from ogpu.events._rpc import RpcClient  # noqa: E402
-from ogpu.events._screen import filter_changes, triage  # noqa: E402
-from ogpu.events._watchers import follow  # noqa: E402
+from ogpu.events._codec.abi import EVENTS, RawLog  # noqa: E402
+from ogpu.events._codec.address import checksum_address  # noqa: E402
+from ogpu.events._devnode.nodes import ANVIL_VERSION, Anvil, event_calldata  # noqa: E402
+from ogpu.events._net.ranges import CHUNK_LOGS, READ_AHEAD_CHUNKS, LogRangeReader  # noqa: E402
+from ogpu.events._net.rpc import RpcClient  # noqa: E402
+from ogpu.events._stream.chain import ChainView, Header  # noqa: E402
+from ogpu.events._stream.hub import Hub, active_hubs  # noqa: E402
+from ogpu.events._stream.lane import Lane, Subscription  # noqa: E402
+from ogpu.events._stream.screen import filter_changes, triage  # noqa: E402
+from ogpu.events._stream.watch import follow  # noqa: E402
 from ogpu.events.testing import FakeNode  # noqa: E402
 from ogpu.types import TaskStatus  # noqa: E402
 from tests.capping import BLOCK_CAPS, UNNAMED_CAPS, CappingProvider  # noqa: E402
@@ -202,7 +202,7 @@ async def requests_per_tick(node: Anvil, count: int, rng: random.Random) -> Row:
         joined = time.perf_counter() - started
         # Steady state: the filter proven, and one more tick; whole ticks only.
         await wait_for(lambda: hub.filter_id is not None, 30.0, "the filter")
-        # A Nexus log nobody watches proves the new filter (ogpu.events._doubt):
+        # A Nexus log nobody watches proves the new filter (ogpu.events._stream.doubt):
         # from then on a tick's batch is the headers and the filter's changes.
         await sender.attempted(random_address(rng), random_address(rng), 0)
         await wait_for(lambda: hub.steady, 30.0, "the filter to prove itself")
@@ -508,7 +508,7 @@ def import_time() -> list[Row]:
         def help_once() -> float:
             started = time.perf_counter()
             subprocess.run(
-                [sys.executable, "-m", "ogpu.events._cli", "--help"],
+                [sys.executable, "-m", "ogpu.events._cli.command", "--help"],
                 capture_output=True,
                 env=env,
                 cwd=ROOT,
@@ -952,7 +952,7 @@ How each figure was taken:
 - import: time of the import statement inside a fresh interpreter, bytecode cached
   (PYTHONPYCACHEPREFIX, one warm-up run each); {IMPORT_RUNS} runs of each, interleaved; medians. The
   floor is importing the runtime dependencies themselves ({IMPORT_FLOOR}). --help: the whole
-  `python -m ogpu.events._cli --help` process, interleaved with those.
+  `python -m ogpu.events._cli.command --help` process, interleaved with those.
 - range caps: LogRangeReader.read over blocks 0..12,499 (a log every 10 blocks) from an in-memory
   provider (tests/capping.py) refusing ranges over {CAP_BLOCKS} blocks, in words that name the cap
   ("query exceeds max block range 500") and in words that do not ("block range too large").

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ogpu.events._devnode import Anvil
+from ogpu.events._devnode.nodes import Anvil
 from tests.anvilsoak import run_anvil_seed
 from tests.faultscenarios import ISSUE8_SCENARIOS, SCENARIOS, Outcome, run_scenario
 from tests.sim import FAULTS

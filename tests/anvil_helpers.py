@@ -10,8 +10,8 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Generic, TypeVar
 
-from ogpu.events._devnode import DevNode
-from ogpu.events._hub import active_hubs
+from ogpu.events._devnode.nodes import DevNode
+from ogpu.events._stream.hub import active_hubs
 
 T = TypeVar("T")
 

@@ -55,10 +55,11 @@ from unittest import mock
 import httpx
 
 from ogpu import ChainConfig
-from ogpu.events import _faults, watch_attempted, watch_nexus
-from ogpu.events._abi import RawLog
-from ogpu.events._devnode import EMITTER_CODE, event_calldata
-from ogpu.events._hub import active_hubs
+from ogpu.events import watch_attempted, watch_nexus
+from ogpu.events._codec.abi import RawLog
+from ogpu.events._devnode.nodes import EMITTER_CODE, event_calldata
+from ogpu.events._net import faults as _faults
+from ogpu.events._stream.hub import active_hubs
 from tests.faultproxy import Fault, FaultProxy, Rule
 from tests.soak import SENTINEL, SoakResult, Watched, _key, _order, _stream_gone, _until
 

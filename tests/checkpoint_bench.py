@@ -29,7 +29,7 @@ from typing import Any
 
 from ogpu import ChainConfig
 from ogpu.events import Checkpoint, watch_attempted
-from ogpu.events._devnode import Anvil
+from ogpu.events._devnode.nodes import Anvil
 from ogpu.events.testing import FakeNode
 from tests.anvil_helpers import Emitter
 from tests.checkpoint_child import create_effects, holder_pid, read_effects

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-CLI = [sys.executable, "-m", "ogpu.events._cli"]
+CLI = [sys.executable, "-m", "ogpu.events._cli.command"]
 
 
 @dataclass

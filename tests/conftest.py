@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from ogpu import ChainConfig
-from ogpu.events import _lane
-from ogpu.events._devnode import NODES, Anvil, DevNode, DevNodeNotFoundError
+from ogpu.events._devnode.nodes import NODES, Anvil, DevNode, DevNodeNotFoundError
+from ogpu.events._stream import lane as _lane
 
 # The Postgres server of the checkpoint tests (fixtures ``postgres``, ``postgres_url``).
 pytest_plugins = ["tests.pg_helpers"]

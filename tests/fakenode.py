@@ -24,10 +24,10 @@ import httpx
 import respx
 
 from ogpu.chain import ChainConfig
-from ogpu.events._abi import RawLog
-from ogpu.events._fakechain import EncodedLog, encode_event, fake_hash
-from ogpu.events._fakelogs import decoded
-from ogpu.events._fakerpc import RpcFault, http_response
+from ogpu.events._codec.abi import RawLog
+from ogpu.events._fake.chain import EncodedLog, encode_event, fake_hash
+from ogpu.events._fake.logs import decoded
+from ogpu.events._fake.rpc import RpcFault, http_response
 from ogpu.events.testing import FakeNode as KitNode
 
 __all__ = [

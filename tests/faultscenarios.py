@@ -24,9 +24,10 @@ from unittest import mock
 import httpx
 
 from ogpu import ChainConfig
-from ogpu.events import AttemptedEvent, _hub, watch_attempted
-from ogpu.events._devnode import EMITTER_CODE, event_calldata
-from ogpu.events._rpc import RpcClient
+from ogpu.events import AttemptedEvent, watch_attempted
+from ogpu.events._devnode.nodes import EMITTER_CODE, event_calldata
+from ogpu.events._net.rpc import RpcClient
+from ogpu.events._stream import hub as _hub
 from tests.faultproxy import FILTER_METHODS, Fault, FaultProxy, Rule
 
 __all__ = ["ISSUE8_SCENARIOS", "SCENARIOS", "Outcome", "Scenario", "run_scenario"]
@@ -219,7 +220,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         r"reading blocks \d+\.\.\d+ from eth_getLogs \(the install head may have lagged",
         Rule(Fault.FILTER_NOT_FOUND, _CHANGES, every=3, times=5),
         # From the third head on: the stream only knows to distrust the head
-        # once it has seen it go backwards (see ogpu.events._hub).
+        # once it has seen it go backwards (see ogpu.events._stream.hub).
         Rule(Fault.LAG_HEAD, _HEAD, skip=2, probability=0.5, lag=4),
     ),
     _scenario(

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from ogpu.events._devnode_base import free_port
+from ogpu.events._devnode.base import free_port
 
 __all__ = ["PostgresServer", "postgres", "postgres_url", "start_postgres"]
 

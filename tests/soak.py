@@ -49,10 +49,11 @@ from unittest import mock
 
 import httpx
 
-from ogpu.events import _faults, watch_attempted, watch_nexus
-from ogpu.events._abi import EVENTS, RawLog
-from ogpu.events._hub import active_hubs
-from ogpu.events._watchers import After
+from ogpu.events import watch_attempted, watch_nexus
+from ogpu.events._codec.abi import EVENTS, RawLog
+from ogpu.events._net import faults as _faults
+from ogpu.events._stream.hub import active_hubs
+from ogpu.events._stream.watch import After
 from tests.fakenode import NEXUS, FakeNode, http_response, raw_log
 
 __all__ = ["FAULTS", "SoakResult", "run_seed"]

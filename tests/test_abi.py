@@ -28,9 +28,9 @@ from ogpu.events import (
     SourceUpdatedEvent,
     TaskPublishedEvent,
     TaskStatusChangedEvent,
-    _abi,
 )
-from ogpu.events._abi import EVENTS, EVENTS_BY_TOPIC, canonical_type, load_abi
+from ogpu.events._codec import abi as _abi
+from ogpu.events._codec.abi import EVENTS, EVENTS_BY_TOPIC, canonical_type, load_abi
 from ogpu.types import DeliveryMethod, Environment, LogDecodeError, ResponseStatus, SourceStatus, TaskStatus
 from tests.fakenode import raw_log
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ogpu.events._devnode import Anvil
+from ogpu.events._devnode.nodes import Anvil
 from tests.anvilsoak import run_anvil_seed
 
 pytestmark = [pytest.mark.anyio, pytest.mark.anvil]

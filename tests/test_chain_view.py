@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from ogpu.events._chain import SPIKE, WINDOW, ChainView, Fork, Header, LogPlace, Seen, parse_header
-from ogpu.events._screen import filter_changes, logs_in_range, triage
+from ogpu.events._stream.chain import SPIKE, WINDOW, ChainView, Fork, Header, LogPlace, Seen, parse_header
+from ogpu.events._stream.screen import filter_changes, logs_in_range, triage
 from ogpu.types import RpcProtocolError
 
 NEXUS = "0x2b0cc6058313801d5feb184a539e3a0c5a87a6a1"

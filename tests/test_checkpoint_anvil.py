@@ -14,7 +14,7 @@ import pytest
 
 from ogpu import ChainConfig
 from ogpu.events import Checkpoint, watch_attempted
-from ogpu.events._devnode import Anvil, DevNodeNotFoundError
+from ogpu.events._devnode.nodes import Anvil, DevNodeNotFoundError
 from ogpu.events.testing import FakeNode
 from ogpu.types import CheckpointMismatchError
 from tests.anvil_helpers import random_address

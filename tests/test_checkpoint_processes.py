@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from ogpu.events._devnode import Anvil
+from ogpu.events._devnode.nodes import Anvil
 from tests.anvil_helpers import Emitter, random_address
 from tests.checkpoint_child import EXIT_LOST, create_effects, holder_pid, read_effects
 from tests.conftest import NEXUS

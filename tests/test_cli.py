@@ -25,16 +25,16 @@ from typing import Any
 import pytest
 
 from ogpu.events import SourceParams, SourceUpdatedEvent
-from ogpu.events._address import checksum_address
-from ogpu.events._cli import build_parser, stream_events
-from ogpu.events._devnode import Anvil, event_calldata
-from ogpu.events._hub import active_hubs
-from ogpu.events._output import CatchUpProgress, human_line
+from ogpu.events._cli.command import build_parser, stream_events
+from ogpu.events._cli.output import CatchUpProgress, human_line
+from ogpu.events._codec.address import checksum_address
+from ogpu.events._devnode.nodes import Anvil, event_calldata
+from ogpu.events._stream.hub import active_hubs
 from ogpu.types import DeliveryMethod, Environment
 from tests.anvil_helpers import random_address
 from tests.conftest import NEXUS
 
-CLI = [sys.executable, "-m", "ogpu.events._cli"]
+CLI = [sys.executable, "-m", "ogpu.events._cli.command"]
 UINT256_MAX = 2**256 - 1
 # The block's time (local), the block, the event, its fields.
 LINE = re.compile(

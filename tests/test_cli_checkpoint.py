@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ogpu.events._devnode import Anvil
+from ogpu.events._devnode.nodes import Anvil
 from tests.anvil_helpers import random_address
 from tests.cli_helpers import CLI, env, run_cli
 from tests.conftest import NEXUS

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from ogpu import ChainConfig
-from ogpu.events._devnode import Anvil
+from ogpu.events._devnode.nodes import Anvil
 from tests.anvil_helpers import random_address
 from tests.cli_helpers import CLI, env, run_cli, run_cli_in_terminal
 from tests.conftest import NEXUS
@@ -227,8 +227,8 @@ def test_a_signal_during_catch_up_erases_the_progress_line(sig: signal.Signals) 
 def test_the_demo_without_anvil_says_how_to_get_anvil_not_make_test(tmp_path: Path) -> None:
     # As after `pip install ogpu`: no anvil on PATH, none in a .cache of a checkout.
     hide_caches = (
-        "import sys, ogpu.events._devnode as d; d.cache_dirs = lambda tool: []; "
-        "from ogpu.events._cli import main; sys.exit(main(['demo']))"
+        "import sys, ogpu.events._devnode.nodes as d; d.cache_dirs = lambda tool: []; "
+        "from ogpu.events._cli.command import main; sys.exit(main(['demo']))"
     )
     done = subprocess.run(
         [sys.executable, "-c", hide_caches],

@@ -21,10 +21,10 @@ import pytest
 import respx
 
 from ogpu.events import AttemptedEvent, SourceParams, SourceUpdatedEvent
-from ogpu.events._blocktimes import BlockTimes
-from ogpu.events._devnode import Anvil
-from ogpu.events._output import CatchUpProgress, human_line, ogpu_amount
-from ogpu.events._rpc import RpcClient
+from ogpu.events._cli.blocktimes import BlockTimes
+from ogpu.events._cli.output import CatchUpProgress, human_line, ogpu_amount
+from ogpu.events._devnode.nodes import Anvil
+from ogpu.events._net.rpc import RpcClient
 from ogpu.types import DeliveryMethod, Environment
 from tests.anvil_helpers import random_address
 from tests.cli_helpers import CLI, env, run_cli, run_cli_in_terminal

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from ogpu.events import EventPosition
-from ogpu.events._devnode import Anvil
+from ogpu.events._devnode.nodes import Anvil
 from tests.anvil_helpers import random_address
 from tests.cli_helpers import CLI, env, run_cli
 from tests.conftest import NEXUS

@@ -216,7 +216,7 @@ async def test_a_reorg_below_the_block_after_names_brings_the_new_branch_to_the_
     node: FakeNode, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, when: str
 ) -> None:
     """Hole 3: the resumed watcher's floor stayed at the resume block; the new branch below it never came."""
-    from ogpu.events import _resume
+    from ogpu.events._stream import resume as _resume
 
     task = address()
     block = _block_of_ten(node, task)  # blocks block-3..block-1 hold nothing of the task

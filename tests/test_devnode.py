@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from ogpu.events._abi import EVENTS
-from ogpu.events._devnode import NODES, DevNode
+from ogpu.events._codec.abi import EVENTS
+from ogpu.events._devnode.nodes import NODES, DevNode
 from tests.anvil_helpers import random_address
 from tests.conftest import NEXUS
 
@@ -85,7 +85,8 @@ def test_restart_gives_a_new_chain_on_the_same_port(fresh_dev_node: DevNode) -> 
 def test_a_node_that_is_not_installed_is_reported_by_name(
     name: str, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from ogpu.events import _devnode, _devnode_base
+    from ogpu.events._devnode import base as _devnode_base
+    from ogpu.events._devnode import nodes as _devnode
 
     empty = tmp_path_factory.mktemp("nothing")
     monkeypatch.setattr(_devnode, "cache_dirs", lambda tool: [empty / ".cache" / tool])

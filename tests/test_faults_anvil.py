@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from ogpu.events._devnode import Anvil
+from ogpu.events._devnode.nodes import Anvil
 from tests.faultscenarios import ISSUE8_SCENARIOS, SCENARIOS, Scenario, run_scenario
 
 ALL_SCENARIOS = SCENARIOS + ISSUE8_SCENARIOS

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ogpu.events._chain import ChainView, Header
-from ogpu.events._doubt import FilterDoubt
-from ogpu.events._screen import first_contradicted
+from ogpu.events._stream.chain import ChainView, Header
+from ogpu.events._stream.doubt import FilterDoubt
+from ogpu.events._stream.screen import first_contradicted
 
 
 def h(n: int, tag: str = "a") -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from ogpu.events import AttemptedEvent
-from ogpu.events._devnode import Anvil
+from ogpu.events._devnode.nodes import Anvil
 from tests.anvil_helpers import random_address
 from tests.conftest import NEXUS
 

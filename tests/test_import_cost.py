@@ -63,7 +63,7 @@ _ATTEMPTED_LOG = {
 
 def test_the_six_watchers_events_decode_without_eth_abi() -> None:
     code = (
-        "from ogpu.events._abi import EVENTS\n"
+        "from ogpu.events._codec.abi import EVENTS\n"
         f"event = EVENTS['Attempted'].decode({_ATTEMPTED_LOG!r})\n"
         "assert event.suggested_payment == 7 and event.task == '0x' + '11' * 20, event\n"
     )
@@ -74,7 +74,7 @@ def test_an_event_with_dynamic_fields_loads_eth_abi_when_first_decoded() -> None
     # SourceUpdated carries strings: encoded here (after the first check) and decoded by the library.
     code = (
         "import sys\n"
-        "from ogpu.events._abi import EVENTS\n"
+        "from ogpu.events._codec.abi import EVENTS\n"
         "from ogpu.types import DeliveryMethod\n"
         "assert 'eth_abi' not in sys.modules\n"
         "from eth_abi.abi import encode\n"
@@ -112,7 +112,7 @@ def test_an_event_with_dynamic_fields_loads_eth_abi_when_first_decoded() -> None
 def test_ogpu_events_help_and_bad_input_answer_without_httpx_or_eth_abi(argv: list[str]) -> None:
     code = (
         "import contextlib, io\n"
-        "from ogpu.events._cli import main\n"
+        "from ogpu.events._cli.command import main\n"
         "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:\n"
         "    try:\n"
         f"        status = main({argv!r})\n"

@@ -16,7 +16,7 @@ import pytest
 
 import ogpu.events
 from ogpu.chain import mask_url
-from ogpu.events import _models
+from ogpu.events._codec import models as _models
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,3 +170,10 @@ def test_make_says_what_it_installs_before_it_installs_it() -> None:
         assert said, lines
     assert any("minute" in line for line in lines if line.startswith("echo ") and "pip" in line)
     assert any(re.search(r"\d+ s", line) for line in lines if line.startswith("echo ") and "npm" in line)
+
+
+def test_version_sorts_after_the_upstream_release_it_succeeds() -> None:
+    # Same distribution name as upstream ogpu 0.2.x: a lower version would make
+    # `pip install -U ogpu` "upgrade" a user back to the old package.
+    installed = tuple(int(part) for part in metadata.version("ogpu").split(".")[:3])
+    assert installed > (0, 2, 3), installed

@@ -28,9 +28,9 @@ from ogpu.events import (
     TaskStatusChangedEvent,
     watch_nexus,
 )
-from ogpu.events._abi import EVENTS
-from ogpu.events._address import checksum_address
-from ogpu.events._devnode import Anvil, event_calldata
+from ogpu.events._codec.abi import EVENTS
+from ogpu.events._codec.address import checksum_address
+from ogpu.events._devnode.nodes import Anvil, event_calldata
 from ogpu.types import (
     DeliveryMethod,
     Environment,
@@ -252,7 +252,7 @@ async def test_unknown_event_type_fails_before_any_network_call() -> None:
 
 @pytest.mark.parametrize("spelling", ["TaskPublished", "task-published", "task_published", "TASKPUBLISHED"])
 def test_event_names_are_taken_in_any_spelling(spelling: str) -> None:
-    from ogpu.events._abi import event_named
+    from ogpu.events._codec.abi import event_named
 
     spec = event_named(spelling)
     assert spec is not None and spec.name == "TaskPublished"

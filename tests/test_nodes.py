@@ -32,9 +32,9 @@ from ogpu.events import (
     watch_task_published,
     watch_task_status_changed,
 )
-from ogpu.events._abi import EVENTS
-from ogpu.events._devnode import DevNode
-from ogpu.events._hub import active_hubs
+from ogpu.events._codec.abi import EVENTS
+from ogpu.events._devnode.nodes import DevNode
+from ogpu.events._stream.hub import active_hubs
 from tests.anvil_helpers import Collector, ogpu_tasks, random_address, take, wait_joined, wait_until
 from tests.conftest import NEXUS
 

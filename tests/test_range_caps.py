@@ -12,8 +12,8 @@ import logging
 
 import pytest
 
-from ogpu.events._ranges import LogRangeReader
-from ogpu.events._rpc import RpcClient
+from ogpu.events._net.ranges import LogRangeReader
+from ogpu.events._net.rpc import RpcClient
 from tests.capping import BLOCK_CAPS, RESULTS_CAPS, UNNAMED_CAPS, CappingProvider
 from tests.fakenode import NEXUS
 

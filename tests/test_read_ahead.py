@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ogpu.events._ranges import READ_AHEAD_CHUNKS, Chunk, LogRangeReader
-from ogpu.events._rpc import RpcClient
+from ogpu.events._net.ranges import READ_AHEAD_CHUNKS, Chunk, LogRangeReader
+from ogpu.events._net.rpc import RpcClient
 from ogpu.types import RpcResponseError
 from tests.fakenode import NEXUS, URL, raw_log, wait_until
 

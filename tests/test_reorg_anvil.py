@@ -8,7 +8,7 @@ import pytest
 
 from ogpu import ChainConfig
 from ogpu.events import watch_attempted
-from ogpu.events._devnode import Anvil, event_calldata
+from ogpu.events._devnode.nodes import Anvil, event_calldata
 from tests.anvil_helpers import random_address, take, wait_joined
 from tests.conftest import NEXUS
 

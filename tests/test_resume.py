@@ -16,7 +16,7 @@ import pytest
 
 from ogpu import ChainConfig
 from ogpu.events import EventPosition, watch_attempted, watch_nexus
-from ogpu.events._resume import ResumePoint
+from ogpu.events._stream.resume import ResumePoint
 from ogpu.types import InvalidArgumentError
 from tests.fakenode import FakeNode, mounted
 from tests.test_stream_unit import FAST, SENTINEL, WATCHERS, Collector, address, all_gone

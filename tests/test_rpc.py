@@ -12,9 +12,9 @@ import httpx
 import pytest
 import respx
 
-from ogpu.events import _faults
-from ogpu.events._faults import Backoff, Fault, Retrier, classify, suggested_span
-from ogpu.events._rpc import RpcClient
+from ogpu.events._net import faults as _faults
+from ogpu.events._net.faults import Backoff, Fault, Retrier, classify, suggested_span
+from ogpu.events._net.rpc import RpcClient
 from ogpu.types import (
     RpcError,
     RpcHttpError,

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from ogpu.events import AttemptedEvent, watch_attempted, watch_task_status_changed
-from ogpu.events._devnode import Anvil
-from ogpu.events._hub import Hub, active_hubs
+from ogpu.events._devnode.nodes import Anvil
+from ogpu.events._stream.hub import Hub, active_hubs
 from tests.anvil_helpers import random_address, take, wait_joined
 from tests.conftest import NEXUS
 
@@ -128,7 +128,7 @@ async def test_a_late_watcher_with_history_catches_up_then_shares_the_stream(nod
 async def test_a_slow_consumer_keeps_its_backlog_and_does_not_delay_others(
     node: Anvil, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import ogpu.events._lane as lane_module
+    import ogpu.events._stream.lane as lane_module
 
     task = random_address()
     slow = watch_attempted(task, poll_interval=0.05)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ogpu.events._abi import EVENTS
+from ogpu.events._codec.abi import EVENTS
 from tests.fakenode import NEXUS, raw_log
 from tests.sim import SeedResult, replay_command, run_seed
 from tests.sim.loop import SimulationDeadlock, run_virtual

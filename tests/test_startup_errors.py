@@ -17,7 +17,7 @@ import pytest
 
 from ogpu import ChainConfig
 from ogpu.events import watch_attempted
-from ogpu.events._devnode import Anvil
+from ogpu.events._devnode.nodes import Anvil
 from ogpu.types import RpcError, RpcHttpError, RpcProtocolError, RpcTransportError
 from tests.anvil_helpers import random_address
 from tests.cli_helpers import CLI, closed_port, env, http_server, run_cli, run_cli_in_terminal, silent_server

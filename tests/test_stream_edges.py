@@ -18,8 +18,9 @@ import pytest
 import respx
 
 from ogpu import ChainConfig
-from ogpu.events import _faults, watch_attempted
-from ogpu.events._hub import Hub, active_hubs
+from ogpu.events import watch_attempted
+from ogpu.events._net import faults as _faults
+from ogpu.events._stream.hub import Hub, active_hubs
 from ogpu.types import UnsupportedNodeError
 from tests.fakenode import FakeNode, http_response, wait_until
 from tests.test_stream_unit import (

@@ -18,8 +18,6 @@ import pytest
 
 from ogpu import ChainConfig
 from ogpu.events import (
-    _abi,
-    _faults,
     watch_attempted,
     watch_registered,
     watch_response_status_changed,
@@ -27,9 +25,11 @@ from ogpu.events import (
     watch_task_published,
     watch_task_status_changed,
 )
-from ogpu.events._abi import EVENTS
-from ogpu.events._hub import Hub, active_hubs
-from ogpu.events._watchers import SCOPED_WATCHERS
+from ogpu.events._codec import abi as _abi
+from ogpu.events._codec.abi import EVENTS
+from ogpu.events._net import faults as _faults
+from ogpu.events._stream.hub import Hub, active_hubs
+from ogpu.events._stream.watch import SCOPED_WATCHERS
 from ogpu.types import (
     ChainNotSupportedError,
     InvalidAddressError,
@@ -351,7 +351,7 @@ async def test_many_watchers_share_one_filter_and_one_request_per_tick(node: Fak
     collectors += [Collector(watch_attempted(tasks[0], poll_interval=FAST)) for _ in range(5)]
     hub = await streaming(45)
     # After an install, eth_getLogs rides in each poll until the filter proves
-    # itself with a log of its own (ogpu.events._doubt); steady state follows.
+    # itself with a log of its own (ogpu.events._stream.doubt); steady state follows.
     prove_filter(node)
     await wait_until(lambda: hub.steady, "the install checks to end")
     await ticks(hub, 1)

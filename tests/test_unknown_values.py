@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from ogpu.events import _abi, watch_registered, watch_task_status_changed
-from ogpu.events._devnode import Anvil
+from ogpu.events import watch_registered, watch_task_status_changed
+from ogpu.events._codec import abi as _abi
+from ogpu.events._devnode.nodes import Anvil
 from ogpu.events.testing import FakeNode
 from ogpu.types import Environment, TaskStatus
 from tests.anvil_helpers import random_address

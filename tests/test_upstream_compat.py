@@ -21,8 +21,8 @@ import pytest
 import ogpu
 import ogpu.events
 import ogpu.types
-from ogpu.events._abi import EVENTS
-from ogpu.events._address import checksum_address
+from ogpu.events._codec.abi import EVENTS
+from ogpu.events._codec.address import checksum_address
 from tests.fakenode import FakeNode, mounted, raw_log
 
 SCOPE = "0x" + "5c" * 20

@@ -22,9 +22,9 @@ from ogpu.events import (
     watch_task_published,
     watch_task_status_changed,
 )
-from ogpu.events._abi import EVENTS
-from ogpu.events._devnode import Anvil
-from ogpu.events._hub import active_hubs
+from ogpu.events._codec.abi import EVENTS
+from ogpu.events._devnode.nodes import Anvil
+from ogpu.events._stream.hub import active_hubs
 from ogpu.types import Environment, TaskStatus
 from tests.anvil_helpers import ogpu_tasks, random_address, take, wait_joined
 from tests.conftest import NEXUS

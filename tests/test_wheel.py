@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Decodes one Attempted log with the installed package, from a folder that is
 # not the checkout, and prints where the package and its ABI came from.
 _PROBE = """
-import ogpu, ogpu.events._abi as abi
+import ogpu, ogpu.events._codec.abi as abi
 log = {
     "topics": [abi.EVENTS["Attempted"].topic0],
     "data": "0x" + "00" * 12 + "11" * 20 + "00" * 12 + "ab" * 20 + "%064x" % 12345,

@@ -56,8 +56,8 @@ From a terminal: ``ogpu-events watch attempted 0xTASK``, ``ogpu-events
 
 from __future__ import annotations
 
-from ogpu.events._checkpoint import Checkpoint
-from ogpu.events._models import (
+from ogpu.events._checkpoint.store import Checkpoint
+from ogpu.events._codec.models import (
     AttemptedEvent,
     NexusEvent,
     OwnershipTransferredEvent,
@@ -71,8 +71,8 @@ from ogpu.events._models import (
     TaskPublishedEvent,
     TaskStatusChangedEvent,
 )
-from ogpu.events._position import EventPosition
-from ogpu.events._watchers import (
+from ogpu.events._codec.position import EventPosition
+from ogpu.events._stream.watch import (
     _SHARED_DOC,
     watch_attempted,
     watch_nexus,

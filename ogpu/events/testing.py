@@ -51,7 +51,10 @@ import httpx
 # Modules, not names: this module's public surface is FakeNode alone.
 from ogpu import _errors
 from ogpu import chain as _chain
-from ogpu.events import _fakelogs, _fakerpc, _hub, _rpc
+from ogpu.events._fake import logs as _fakelogs
+from ogpu.events._fake import rpc as _fakerpc
+from ogpu.events._net import rpc as _rpc
+from ogpu.events._stream import hub as _hub
 
 __all__ = ["FakeNode"]
 

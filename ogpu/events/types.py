@@ -2,12 +2,12 @@
 
 ``from ogpu.events.types import AttemptedEvent`` and ``from ogpu.events
 import AttemptedEvent`` name the same class; the classes live in
-``ogpu.events._models``.
+``ogpu.events._codec.models``.
 """
 
 from __future__ import annotations
 
-from ogpu.events._models import (
+from ogpu.events._codec.models import (
     AttemptedEvent,
     NexusEvent,
     OwnershipTransferredEvent,

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from ogpu.events._abi import RawLog
+from ogpu.events._codec.abi import RawLog
 from ogpu.events.testing import _Transport
 from tests.fakenode import FakeNode, RpcFault
 

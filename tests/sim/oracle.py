@@ -32,7 +32,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Iterable, Sequence
 
-from ogpu.events._abi import RawLog
+from ogpu.events._codec.abi import RawLog
 
 __all__ = ["Expectation", "Verdict", "Yielded", "judge", "key_of", "order_of"]
 

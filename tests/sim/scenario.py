@@ -40,10 +40,13 @@ from unittest import mock
 
 import httpx
 
-from ogpu.events import _faults, _lane, _rpc, watch_attempted, watch_nexus, watch_task_status_changed
-from ogpu.events._abi import EVENTS, RawLog
-from ogpu.events._hub import active_hubs
-from ogpu.events._position import EventPosition
+from ogpu.events import watch_attempted, watch_nexus, watch_task_status_changed
+from ogpu.events._codec.abi import EVENTS, RawLog
+from ogpu.events._codec.position import EventPosition
+from ogpu.events._net import faults as _faults
+from ogpu.events._net import rpc as _rpc
+from ogpu.events._stream import lane as _lane
+from ogpu.events._stream.hub import active_hubs
 from tests.fakenode import NEXUS, encode_event, http_response, raw_log
 from tests.sim.loop import VirtualClockLoop, run_virtual
 from tests.sim.node import SimNode

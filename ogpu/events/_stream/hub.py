@@ -53,16 +53,16 @@ from ogpu._errors import (
     RpcTransportError,
     UnsupportedNodeError,
 )
-from ogpu.events._abi import EventSpec, RawLog
-from ogpu.events._chain import ChainView, Header, Seen, header_of, maybe_header
-from ogpu.events._depth import RangeFollower
-from ogpu.events._faults import Fault, Retrier, classify
-from ogpu.events._history import read_history
-from ogpu.events._lane import Lane, Subscription
-from ogpu.events._livefilter import LiveFilter
-from ogpu.events._ranges import LogRangeReader, ProgressCallback
-from ogpu.events._rpc import Call, RpcClient
-from ogpu.events._screen import first_contradicted, triage
+from ogpu.events._codec.abi import EventSpec, RawLog
+from ogpu.events._net.faults import Fault, Retrier, classify
+from ogpu.events._net.ranges import LogRangeReader, ProgressCallback
+from ogpu.events._net.rpc import Call, RpcClient
+from ogpu.events._stream.chain import ChainView, Header, Seen, header_of, maybe_header
+from ogpu.events._stream.depth import RangeFollower
+from ogpu.events._stream.history import read_history
+from ogpu.events._stream.lane import Lane, Subscription
+from ogpu.events._stream.livefilter import LiveFilter
+from ogpu.events._stream.screen import first_contradicted, triage
 
 __all__ = ["Hub", "active_hubs", "hub_for", "hubs_at"]
 

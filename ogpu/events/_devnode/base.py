@@ -23,7 +23,7 @@ from typing import IO, Any, ClassVar, TypeVar
 
 import httpx
 
-from ogpu.events._abi import EVENTS, canonical_type, load_abi
+from ogpu.events._codec.abi import EVENTS, canonical_type, load_abi
 
 __all__ = ["EMITTER_CODE", "DevNode", "DevNodeNotFoundError", "cache_dirs", "event_calldata", "free_port"]
 
@@ -270,5 +270,5 @@ def _port_free(port: int) -> bool:
 
 def cache_dirs(tool: str) -> list[Path]:
     """Where ``make`` installs ``tool``: ``.cache/<tool>`` under the current directory or the checkout."""
-    roots = dict.fromkeys([Path.cwd(), Path(__file__).resolve().parents[2]])
+    roots = dict.fromkeys([Path.cwd(), Path(__file__).resolve().parents[3]])
     return [root / ".cache" / tool for root in roots]

@@ -30,7 +30,7 @@ from ogpu._errors import (
     RpcTransportError,
 )
 from ogpu.chain import mask_url
-from ogpu.events._faults import Fault, classify
+from ogpu.events._net.faults import Fault, classify
 
 __all__ = ["Call", "RpcClient", "batch_label"]
 

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ogpu._errors import LogDecodeError
-from ogpu.events._abi import EVENTS_BY_TOPIC, RawLog
-from ogpu.events._screen import chain_order, well_formed
+from ogpu.events._codec.abi import EVENTS_BY_TOPIC, RawLog
+from ogpu.events._stream.screen import chain_order, well_formed
 
 __all__ = ["Lane", "Subscription", "chain_order", "well_formed"]
 

@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ogpu._errors import InvalidArgumentError, LogDecodeError
-from ogpu.events._abi import EVENTS, EVENTS_BY_TOPIC, EventSpec, event_named
-from ogpu.events._address import normalize_address
-from ogpu.events._fakechain import ABI_EVENTS, Block, EncodedLog, encode_event
-from ogpu.events._models import NexusEvent
+from ogpu.events._codec.abi import EVENTS, EVENTS_BY_TOPIC, EventSpec, event_named
+from ogpu.events._codec.address import normalize_address
+from ogpu.events._codec.models import NexusEvent
+from ogpu.events._fake.chain import ABI_EVENTS, Block, EncodedLog, encode_event
 
 __all__ = ["EventItem", "decoded", "encode_fields", "spec_of"]
 

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ogpu.events._devnode_base import (
+from ogpu.events._devnode.base import (
     EMITTER_CODE,
     DevNode,
     DevNodeNotFoundError,

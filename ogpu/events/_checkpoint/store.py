@@ -54,7 +54,7 @@ from ogpu._errors import (
     RpcError,
 )
 from ogpu.chain import mask_url
-from ogpu.events._position import EventPosition
+from ogpu.events._codec.position import EventPosition
 
 __all__ = ["FORMAT", "Backend", "Checkpoint", "StreamId", "checkpointed", "is_checkpoint_url"]
 
@@ -365,7 +365,7 @@ def _backend(url: str) -> Backend:
             )
         return SqliteBackend(url, unquote(parts.path[1:]))
     if scheme in ("postgresql", "postgres"):
-        from ogpu.events._checkpoint_pg import PostgresBackend
+        from ogpu.events._checkpoint.postgres import PostgresBackend
 
         return PostgresBackend(url)
     raise CheckpointUrlError(
@@ -706,9 +706,9 @@ class Checkpoint:
 
 async def _chain_identity(url: str) -> tuple[int, str]:
     """The node's chain id and block 0's hash, retried like the stream's first calls."""
-    from ogpu.events._chain import parse_header
-    from ogpu.events._faults import Fault, Retrier, classify
-    from ogpu.events._rpc import RpcClient
+    from ogpu.events._net.faults import Fault, Retrier, classify
+    from ogpu.events._net.rpc import RpcClient
+    from ogpu.events._stream.chain import parse_header
 
     client = RpcClient(url)
     retrier = Retrier(lambda: client.ever_answered, client.masked_url)

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ogpu.chain import ChainConfig
-from ogpu.events._address import checksum_address
-from ogpu.events._devnode import ANVIL_VERSION, Anvil
-from ogpu.events._hub import active_hubs
-from ogpu.events._output import human_line
-from ogpu.events._watchers import (
+from ogpu.events._cli.output import human_line
+from ogpu.events._codec.address import checksum_address
+from ogpu.events._devnode.nodes import ANVIL_VERSION, Anvil
+from ogpu.events._stream.hub import active_hubs
+from ogpu.events._stream.watch import (
     watch_attempted,
     watch_registered,
     watch_response_status_changed,

@@ -19,7 +19,7 @@ from typing import Any
 
 from ogpu._errors import CheckpointError
 from ogpu.chain import mask_url
-from ogpu.events._checkpoint import FORMAT, TABLE, Backend, Claim
+from ogpu.events._checkpoint.store import FORMAT, TABLE, Backend, Claim
 
 __all__ = ["PostgresBackend"]
 

@@ -12,12 +12,12 @@ import logging
 from collections.abc import Callable
 
 from ogpu._errors import RpcError
-from ogpu.events._abi import RawLog
-from ogpu.events._chain import ChainView, maybe_header
-from ogpu.events._lane import Lane
-from ogpu.events._ranges import LogRangeReader
-from ogpu.events._rpc import RpcClient
-from ogpu.events._screen import first_contradicted
+from ogpu.events._codec.abi import RawLog
+from ogpu.events._net.ranges import LogRangeReader
+from ogpu.events._net.rpc import RpcClient
+from ogpu.events._stream.chain import ChainView, maybe_header
+from ogpu.events._stream.lane import Lane
+from ogpu.events._stream.screen import first_contradicted
 
 __all__ = ["RangeFollower"]
 

@@ -47,8 +47,8 @@ from typing import Any
 import httpx
 
 from ogpu._errors import InvalidArgumentError
-from ogpu.events._abi import RawLog
-from ogpu.events._fakechain import Block, FakeChain, Filter, address_matches, fake_hash
+from ogpu.events._codec.abi import RawLog
+from ogpu.events._fake.chain import Block, FakeChain, Filter, address_matches, fake_hash
 
 __all__ = ["FakeRpc", "HttpFault", "RpcFault", "http_response"]
 

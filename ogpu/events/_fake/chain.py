@@ -21,7 +21,7 @@ from typing import Any
 from eth_abi.abi import encode as abi_encode
 
 from ogpu._errors import InvalidArgumentError
-from ogpu.events._abi import EVENTS, RawLog, canonical_type, load_abi
+from ogpu.events._codec.abi import EVENTS, RawLog, canonical_type, load_abi
 
 __all__ = [
     "ABI_EVENTS",

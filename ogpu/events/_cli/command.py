@@ -39,21 +39,21 @@ from ogpu._errors import (
 )
 from ogpu._verbose import set_verbose
 from ogpu.chain import ChainConfig, mask_url, parse_chain, validate_rpc_url
-from ogpu.events import _faults
-from ogpu.events._abi import EVENTS, EventSpec, event_named, snake_case
-from ogpu.events._address import normalize_address
-from ogpu.events._faults import Fault, Retrier, classify
-from ogpu.events._output import CatchUpProgress, fit_width, human_header, human_line, json_line
-from ogpu.events._versions import version_lines
-from ogpu.events._watchers import SCOPED_WATCHERS, follow
+from ogpu.events._cli.output import CatchUpProgress, fit_width, human_header, human_line, json_line
+from ogpu.events._cli.versions import version_lines
+from ogpu.events._codec.abi import EVENTS, EventSpec, event_named, snake_case
+from ogpu.events._codec.address import normalize_address
+from ogpu.events._net import faults as _faults
+from ogpu.events._net.faults import Fault, Retrier, classify
+from ogpu.events._stream.watch import SCOPED_WATCHERS, follow
 
 # The transport (httpx) and the dev nodes are imported where they are used:
 # --help, --version and bad arguments answer without loading them.
 if TYPE_CHECKING:
-    from ogpu.events._checkpoint import Checkpoint
-    from ogpu.events._position import EventPosition
-    from ogpu.events._rpc import RpcClient
-    from ogpu.events._state import StateFile, Stream
+    from ogpu.events._checkpoint.store import Checkpoint
+    from ogpu.events._cli.state import StateFile, Stream
+    from ogpu.events._codec.position import EventPosition
+    from ogpu.events._net.rpc import RpcClient
 
 __all__ = [
     "EXIT_FAILED",
@@ -388,7 +388,7 @@ async def _resume_from_state(
     is bad input, whatever the node says), then checked against the chain
     the node serves.
     """
-    from ogpu.events._state import StateFile, Stream
+    from ogpu.events._cli.state import StateFile, Stream
 
     state = StateFile(args.state)
     state.lock()  # before anything else: a second command on the file is refused at once
@@ -449,7 +449,7 @@ async def _ends_below(client: RpcClient, position: EventPosition) -> bool:
 
 async def _genesis(client: RpcClient) -> str | None:
     """Block 0's hash, or None if the node will not say (a pruned node): then it is not compared."""
-    from ogpu.events._chain import maybe_header
+    from ogpu.events._stream.chain import maybe_header
 
     try:
         header = maybe_header(await client.call("eth_getBlockByNumber", ["0x0", False]), "0x0")
@@ -462,7 +462,7 @@ async def _genesis(client: RpcClient) -> str | None:
 
 def _answered(client: RpcClient) -> bool:
     """Whether the node has given any JSON-RPC answer, to the stream or to the command."""
-    from ogpu.events._hub import active_hubs
+    from ogpu.events._stream.hub import active_hubs
 
     return client.ever_answered or any(hub.client.ever_answered for hub in active_hubs())
 
@@ -600,7 +600,7 @@ async def stream_events(
     specs, field, scope, label = _target(args)
     url = _configure_chain(args)
     checkpoint = _checkpoint_for(args, specs, field, scope)
-    from ogpu.events._rpc import RpcClient  # after the input is checked: bad input never loads httpx
+    from ogpu.events._net.rpc import RpcClient  # after the input is checked: bad input never loads httpx
 
     client = RpcClient(url)
     notice: asyncio.Task[None] | None = None
@@ -680,7 +680,7 @@ async def _print_events(
     fit: bool = False,
     checkpoint: Checkpoint | None = None,
 ) -> int:
-    from ogpu.events._blocktimes import BlockTimes
+    from ogpu.events._cli.blocktimes import BlockTimes
 
     times = BlockTimes(client)
     shown = 0
@@ -731,13 +731,13 @@ def _checkpoint_for(
     args: argparse.Namespace, specs: tuple[EventSpec, ...], field: str | None, scope: str | None
 ) -> Checkpoint | None:
     """``--state URL`` as a checkpoint, named after the stream (replicas of one command share it)."""
-    from ogpu.events._checkpoint import is_checkpoint_url
+    from ogpu.events._checkpoint.store import is_checkpoint_url
 
     if args.state is None or not is_checkpoint_url(args.state):
         if args.lease is not None:
             raise _Failure("--lease needs --state sqlite:///PATH or postgresql://...", EXIT_USAGE)
         return None
-    from ogpu.events._checkpoint import Checkpoint
+    from ogpu.events._checkpoint.store import Checkpoint
 
     name = "ogpu-events:" + ",".join(sorted(spec.name for spec in specs))
     if field is not None:
@@ -846,8 +846,8 @@ async def _run(args: argparse.Namespace, gate: _LogGate) -> int:
         loop.add_signal_handler(signal.SIGTERM, on_signal, EXIT_TERMINATED)
     try:
         if args.command == "demo":
-            from ogpu.events._demo import run_demo  # starts processes: imported only when asked
-            from ogpu.events._devnode import ANVIL_VERSION, AnvilNotFoundError
+            from ogpu.events._cli.demo import run_demo  # starts processes: imported only when asked
+            from ogpu.events._devnode.nodes import ANVIL_VERSION, AnvilNotFoundError
 
             try:
                 return await run_demo(sys.stdout)

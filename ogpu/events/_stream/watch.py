@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ogpu._errors import InvalidAddressError, InvalidArgumentError
 from ogpu.chain import ChainConfig, validate_rpc_url
-from ogpu.events._abi import EVENTS, EventSpec, event_named
-from ogpu.events._address import normalize_address
-from ogpu.events._models import (
+from ogpu.events._codec.abi import EVENTS, EventSpec, event_named
+from ogpu.events._codec.address import normalize_address
+from ogpu.events._codec.models import (
     AttemptedEvent,
     NexusEvent,
     RegisteredEvent,
@@ -27,13 +27,13 @@ from ogpu.events._models import (
     TaskPublishedEvent,
     TaskStatusChangedEvent,
 )
-from ogpu.events._position import EventPosition, position_of
+from ogpu.events._codec.position import EventPosition, position_of
 
 if TYPE_CHECKING:
-    from ogpu.events._checkpoint import Checkpoint
-    from ogpu.events._lane import Subscription
-    from ogpu.events._ranges import ProgressCallback
-    from ogpu.events._resume import ResumePoint
+    from ogpu.events._checkpoint.store import Checkpoint
+    from ogpu.events._net.ranges import ProgressCallback
+    from ogpu.events._stream.lane import Subscription
+    from ogpu.events._stream.resume import ResumePoint
 
 log = logging.getLogger("ogpu.events")
 
@@ -521,7 +521,7 @@ def follow(
     """
     # The stream machinery (asyncio, httpx client, hub) loads on the first
     # watch, not at import: code that only needs the event types stays light.
-    from ogpu.events._lane import Subscription
+    from ogpu.events._stream.lane import Subscription
 
     _check_options(from_block, poll_interval, confirmations)
     if checkpoint is not None:
@@ -574,7 +574,7 @@ def _checkpointed(
     auto_commit: bool,
 ) -> AsyncGenerator[Any, None]:
     # The checkpoint's position becomes after= (hash-checked, reorgs followed) at the first __anext__.
-    from ogpu.events._checkpoint import Checkpoint, checkpointed
+    from ogpu.events._checkpoint.store import Checkpoint, checkpointed
 
     if not isinstance(checkpoint, Checkpoint):
         raise InvalidArgumentError(f"checkpoint must be a Checkpoint, got {checkpoint!r:.80}")
@@ -615,7 +615,7 @@ async def _follow(
     # Cancelling or leaving this generator at any await is safe and loses
     # nothing: the finally clause takes the watcher off the stream, and the
     # last one to leave uninstalls the filter and stops the poll task.
-    from ogpu.events._hub import hub_for
+    from ogpu.events._stream.hub import hub_for
 
     resume = None
     if after is not None:
@@ -707,9 +707,9 @@ async def _resume_point(
 ) -> ResumePoint:
     # A client of its own: the check runs before the watcher joins the shared
     # stream, and a failure here must leave no stream behind.
-    from ogpu.events._hub import active_hubs
-    from ogpu.events._resume import resume_point
-    from ogpu.events._rpc import RpcClient
+    from ogpu.events._net.rpc import RpcClient
+    from ogpu.events._stream.hub import active_hubs
+    from ogpu.events._stream.resume import resume_point
 
     def answered() -> bool:
         return any(hub.client.ever_answered for hub in active_hubs() if hub.url == url)

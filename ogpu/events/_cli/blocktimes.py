@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ogpu._errors import RpcError
-from ogpu.events._rpc import RpcClient
+from ogpu.events._net.rpc import RpcClient
 
 __all__ = ["BlockTimes"]
 

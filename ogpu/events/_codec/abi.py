@@ -31,8 +31,8 @@ from typing import Any
 from Crypto.Hash import keccak
 
 from ogpu._errors import LogDecodeError
-from ogpu.events import _models as models
-from ogpu.events._address import checksum_address
+from ogpu.events._codec import models as models
+from ogpu.events._codec.address import checksum_address
 from ogpu.types import DeliveryMethod, Environment, ResponseStatus, SourceStatus, TaskStatus
 from ogpu.types.enums import unknown_member
 
@@ -81,7 +81,7 @@ def load_abi() -> list[dict[str, Any]]:
     if packaged.is_file():
         text = packaged.read_text(encoding="utf-8")
     else:
-        text = (Path(__file__).resolve().parents[2] / "abi" / ABI_FILE_NAME).read_text("utf-8")
+        text = (Path(__file__).resolve().parents[3] / "abi" / ABI_FILE_NAME).read_text("utf-8")
     entries: list[dict[str, Any]] = json.loads(text)
     return entries
 

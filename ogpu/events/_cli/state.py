@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ogpu._errors import InvalidArgumentError
-from ogpu.events._position import EventPosition
+from ogpu.events._codec.position import EventPosition
 
 __all__ = ["STATE_VERSION", "StateFile", "StateFileError", "Stream"]
 

@@ -16,9 +16,9 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, Protocol
 
 from ogpu._errors import LogDecodeError
-from ogpu.events._abi import EventSpec, RawLog
-from ogpu.events._ranges import LogRangeReader, ProgressCallback
-from ogpu.events._screen import chain_order
+from ogpu.events._codec.abi import EventSpec, RawLog
+from ogpu.events._net.ranges import LogRangeReader, ProgressCallback
+from ogpu.events._stream.screen import chain_order
 
 __all__ = ["read_history"]
 

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ogpu._errors import RpcError, RpcResponseError
-from ogpu.events._abi import EventSpec
-from ogpu.events._chain import Header, maybe_header, parse_header
-from ogpu.events._faults import Backoff, Fault, Retrier, classify
-from ogpu.events._position import EventPosition
-from ogpu.events._rpc import RpcClient
+from ogpu.events._codec.abi import EventSpec
+from ogpu.events._codec.position import EventPosition
+from ogpu.events._net.faults import Backoff, Fault, Retrier, classify
+from ogpu.events._net.rpc import RpcClient
+from ogpu.events._stream.chain import Header, maybe_header, parse_header
 
 __all__ = ["ResumePoint", "resume_point"]
 

@@ -14,8 +14,8 @@ import logging
 from typing import Any
 
 from ogpu._errors import RpcProtocolError
-from ogpu.events._abi import RawLog
-from ogpu.events._chain import ChainView, LogPlace
+from ogpu.events._codec.abi import RawLog
+from ogpu.events._stream.chain import ChainView, LogPlace
 
 __all__ = [
     "FILTER_LOST",

@@ -1,0 +1,1 @@
+"""Checkpoints: a watcher's position kept in a database table (SQLite, Postgres)."""

@@ -1,0 +1,1 @@
+"""The ogpu-events command: arguments, output, --state, block times, the demo."""

@@ -1,0 +1,1 @@
+"""Codec layer: the vendored ABI, addresses, event dataclasses and positions. No I/O."""

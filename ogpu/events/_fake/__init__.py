@@ -1,0 +1,1 @@
+"""The in-memory node behind ogpu.events.testing."""
