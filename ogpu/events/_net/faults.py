@@ -13,7 +13,8 @@ import random
 import re
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection
+from typing import TypeVar
 
 from ogpu._errors import (
     ChainChangedError,
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("ogpu.events")
+
+_T = TypeVar("_T")
 
 # The LogRecord attribute that is True on a retry before the endpoint ever answered.
 STARTUP_RETRY = "ogpu_startup_retry"
@@ -287,6 +290,42 @@ class Retrier:
         self._failing_since = None
         self.failure = None
         _failing.discard(self)
+
+    async def run(
+        self,
+        attempt: Callable[[], Awaitable[_T]],
+        doing: str,
+        *,
+        retried: Collection[Fault] = (Fault.TRANSIENT,),
+        unsupported: Callable[[BaseException], BaseException] | None = None,
+        tries: int | None = None,
+    ) -> _T:
+        """``attempt()``'s result, trying again after each fault of a kind in ``retried``.
+
+        The one call-classify-pause loop of the library: a retried fault is
+        logged and waited out by :meth:`pause` (which raises it once an
+        endpoint that never answered is given up on); any other fault is
+        raised as it is, except an ``UNSUPPORTED`` one, which raises
+        ``unsupported(exc)`` when that is given (a node that lacks what the
+        caller cannot do without). ``tries``: at most that many attempts.
+        """
+        while True:
+            try:
+                result = await attempt()
+            except Exception as exc:
+                fault = classify(exc)
+                if fault is Fault.UNSUPPORTED and unsupported is not None:
+                    raise unsupported(exc) from exc
+                if fault not in retried:
+                    raise
+                if tries is not None:
+                    tries -= 1
+                    if tries <= 0:
+                        raise
+                await self.pause(exc, doing)
+                continue
+            self.succeeded()
+            return result
 
 
 _BATCH_SIZE = re.compile(r"batch of (\d+)")

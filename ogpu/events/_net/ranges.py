@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -119,43 +120,23 @@ class LogRangeReader:
         start = first
         while start <= last:
             end = min(last, start + (self.span if sized is None else min(self.span, sized)) - 1)
-            query: dict[str, object] = {
-                "address": self._address,
-                "fromBlock": hex(start),
-                "toBlock": hex(end),
-            }
-            if topics is not None:
-                query["topics"] = list(topics)
             try:
-                logs: list[RawLog] = await self._client.call("eth_getLogs", [query])
-                if not isinstance(logs, list):
-                    # A failed read, not an empty range: taking it for "no logs"
-                    # would move a cursor over blocks nobody read.
-                    raise RpcProtocolError(
-                        f"eth_getLogs {start}..{end} answered {logs!r:.80}, not a list",
-                        url=self._client.masked_url,
-                        method="eth_getLogs",
-                    )
-            except RpcResponseError as exc:
-                fault = classify(exc)
-                if fault is Fault.RANGE_TOO_LARGE:
-                    self._shrink(exc, start, end)
-                    continue
-                if fault is Fault.UNSUPPORTED:
-                    raise UnsupportedNodeError(
+                logs = await retrier.run(
+                    functools.partial(self._get_logs, start, end, topics),
+                    f"eth_getLogs {start}..{end}",
+                    # A lost-filter message about eth_getLogs is the node's hiccup, not a filter's.
+                    retried=(Fault.TRANSIENT, Fault.FILTER_LOST),
+                    unsupported=lambda exc: UnsupportedNodeError(
                         f"node offers no eth_getLogs: {exc}", url=self._client.masked_url
-                    ) from exc
-                if fault is Fault.FATAL:
+                    ),
+                )
+            except RpcResponseError as exc:
+                if classify(exc) is not Fault.RANGE_TOO_LARGE:
                     raise
-                await retrier.pause(exc, f"eth_getLogs {start}..{end}")
+                # Not a fault: the provider's limit. The same block, fewer of them.
+                self._shrink(exc, start, end)
                 continue
-            except Exception as exc:
-                if classify(exc) is not Fault.TRANSIENT:
-                    raise
-                await retrier.pause(exc, f"eth_getLogs {start}..{end}")
-                continue
-            retrier.succeeded()
-            self._grow(end - start + 1, len(logs) if isinstance(logs, list) else 0)
+            self._grow(end - start + 1, len(logs))
             # Only what was asked for: a log beyond ``end`` has no head or
             # confirmation behind it yet, and one before ``start`` was read already.
             kept = logs_in_range(logs, self._address, start, end)
@@ -165,6 +146,25 @@ class LogRangeReader:
             if progress is not None:
                 progress(first, end, last)
             start = end + 1
+
+    async def _get_logs(self, start: int, end: int, topics: Sequence[object] | None) -> list[RawLog]:
+        query: dict[str, object] = {
+            "address": self._address,
+            "fromBlock": hex(start),
+            "toBlock": hex(end),
+        }
+        if topics is not None:
+            query["topics"] = list(topics)
+        logs = await self._client.call("eth_getLogs", [query])
+        if not isinstance(logs, list):
+            # A failed read, not an empty range: taking it for "no logs"
+            # would move a cursor over blocks nobody read.
+            raise RpcProtocolError(
+                f"eth_getLogs {start}..{end} answered {logs!r:.80}, not a list",
+                url=self._client.masked_url,
+                method="eth_getLogs",
+            )
+        return logs
 
     async def read_ahead(
         self,

@@ -75,6 +75,9 @@ _DELIVERED_HEIGHTS = 128
 _REPLACED_KEPT = 4_096
 # Logs that left the chain named per WARNING line (every one is named).
 _NAMED_PER_LINE = 10
+# A tick that fails for any of these is tried again after a pause: the lost
+# filter and the too-wide range are met inside the tick, by the next one.
+_TICK_RETRIED = (Fault.TRANSIENT, Fault.FILTER_LOST, Fault.RANGE_TOO_LARGE)
 
 
 class Hub:
@@ -258,23 +261,26 @@ class Hub:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            while self.lanes:
-                started = loop.time()
-                try:
-                    await self._tick()
-                except Exception as exc:
-                    fault = classify(exc)
-                    if fault is Fault.FATAL:
-                        raise
-                    if fault is Fault.UNSUPPORTED:
-                        # Filters and eth_getLogs are handled where they are called; what
-                        # gets here is a node without block headers, which no retry helps.
-                        raise UnsupportedNodeError(
-                            f"node cannot report its head: {exc}", url=self.client.masked_url
-                        ) from exc
-                    await self._retrier.pause(exc, "poll")
-                    continue
-                self._retrier.succeeded()
+            started = loop.time()
+
+            async def tick() -> bool:
+                nonlocal started
+                started = loop.time()  # a failed tick's pause is not taken off the next sleep
+                if not self.lanes:
+                    return False
+                await self._tick()
+                return True
+
+            while await self._retrier.run(
+                tick,
+                "poll",
+                retried=_TICK_RETRIED,
+                # Filters and eth_getLogs are handled where they are called; what
+                # gets here is a node without block headers, which no retry helps.
+                unsupported=lambda exc: UnsupportedNodeError(
+                    f"node cannot report its head: {exc}", url=self.client.masked_url
+                ),
+            ):
                 self.ticks += 1
                 await self._sleep(min(self._intervals, default=0.0) - (loop.time() - started))
         except asyncio.CancelledError:

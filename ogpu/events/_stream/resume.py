@@ -28,7 +28,7 @@ from typing import Any
 from ogpu._errors import RpcError, RpcResponseError
 from ogpu.events._codec.abi import EventSpec
 from ogpu.events._codec.position import EventPosition
-from ogpu.events._net.faults import Backoff, Fault, Retrier, classify
+from ogpu.events._net.faults import Backoff, Retrier
 from ogpu.events._net.rpc import RpcClient
 from ogpu.events._stream.chain import Header, maybe_header, parse_header
 
@@ -306,20 +306,11 @@ class _Asker:
 
     async def ask(self, method: str, *params: Any, tries: int | None = None) -> Any:
         """The answer to one call; transient faults retried (at most ``tries`` calls, if given)."""
-        while True:
-            try:
-                answer = await self.client.call(method, list(params))
-            except RpcError as exc:
-                if classify(exc) is not Fault.TRANSIENT:
-                    raise
-                if tries is not None:
-                    tries -= 1
-                    if tries <= 0:
-                        raise
-                await self.retrier.pause(exc, f"{method} checking the block after= names")
-                continue
-            self.retrier.succeeded()
-            return answer
+        return await self.retrier.run(
+            lambda: self.client.call(method, list(params)),
+            f"{method} checking the block after= names",
+            tries=tries,
+        )
 
     async def header(self, method: str, which: str) -> Header | None:
         try:
