@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from ogpu._errors import LogDecodeError
 from ogpu.events._codec.abi import EventSpec, RawLog
 from ogpu.events._net.ranges import LogRangeReader, ProgressCallback
-from ogpu.events._stream.screen import chain_order
+from ogpu.events._stream.screen import WatcherMatch, chain_order
 
 __all__ = ["read_history"]
 
@@ -126,9 +126,7 @@ async def _events(
     remember: Callable[[list[RawLog]], None],
 ) -> AsyncGenerator[Any, None]:
     """The decoded events of one chunk's logs that the watcher wants, in chain order."""
-    by_topic = {spec.topic0: spec for spec in specs}
-    # Where the scoping address sits in each event's data (as EventSpec.scope_hex reads it).
-    scoped = {spec.name: spec.scope_slice(field) for spec in specs} if field is not None else {}
+    wanted = WatcherMatch(specs, field, scope)
     order = [chain_order(raw) for raw in logs]
     # Nodes answer in chain order: that is checked in one pass, and sorted only if not.
     if not all(map(operator.lt, order, itertools.islice(order, 1, None))):
@@ -144,15 +142,9 @@ async def _events(
         block_hash = raw.get("blockHash")
         if block_hash is None or raw.get("removed"):
             continue
-        raw_topics = raw.get("topics")
-        # Nodes spell hex in lowercase: as given first, lowercased only if that fails.
-        spec = (by_topic.get(raw_topics[0]) or by_topic.get(raw_topics[0].lower())) if raw_topics else None
+        spec = wanted.spec_of(raw)
         if spec is None:
             continue
-        if field is not None:
-            word = raw["data"][scoped[spec.name]]
-            if word != scope and word.lower() != scope:
-                continue
         key = (block_hash.lower(), index)
         if key in yielded:
             continue

@@ -20,9 +20,9 @@ from typing import Any
 
 from ogpu._errors import LogDecodeError
 from ogpu.events._codec.abi import EVENTS_BY_TOPIC, RawLog
-from ogpu.events._stream.screen import chain_order, well_formed
+from ogpu.events._stream.screen import chain_order, event_spec, well_formed
 
-__all__ = ["Lane", "Subscription", "chain_order", "well_formed"]
+__all__ = ["CursorRuleError", "Lane", "Subscription"]
 
 log = logging.getLogger("ogpu.events")
 
@@ -404,8 +404,7 @@ class Lane:
             if block > self.newest_delivered:
                 self.newest_delivered = block
             fresh += 1
-            topics = raw.get("topics")
-            spec = EVENTS_BY_TOPIC.get(topics[0].lower()) if topics else None
+            spec = event_spec(raw, EVENTS_BY_TOPIC)
             if spec is None:
                 continue
             targets = self._targets(spec.name, spec, raw)

@@ -31,6 +31,7 @@ from ogpu.events._codec.position import EventPosition
 from ogpu.events._net.faults import Backoff, Retrier
 from ogpu.events._net.rpc import RpcClient
 from ogpu.events._stream.chain import Header, maybe_header, parse_header
+from ogpu.events._stream.screen import WatcherMatch
 
 __all__ = ["ResumePoint", "resume_point"]
 
@@ -197,7 +198,7 @@ async def _handled_on(
     Read by block hash (EIP-234), which a node may refuse for blocks off the
     chain: then the position itself is all that can be named.
     """
-    by_topic = {spec.topic0: spec for spec in specs}
+    wanted = WatcherMatch(specs, field, scope)
     found: list[str] = []
     for block in reversed(old):
         try:
@@ -220,14 +221,14 @@ async def _handled_on(
             return [*below, _describe(after)]
         for raw in logs:
             try:
-                spec = by_topic.get(str(raw["topics"][0]).lower())
+                # Not screened like the stream's reads: a malformed log is passed over.
                 index = int(raw["logIndex"], 16)
-                if spec is None or (field is not None and spec.scope_hex(raw, field) != scope):
+                if wanted.spec_of(raw) is None:
                     continue
                 if block.number == after.block_number and index > after.log_index:
                     continue
                 found.append(f"block {block.number} index {index} tx {raw.get('transactionHash')}")
-            except (KeyError, IndexError, TypeError, ValueError):
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError):
                 continue
     return found or [_describe(after)]
 

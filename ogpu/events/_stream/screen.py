@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ogpu._errors import RpcProtocolError
-from ogpu.events._codec.abi import RawLog
+from ogpu.events._codec.abi import EventSpec, RawLog
 from ogpu.events._stream.chain import ChainView, LogPlace
 
 __all__ = [
-    "FILTER_LOST",
+    "WatcherMatch",
     "chain_order",
+    "event_spec",
     "filter_changes",
     "first_contradicted",
     "logs_in_range",
@@ -29,8 +31,6 @@ __all__ = [
 
 log = logging.getLogger("ogpu.events")
 
-FILTER_LOST = None
-
 # ``all(map(isinstance, items, _STR))`` checks every item is a str without a
 # Python-level loop (well_formed runs for every log); repeat() never runs out.
 _STR = itertools.repeat(str)
@@ -38,6 +38,46 @@ _STR = itertools.repeat(str)
 
 def chain_order(raw: RawLog) -> tuple[int, int]:
     return int(raw["blockNumber"], 16), int(raw["logIndex"], 16)
+
+
+def event_spec(raw: RawLog, by_topic: Mapping[str, EventSpec]) -> EventSpec | None:
+    """The event of ``by_topic`` (keyed by lowercase topic 0) that ``raw`` is a log of, if any."""
+    topics = raw.get("topics")
+    if not topics:
+        return None
+    topic = topics[0]
+    # Nodes spell hex in lowercase: as given first, lowercased only if that fails.
+    return by_topic.get(topic) or by_topic.get(str(topic).lower())
+
+
+class WatcherMatch:
+    """Whether a raw log is one a watcher wants: one of its events, of its scope if it has one.
+
+    The one definition for history, the after= check and (by the same
+    ``EventSpec.scope_hex`` key) the lane's routing. Runs for every log a
+    catch-up reads, so the scoping word is compared as the node gave it
+    first, and lowercased only if that fails.
+    """
+
+    __slots__ = ("_by_topic", "_scope", "_slices")
+
+    def __init__(self, specs: Iterable[EventSpec], field: str | None, scope: str | None) -> None:
+        self._by_topic = {spec.topic0: spec for spec in specs}
+        self._scope = scope
+        # Where the scoping address sits in each event's data (as EventSpec.scope_hex reads it).
+        self._slices = (
+            {spec.name: spec.scope_slice(field) for spec in self._by_topic.values()}
+            if field is not None
+            else None
+        )
+
+    def spec_of(self, raw: RawLog) -> EventSpec | None:
+        """The watcher's event ``raw`` is a log of, or ``None`` if the watcher does not want it."""
+        spec = event_spec(raw, self._by_topic)
+        if spec is None or self._slices is None:
+            return spec
+        word = raw["data"][self._slices[spec.name]]
+        return spec if word == self._scope or word.lower() == self._scope else None
 
 
 def well_formed(raw: object) -> bool:
@@ -69,7 +109,7 @@ def filter_changes(answer: Any, address: str) -> list[RawLog] | None:
     ``null`` for an unknown filter) means the node no longer has it.
     """
     if not isinstance(answer, list):
-        return FILTER_LOST
+        return None
     return _own(answer, address, "eth_getFilterChanges")
 
 
