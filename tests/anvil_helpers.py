@@ -42,7 +42,7 @@ async def wait_joined(watchers: int = 1, timeout: float = 10.0) -> None:
             lanes = [lane for hub in active_hubs() for lane in hub.lanes.values()]
             ready = sum(lane.size for lane in lanes if lane.ready.is_set())
             if ready >= watchers and all(
-                sub.join_cursor is not None for lane in lanes for sub in lane.subscriptions()
+                sub.joined_at is not None for lane in lanes for sub in lane.subscriptions()
             ):
                 return
             await asyncio.sleep(0.01)

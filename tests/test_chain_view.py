@@ -6,7 +6,17 @@ import logging
 
 import pytest
 
-from ogpu.events._stream.chain import SPIKE, WINDOW, ChainView, Fork, Header, LogPlace, Seen, parse_header
+from ogpu.events._stream.chain import (
+    SPIKE,
+    WINDOW,
+    ChainView,
+    Fork,
+    HeadAnswer,
+    Header,
+    LaggingBackend,
+    LogPlace,
+    parse_header,
+)
 from ogpu.events._stream.screen import filter_changes, logs_in_range, triage
 from ogpu.types import RpcProtocolError
 
@@ -28,7 +38,7 @@ def following(*numbers: int) -> ChainView:
     view = ChainView()
     for number in numbers:
         checked = {n: header(n) for n in view.checks() if n <= number}
-        assert view.observe(header(number), checked) in (Seen.NEW, Seen.SAME)
+        assert view.observe(header(number), checked) in (HeadAnswer.NEW, HeadAnswer.SAME)
     return view
 
 
@@ -38,30 +48,30 @@ def following(*numbers: int) -> ChainView:
 def test_first_head_is_believed_and_asks_for_genesis_and_anchor_next() -> None:
     view = ChainView()
     assert view.checks() == [0]
-    assert view.observe(header(10), {0: header(0)}) is Seen.NEW
+    assert view.observe(header(10), {0: header(0)}) is HeadAnswer.NEW
     assert view.head == 10
     # The anchor, and the blocks below it, to fill the window; the genesis hash is known now.
     assert view.checks() == list(range(1, 11))
-    assert view.observe(header(10), {n: header(n) for n in view.checks()}) is Seen.SAME
+    assert view.observe(header(10), {n: header(n) for n in view.checks()}) is HeadAnswer.SAME
     assert view.checks() == [10]
 
 
 @pytest.mark.parametrize(
     ("latest", "anchor", "seen", "head"),
     [
-        (header(11), header(10), Seen.NEW, 11),  # one block on top
-        (header(15), header(10), Seen.NEW, 15),  # several blocks, anchor still there
-        (header(10), header(10), Seen.SAME, 10),
-        (header(9), header(10), Seen.BEHIND, 10),  # a lower head from a backend that has the anchor
-        (header(10 + SPIKE + 1), header(10), Seen.HELD, 10),  # far ahead: not believed yet
-        (header(11, "b", "b"), header(10, "b"), Seen.DIVERGED, 10),  # the anchor has another hash
-        (header(11, "b", "b"), header(10), Seen.DIVERGED, 10),  # latest's parent is not the anchor
-        (header(12), None, Seen.DIVERGED, 10),  # a higher head from a chain without the anchor
-        (header(3, "b"), None, Seen.DIVERGED, 10),  # lower, and the anchor is gone: restart or lag
+        (header(11), header(10), HeadAnswer.NEW, 11),  # one block on top
+        (header(15), header(10), HeadAnswer.NEW, 15),  # several blocks, anchor still there
+        (header(10), header(10), HeadAnswer.SAME, 10),
+        (header(9), header(10), HeadAnswer.BEHIND, 10),  # a lower head from a backend that has the anchor
+        (header(10 + SPIKE + 1), header(10), HeadAnswer.HELD, 10),  # far ahead: not believed yet
+        (header(11, "b", "b"), header(10, "b"), HeadAnswer.DIVERGED, 10),  # the anchor has another hash
+        (header(11, "b", "b"), header(10), HeadAnswer.DIVERGED, 10),  # latest's parent is not the anchor
+        (header(12), None, HeadAnswer.DIVERGED, 10),  # a higher head from a chain without the anchor
+        (header(3, "b"), None, HeadAnswer.DIVERGED, 10),  # lower, and the anchor is gone: restart or lag
     ],
 )
 def test_a_head_answer_is_judged_against_the_anchor(
-    latest: Header, anchor: Header | None, seen: Seen, head: int
+    latest: Header, anchor: Header | None, seen: HeadAnswer, head: int
 ) -> None:
     view = following(8, 9, 10)
     assert view.checks() == [10]
@@ -69,25 +79,35 @@ def test_a_head_answer_is_judged_against_the_anchor(
     assert view.head == head
 
 
+def test_the_safe_end_is_the_believed_head_until_a_higher_one_is_shown_twice() -> None:
+    view = following(10)
+    assert view.head_shown_twice is None and view.safe_end == 10  # the first head, asked for twice
+    view = following(10, 11)
+    assert (view.head, view.head_shown_twice, view.safe_end) == (11, 10, 10)
+    checked = {n: header(n) for n in view.checks()}
+    assert view.observe(header(11), checked) is HeadAnswer.SAME
+    assert view.safe_end == 11
+
+
 def test_a_lagging_answer_at_a_pinned_height_is_behind_not_a_fork() -> None:
     view = following(8, 9, 10)
     # The backend has neither block 10 nor anything new, but its head is a block we pinned.
-    assert view.observe(header(9), {10: None}) is Seen.BEHIND
+    assert view.observe(header(9), {10: None}) is HeadAnswer.BEHIND
 
 
 def test_a_far_head_is_believed_once_a_later_answer_shows_the_same_block() -> None:
     view = following(10)
     far = header(10 + 1000)
-    assert view.observe(far, {10: header(10)}) is Seen.HELD
+    assert view.observe(far, {10: header(10)}) is HeadAnswer.HELD
     assert far.number in view.checks()
-    assert view.observe(header(1011), {10: header(10), 1010: far}) is Seen.NEW
+    assert view.observe(header(1011), {10: header(10), 1010: far}) is HeadAnswer.NEW
     assert view.head == 1011
 
 
 def test_a_glitched_far_head_is_dropped_when_the_chain_does_not_show_it() -> None:
     view = following(10)
-    assert view.observe(Header(1010, h(1010, "z"), h(1009, "z")), {10: header(10)}) is Seen.HELD
-    assert view.observe(header(11), {10: header(10), 1010: None}) is Seen.NEW
+    assert view.observe(Header(1010, h(1010, "z"), h(1009, "z")), {10: header(10)}) is HeadAnswer.HELD
+    assert view.observe(header(11), {10: header(10), 1010: None}) is HeadAnswer.NEW
     assert view.head == 11
     assert 1010 not in view.checks()
 
@@ -97,37 +117,37 @@ def test_a_glitched_far_head_is_dropped_when_the_chain_does_not_show_it() -> Non
 
 def test_log_places() -> None:
     view = following(9, 10)
-    assert view.place(10, h(10)) is LogPlace.OK
-    assert view.place(10, h(10, "b")) is LogPlace.STALE
-    assert view.place(12, h(12)) is LogPlace.AHEAD
-    assert view.place(10 + SPIKE + 1, h(99)) is LogPlace.BEYOND
-    assert view.place(2**64, h(99)) is LogPlace.BEYOND
+    assert view.place_log(10, h(10)) is LogPlace.OK
+    assert view.place_log(10, h(10, "b")) is LogPlace.STALE
+    assert view.place_log(12, h(12)) is LogPlace.AHEAD
+    assert view.place_log(10 + SPIKE + 1, h(99)) is LogPlace.BEYOND
+    assert view.place_log(2**64, h(99)) is LogPlace.BEYOND
 
 
 def test_an_unpinned_log_hash_is_a_claim_checked_in_the_next_tick() -> None:
     view = following(5, 10)
-    assert view.place(7, h(7, "b")) is LogPlace.OK
+    assert view.place_log(7, h(7, "b")) is LogPlace.OK
     assert 7 in view.checks()
     # The node's block 7 is another block: the log came from a branch that lost.
-    assert view.observe(header(11), {7: header(7), 10: header(10)}) is Seen.DIVERGED
+    assert view.observe(header(11), {7: header(7), 10: header(10)}) is HeadAnswer.DIVERGED
 
 
 def test_a_confirmed_claim_is_pinned_and_no_longer_asked_for() -> None:
     view = following(5, 10)
-    view.place(7, h(7))
-    assert view.observe(header(11), {7: header(7), 10: header(10)}) is Seen.NEW
+    view.place_log(7, h(7))
+    assert view.observe(header(11), {7: header(7), 10: header(10)}) is HeadAnswer.NEW
     assert 7 not in view.checks()
     assert view.pinned(7) == h(7)
 
 
 def test_a_claim_is_checked_even_where_a_header_above_pinned_that_height() -> None:
     view = following(5, 10)
-    assert view.place(7, h(7, "b")) is LogPlace.OK  # delivered from a block the chain does not have
+    assert view.place_log(7, h(7, "b")) is LogPlace.OK  # delivered from a block the chain does not have
     # Block 8's parent link pins block 7 in the same batch: the claim is still contradicted.
-    assert view.observe(header(11), {7: header(7), 8: header(8), 10: header(10)}) is Seen.DIVERGED
+    assert view.observe(header(11), {7: header(7), 8: header(8), 10: header(10)}) is HeadAnswer.DIVERGED
     # And the chains part below it, though every pinned block kept its hash: block 7 is read again.
     fork = view.locate_fork({n: header(n) for n in view.fork_queries()})
-    assert fork.number < 7 and not fork.lagging and not fork.replaced, fork
+    assert isinstance(fork, Fork) and fork.number < 7 and not fork.replaced, fork
 
 
 # --- one answer with two blocks at one height (both sides of a reorg) ---
@@ -197,11 +217,11 @@ def test_a_height_reported_with_two_blocks_in_one_answer_waits_for_its_header(
 
 def test_a_head_that_jumped_is_followed_by_headers_that_fill_the_gap() -> None:
     view = following(8, 9, 10)
-    assert view.observe(header(15), {10: header(10)}) is Seen.NEW
+    assert view.observe(header(15), {10: header(10)}) is HeadAnswer.NEW
     assert view.checks() == [11, 12, 13, 14, 15]
     # The filled gap links to block 10: a branch that parted at 12 is seen right away.
     fork_at_12 = {11: header(11), 12: header(12, "b"), 13: header(13, "b", "b"), 14: header(14, "b", "b")}
-    assert view.observe(header(15, "b", "b"), {**fork_at_12, 15: header(15, "b", "b")}) is Seen.DIVERGED
+    assert view.observe(header(15, "b", "b"), {**fork_at_12, 15: header(15, "b", "b")}) is HeadAnswer.DIVERGED
 
 
 def test_fork_is_the_highest_pinned_block_that_kept_its_hash() -> None:
@@ -219,7 +239,7 @@ def test_fork_is_the_highest_pinned_block_that_kept_its_hash() -> None:
 def test_only_missing_blocks_above_a_match_is_a_lagging_backend() -> None:
     view = following(*range(1, 11))
     headers = {n: (header(n) if n <= 8 else None) for n in view.fork_queries()}
-    assert view.locate_fork(headers) == Fork(8, lagging=True)
+    assert view.locate_fork(headers) == LaggingBackend(8)
 
 
 @pytest.mark.parametrize(("genesis_branch", "fork"), [("a", 0), ("b", -1)])
@@ -292,21 +312,21 @@ def test_screening_drops_other_contracts_and_out_of_range_logs_with_a_warning(
 
 def test_a_block_a_log_reported_above_lagging_heads_is_believed_when_shown_by_number() -> None:
     view = following(9, 10)
-    assert view.place(11, h(11)) is LogPlace.AHEAD
+    assert view.place_log(11, h(11)) is LogPlace.AHEAD
     assert 11 in view.checks()
     # Every head answer lags (10), but block 11 asked for by number is there, on block 10.
-    assert view.observe(header(10), {10: header(10), 11: header(11)}) is Seen.NEW
+    assert view.observe(header(10), {10: header(10), 11: header(11)}) is HeadAnswer.NEW
     assert view.head == 11
-    assert view.place(11, h(11)) is LogPlace.OK
+    assert view.place_log(11, h(11)) is LogPlace.OK
 
 
 def test_an_expected_block_is_believed_only_on_top_of_the_pinned_head() -> None:
     view = following(9, 10)
-    view.expect(11)
+    view.ask_by_number(11)
     assert 11 in view.checks()
-    assert view.observe(header(10), {10: header(10), 11: header(11, "b", "b")}) is not Seen.NEW
-    view.expect(11)
-    assert view.observe(header(10), {10: header(10), 11: header(11)}) is Seen.NEW
+    assert view.observe(header(10), {10: header(10), 11: header(11, "b", "b")}) is not HeadAnswer.NEW
+    view.ask_by_number(11)
+    assert view.observe(header(10), {10: header(10), 11: header(11)}) is HeadAnswer.NEW
     assert view.head == 11
 
 
@@ -315,18 +335,18 @@ def test_a_far_tip_that_never_shows_again_is_given_up() -> None:
     made_up = Header(1012, h(1012, "z"), h(1011, "z"))
     view.observe(made_up, {12: header(12)})
     # The same made-up block shown again, by a node whose head got there: believed.
-    assert view.observe(made_up, {12: header(12), 1012: made_up}) in (Seen.NEW, Seen.SAME)
+    assert view.observe(made_up, {12: header(12), 1012: made_up}) in (HeadAnswer.NEW, HeadAnswer.SAME)
     assert view.head == 1012
     # Then only the real chain, below it, never showing it again.
     verdicts = []
     for _ in range(6):
         headers = {n: (header(n) if n <= 12 else None) for n in view.fork_queries()}
         seen = view.observe(header(12), {n: headers.get(n) for n in view.checks()})
-        if seen is Seen.DIVERGED:
+        if seen is HeadAnswer.DIVERGED:
             fork = view.locate_fork(headers)
             verdicts.append(fork)
-            if not fork.lagging:
+            if isinstance(fork, Fork):
                 view.rebase(fork, headers, header(12))
                 break
-    assert verdicts and not verdicts[-1].lagging and verdicts[-1].number == 12
+    assert verdicts and isinstance(verdicts[-1], Fork) and verdicts[-1].number == 12
     assert view.head == 12

@@ -119,22 +119,22 @@ def test_filter_doubt(row: Row) -> None:
 
 
 @pytest.mark.parametrize(
-    ("covered", "head", "confirmed", "expected"),
+    ("covered", "safe_end", "expected"),
     [
-        (8, 10, 10, (9, 10)),
-        (8, 10, 9, (9, 9)),  # a head not yet shown twice is not read: a backend ahead may have made it up
-        (8, 10, None, None),
-        (10, 10, 10, None),
-        (None, 10, 10, None),  # no doubt: nothing to read
+        (8, 10, (9, 10)),
+        (8, 9, (9, 9)),  # the safe end, not a head only one answer showed (see ChainView.safe_end)
+        (8, None, None),  # no head shown twice yet: nothing is read
+        (10, 10, None),
+        (None, 10, None),  # no doubt: nothing to read
     ],
 )
-def test_cover_range_reaches_only_a_head_shown_twice(
-    covered: int | None, head: int, confirmed: int | None, expected: tuple[int, int] | None
+def test_cover_range_reaches_only_the_safe_end(
+    covered: int | None, safe_end: int | None, expected: tuple[int, int] | None
 ) -> None:
     doubt = FilterDoubt()
     if covered is not None:
         doubt.begin(covered)
-    assert doubt.cover_range(head, confirmed) == expected
+    assert doubt.cover_range(safe_end) == expected
 
 
 def test_a_reorg_brings_the_doubt_back_from_the_fork() -> None:
@@ -145,7 +145,7 @@ def test_a_reorg_brings_the_doubt_back_from_the_fork() -> None:
     assert doubt.settle() and not doubt.active
     doubt.rewound(6)
     assert doubt.active and doubt.covered == 6 and doubt.proven_from is None
-    assert doubt.cover_range(12, 12) == (7, 12)
+    assert doubt.cover_range(12) == (7, 12)
 
 
 def _view(pins: dict[int, str]) -> ChainView:

@@ -34,9 +34,10 @@ __all__ = [
     "WINDOW",
     "ChainView",
     "Fork",
+    "HeadAnswer",
     "Header",
+    "LaggingBackend",
     "LogPlace",
-    "Seen",
     "header_of",
     "maybe_header",
     "parse_header",
@@ -53,8 +54,8 @@ _FILL_PER_TICK = 16
 _SHORT_CHAIN = 10_000
 # A head this far above the believed one is held until the chain confirms it.
 SPIKE = 64
-# Ticks a tip may go unseen, the node answering below it, before it is given up.
-_TIP_MISSING_TICKS = 5
+# Ticks a believed head may go unseen, the node answering below it, before it is given up.
+_HEAD_MISSING_TICKS = 5
 # Unverified log hashes checked per tick, lowest first: a bound on the batch.
 _CLAIMS_PER_TICK = 16
 
@@ -100,7 +101,7 @@ def maybe_header(answer: Any, which: str) -> Header | None:
     return parse_header(answer, f"eth_getBlockByNumber({which})")
 
 
-class Seen(enum.Enum):
+class HeadAnswer(enum.Enum):
     """What one tick's head answer means."""
 
     NEW = "new"  # consistent, and the believed head moved up
@@ -127,14 +128,19 @@ class Fork:
     """Where the node's chain parts from the pinned one.
 
     ``number`` is the last block both share (-1: not even the genesis block);
-    blocks above it are to be read again. ``lagging``: nothing differed, the
-    answering backend only lacks the newest blocks. ``replaced``: no pinned
-    block survived, as after a development node restarted on the same port.
+    blocks above it are to be read again. ``replaced``: no pinned block
+    survived, as after a development node restarted on the same port.
     """
 
     number: int
-    lagging: bool = False
     replaced: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LaggingBackend:
+    """No fork: every pinned block up to ``number`` is there, the answering backend only lacks those above."""
+
+    number: int
 
 
 class ChainView:
@@ -142,26 +148,44 @@ class ChainView:
 
     def __init__(self) -> None:
         self._pinned: dict[int, str] = {}  # verified by a header, or as the parent of one
-        self._headed: set[int] = set()  # pinned from a header of their own
+        self._shown_by_header: set[int] = set()  # pinned from a header of their own
         self._claims: dict[int, str] = {}  # reported by logs, not yet verified
         # Blocks above the believed head that a log reported (with its hash)
         # or the stream waits for (None): asked for by number until shown.
         self._ahead: dict[int, str | None] = {}
-        self.tip: Header | None = None
+        # The believed head (see ``head``).
+        self._head_block: Header | None = None
         # The highest head a later answer showed again with the same hash: a
         # head from a backend on another fork, or a glitch, never gets here.
-        self.confirmed: int | None = None
+        self.head_shown_twice: int | None = None
         self.genesis: str | None = None
         self.chain_id: int | None = None
-        self._candidate: Header | None = None
-        # Ticks in a row whose answers were below the tip and did not show it.
-        self._tip_missing = 0
+        # A head far above the believed one (HeadAnswer.HELD), believed once shown again.
+        self._held_head: Header | None = None
+        # Ticks in a row whose answers were below the head and did not show it.
+        self._head_missing = 0
         # Pinned heights a read contradicted: their headers are asked for next tick.
         self._recheck: set[int] = set()
 
     @property
     def head(self) -> int | None:
-        return None if self.tip is None else self.tip.number
+        """The highest block the stream believes the chain has (checked answers only; ``None`` before any)."""
+        return None if self._head_block is None else self._head_block.number
+
+    @property
+    def safe_end(self) -> int | None:
+        """The highest block a lane may read through: the one head notion lanes and watchers start from.
+
+        The believed head, or lower, the highest head the chain has shown
+        twice: a head from a backend on another fork, or one the backend
+        answering ``eth_getLogs`` lacks, is never read up to. Before any head
+        has been shown twice, the believed head (the first one was asked for
+        twice before it was believed).
+        """
+        head = self.head
+        if head is None or self.head_shown_twice is None:
+            return head
+        return min(head, self.head_shown_twice)
 
     def pinned(self, number: int) -> str | None:
         return self._pinned.get(number)
@@ -194,12 +218,12 @@ class ChainView:
     def checks(self) -> list[int]:
         """Block numbers whose headers the next tick asks for beside the latest one."""
         wanted: set[int] = set()
-        if self.tip is not None:
-            wanted.add(self.tip.number)
+        if self._head_block is not None:
+            wanted.add(self._head_block.number)
         if self.genesis is None:
             wanted.add(0)
-        if self._candidate is not None:
-            wanted.add(self._candidate.number)
+        if self._held_head is not None:
+            wanted.add(self._held_head.number)
         wanted.update(self._ahead)
         wanted.update(self._recheck)
         self._recheck.clear()
@@ -214,13 +238,13 @@ class ChainView:
         the pinned block above a gap and then every number down through it
         fills the gap in one batch, each header checked against the one above.
         """
-        if self.tip is None:
+        if self._head_block is None:
             return []
-        bottom = max(1, self.tip.number - WINDOW + 1)
+        bottom = max(1, self._head_block.number - WINDOW + 1)
         wanted: list[int] = []
-        number = self.tip.number
+        number = self._head_block.number
         while number > bottom and len(wanted) < _FILL_PER_TICK:
-            if number - 1 not in self._headed:
+            if number - 1 not in self._shown_by_header:
                 if not wanted or wanted[-1] != number:
                     wanted.append(number)
                 wanted.append(number - 1)
@@ -229,9 +253,9 @@ class ChainView:
             number -= 1
         return wanted
 
-    def observe(self, latest: Header, checked: Mapping[int, Header | None]) -> Seen:
+    def observe(self, latest: Header, checked: Mapping[int, Header | None]) -> HeadAnswer:
         """Take one tick's answers: the latest header and the headers asked for by :meth:`checks`."""
-        anchor = self.tip
+        anchor = self._head_block
         # A block a log reported above the head, shown by its number: the
         # head answers may lag (a backend behind), that block is there.
         shown: Header | None = None
@@ -252,11 +276,11 @@ class ChainView:
             if self._pinned.get(number, self._claims.get(number)) is None:
                 continue  # no link to the pinned chain (a gap the answer above did not fill)
             if not self._agrees(header):
-                return Seen.DIVERGED
+                return HeadAnswer.DIVERGED
             self._verify(header)
         if not self._agrees(latest):
-            return Seen.DIVERGED
-        candidate, self._candidate = self._candidate, None
+            return HeadAnswer.DIVERGED
+        candidate, self._held_head = self._held_head, None
         if candidate is not None:
             # Confirmed by a later answer of the same block at that height,
             # from a node whose head has got there too.
@@ -267,40 +291,40 @@ class ChainView:
                 and latest.number >= candidate.number
             ):
                 self._believe(candidate)
-                anchor = self.tip
+                anchor = self._head_block
         if anchor is None:
             self._believe(latest)
-            return Seen.NEW
+            return HeadAnswer.NEW
         anchor_answer = checked.get(anchor.number)
-        if anchor_answer is not None and (anchor.number - 1 in self._headed or anchor.number == 0):
+        if anchor_answer is not None and (anchor.number - 1 in self._shown_by_header or anchor.number == 0):
             # Shown twice, and on a parent some header showed too: a head that
             # a backend on another chain made up never links down like that.
-            self.confirmed = max(self.confirmed or 0, anchor.number)
+            self.head_shown_twice = max(self.head_shown_twice or 0, anchor.number)
         if shown is not None and shown.number > max(anchor.number, latest.number) and self._agrees(shown):
             self._believe(shown)
-            return Seen.NEW
+            return HeadAnswer.NEW
         if anchor_answer is not None:
-            self._tip_missing = 0
+            self._head_missing = 0
         if latest.number <= anchor.number:
             if anchor_answer is not None:
-                return Seen.SAME if latest.number == anchor.number else Seen.BEHIND
+                return HeadAnswer.SAME if latest.number == anchor.number else HeadAnswer.BEHIND
             if self._pinned.get(latest.number) == latest.hash:
                 # A backend behind us catches up; a tip that a backend far ahead
                 # made up never shows again: after a few ticks, it is given up.
-                self._tip_missing += 1
-                return Seen.BEHIND if self._tip_missing < _TIP_MISSING_TICKS else Seen.DIVERGED
+                self._head_missing += 1
+                return HeadAnswer.BEHIND if self._head_missing < _HEAD_MISSING_TICKS else HeadAnswer.DIVERGED
             # A lower head and no trace of the anchor: a backend behind us, or a
             # chain that restarted below it. Only the headers can tell.
-            return Seen.DIVERGED
+            return HeadAnswer.DIVERGED
         if anchor.number in checked and anchor_answer is None:
-            return Seen.DIVERGED  # a higher head from a chain that lacks our anchor
+            return HeadAnswer.DIVERGED  # a higher head from a chain that lacks our anchor
         if latest.number - anchor.number > SPIKE:
-            self._candidate = latest
-            return Seen.HELD
+            self._held_head = latest
+            return HeadAnswer.HELD
         self._believe(latest)
-        return Seen.NEW
+        return HeadAnswer.NEW
 
-    def place(self, number: int, block_hash: str) -> LogPlace:
+    def place_log(self, number: int, block_hash: str) -> LogPlace:
         """Where a log's block stands; an OK log's hash becomes a claim to verify later."""
         head = self.head
         if head is None or number > head:
@@ -317,7 +341,7 @@ class ChainView:
             return LogPlace.OK
         return LogPlace.OK if known == block_hash else LogPlace.STALE
 
-    def place_rival(self, number: int, block_hash: str) -> LogPlace:
+    def place_contested_log(self, number: int, block_hash: str) -> LogPlace:
         """Where a log stands whose answer also reported another block at its height.
 
         The first hash seen must not become the claim there: a filter answer
@@ -334,13 +358,13 @@ class ChainView:
         if head is not None and number <= head and not self._in_window(number):
             # Below the window no header will pin it any more: the claim, checked
             # against the header at that height, is all there is (never held forever).
-            return self.place(number, block_hash)
+            return self.place_log(number, block_hash)
         if head is not None and number > head:
             # Asked for by number; at or below the head, the window fill pins it.
             self._ahead.setdefault(number, None)
         return LogPlace.WAIT
 
-    def expect(self, number: int) -> None:
+    def ask_by_number(self, number: int) -> None:
         """Ask for block ``number`` by number in later ticks, and believe it once it sits on the head.
 
         Head answers from a backend that lags can stay below a block the
@@ -363,13 +387,14 @@ class ChainView:
 
     def locate_fork(
         self, headers: Mapping[int, Header | None], delivered: Mapping[int, Collection[str]] | None = None
-    ) -> Fork:
+    ) -> Fork | LaggingBackend:
         """Where the node's chain (``headers``, by number, from one batch) parts from the pinned one.
 
         ``delivered``: block hashes of logs the stream delivered, by height.
         Below the pins (a stream started lately keeps few) they still say
         which blocks it followed: a header that is one of them is a block in
-        common, so a deep reorg is not taken for a replaced chain.
+        common, so a deep reorg is not taken for a replaced chain. No fork at
+        all, only blocks missing above the pinned ones: ``LaggingBackend``.
         """
         seen = delivered or {}
         # A log's claim the node's header contradicts, though blocks above it
@@ -403,10 +428,12 @@ class ChainView:
                 if differed:
                     return Fork(number)
                 # Only missing above: a backend behind, which catches up; but a
-                # tip that stays missing tick after tick was made up (a backend
+                # head that stays missing tick after tick was made up (a backend
                 # on another chain), and is given up.
-                self._tip_missing += 1
-                return Fork(number, lagging=self._tip_missing < _TIP_MISSING_TICKS)
+                self._head_missing += 1
+                if self._head_missing < _HEAD_MISSING_TICKS:
+                    return LaggingBackend(number)
+                return Fork(number)
         genesis = headers.get(0)
         same_genesis = genesis is not None and self.genesis in (None, genesis.hash)
         if not same_genesis:
@@ -428,13 +455,13 @@ class ChainView:
         for table in (self._pinned, self._claims):
             for number in [n for n in table if n > fork.number]:
                 del table[number]
-        self._headed &= set(self._pinned)
-        self._candidate = None
+        self._shown_by_header &= set(self._pinned)
+        self._held_head = None
         self._ahead.clear()
-        self._tip_missing = 0
-        self.tip = None
-        if self.confirmed is not None:
-            self.confirmed = min(self.confirmed, fork.number) if fork.number >= 0 else None
+        self._head_missing = 0
+        self._head_block = None
+        if self.head_shown_twice is not None:
+            self.head_shown_twice = min(self.head_shown_twice, fork.number) if fork.number >= 0 else None
         found = [h for h in headers.values() if h is not None and h.number <= latest.number]
         for header in found:
             self._verify(header)
@@ -450,7 +477,7 @@ class ChainView:
         if latest == best or (latest.number == best.number + 1 and latest.parent_hash == best.hash):
             self._believe(latest)
         elif latest.number > best.number:
-            self._candidate = latest
+            self._held_head = latest
 
     # --- internals ---
 
@@ -468,14 +495,14 @@ class ChainView:
         self._claims.pop(header.number, None)
         if self._in_window(header.number) or header.number == 0:
             self._pinned[header.number] = header.hash
-            self._headed.add(header.number)
+            self._shown_by_header.add(header.number)
             if header.number > 0 and self._in_window(header.number - 1):
                 self._pinned.setdefault(header.number - 1, header.parent_hash)
 
     def _believe(self, header: Header) -> None:
-        if self.tip is not None and header.number < self.tip.number:
+        if self._head_block is not None and header.number < self._head_block.number:
             return
-        self.tip = header
+        self._head_block = header
         self._verify(header)
         for number in [n for n in self._ahead if n <= header.number]:
             del self._ahead[number]
@@ -488,7 +515,7 @@ class ChainView:
         if len(self._pinned) > 2 * WINDOW:
             for number in sorted(n for n in self._pinned if n > 0)[: len(self._pinned) - 2 * WINDOW]:
                 del self._pinned[number]
-                self._headed.discard(number)
+                self._shown_by_header.discard(number)
 
     def _in_window(self, number: int) -> bool:
-        return self.tip is None or number > self.tip.number - WINDOW
+        return self._head_block is None or number > self._head_block.number - WINDOW

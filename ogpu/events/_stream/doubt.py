@@ -56,17 +56,16 @@ class FilterDoubt:
         self.proven_from = None
         self._candidates = {}
 
-    def cover_range(self, head: int | None, confirmed: int | None) -> tuple[int, int] | None:
-        """The blocks the cover reads next: after the covered ones, up to the safe head.
+    def cover_range(self, safe_end: int | None) -> tuple[int, int] | None:
+        """The blocks the cover reads next: after the covered ones, up to the chain's safe end.
 
-        The safe head is one the chain has shown twice, linked to its parent:
-        a backend ahead shows a header the one answering eth_getLogs lacks,
-        and an empty answer for that block would be taken as proof.
+        Not up to a head only one answer showed: a backend ahead shows a
+        header the one answering eth_getLogs lacks, and an empty answer for
+        that block would be taken as proof (see ``ChainView.safe_end``).
         """
-        if self.covered is None or head is None or confirmed is None:
+        if self.covered is None or safe_end is None:
             return None
-        safe = min(head, confirmed)
-        return None if safe <= self.covered else (self.covered + 1, safe)
+        return None if safe_end <= self.covered else (self.covered + 1, safe_end)
 
     def read(self, first: int, last: int) -> None:
         """The cover (or a refill) read ``first..last``: covered if it joins what was covered."""

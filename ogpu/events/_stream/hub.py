@@ -57,7 +57,7 @@ from ogpu.events._codec.abi import EventSpec, RawLog
 from ogpu.events._net.faults import Fault, Retrier, classify
 from ogpu.events._net.ranges import LogRangeReader, ProgressCallback
 from ogpu.events._net.rpc import Call, RpcClient
-from ogpu.events._stream.chain import ChainView, Header, Seen, header_of, maybe_header
+from ogpu.events._stream.chain import ChainView, HeadAnswer, Header, LaggingBackend, header_of, maybe_header
 from ogpu.events._stream.depth import RangeFollower
 from ogpu.events._stream.history import read_history
 from ogpu.events._stream.lane import Lane, Subscription
@@ -94,8 +94,11 @@ class Hub:
         self.reorgs = 0  # chains followed anew (reorgs and replaced chains)
         # Hash of a block a reorg replaced -> the last block both chains shared.
         self.replaced: dict[str, int] = {}
-        self._last_answer: int | None = None
-        self._last_seen: Seen | None = None
+        # The head the latest answer reported, never above the believed one.
+        # Not a cursor: the live lane moves to the lower of the last two of
+        # these (see _tick); the getLogs-only live lane reads up to it.
+        self._answered_head: int | None = None
+        self._last_verdict: HeadAnswer | None = None
         self.ranges = RangeFollower(
             self.client, self.reader, self.chain, lambda lane, logs: self._deliver(lane, logs)
         )
@@ -144,10 +147,8 @@ class Hub:
         if lane is None:
             lane = self.lanes[sub.confirmations] = Lane(sub.confirmations)
             self._wake.set()
-        # A head the chain has shown twice: "new" is never measured from a
-        # head a backend on another fork made up.
-        confirmed = self.chain.confirmed
-        sub.join_head = self.head if confirmed is None or self.head is None else min(confirmed, self.head)
+        # "New" is never measured from a head a backend on another fork made up.
+        sub.head_at_join = self.chain.safe_end
         lane.add(sub, self.head)
         fastest = min(self._intervals) if self._intervals else None
         self._intervals[sub.poll_interval] += 1
@@ -372,11 +373,11 @@ class Hub:
             }
             if self.chain.chain_id is None and not isinstance(answers[-1], BaseException):
                 self.chain.chain_id = _quantity(answers[-1], "eth_chainId")
-            if self.chain.tip is None:
+            if self.chain.head is None:
                 await self._first_contact(latest)
-            seen = self.chain.observe(latest, checked)
-            if seen is Seen.DIVERGED:
-                seen = await self._reconcile(latest)
+            verdict = self.chain.observe(latest, checked)
+            if verdict is HeadAnswer.DIVERGED:
+                verdict = await self._reconcile(latest)
         except Exception as exc:
             if polling and not isinstance(changes, BaseException):
                 # The node has handed over (and forgotten) the filter's changes,
@@ -387,14 +388,15 @@ class Hub:
         head = self.chain.head
         assert head is not None
         self._note_head()
-        if seen is Seen.BEHIND and self._last_seen is not Seen.BEHIND and latest.number < head:
+        lagging = verdict is HeadAnswer.BEHIND and self._last_verdict is not HeadAnswer.BEHIND
+        if lagging and latest.number < head:
             log.info(
                 "node reported head %d below %d (a lagging backend?); cursors stay where they are",
                 latest.number,
                 head,
             )
-        self._last_seen = seen
-        if seen is Seen.HELD:
+        self._last_verdict = verdict
+        if verdict is HeadAnswer.HELD:
             log.warning(
                 "node reported head %d, far above the %s believed so far; not believed until confirmed",
                 latest.number,
@@ -402,37 +404,38 @@ class Hub:
             )
         # Ranges end at the lower of the last two answers: a load-balanced node
         # may report a head that the backend holding the filter has not reached.
-        answer = latest.number if seen in (Seen.NEW, Seen.SAME, Seen.BEHIND) else head
-        previous, self._last_answer = self._last_answer, min(answer, head)
+        answered = latest.number if verdict in (HeadAnswer.NEW, HeadAnswer.SAME, HeadAnswer.BEHIND) else head
+        previous, self._answered_head = self._answered_head, min(answered, head)
         if polling and self.lanes.get(0) is not live:
             # Its watchers left while the poll was out, and unsubscribe dropped
             # the filter: what it returned belongs to no one.
             polling, live = False, self.lanes.get(0)
 
         if polling and live is not None:
-            done = None if previous is None else min(previous, self._last_answer)
+            both_answered = None if previous is None else min(previous, self._answered_head)
             taken = None
             if cover is not None:
                 # Only what this request's own head has reached: a backend
                 # behind answers [] for blocks it lacks, which proves nothing.
                 shown = checked.get(cover[1])
-                trusted = seen in (Seen.NEW, Seen.SAME, Seen.BEHIND) and (
-                    (seen is not Seen.BEHIND and latest.number >= cover[1])
+                trusted = verdict in (HeadAnswer.NEW, HeadAnswer.SAME, HeadAnswer.BEHIND) and (
+                    (verdict is not HeadAnswer.BEHIND and latest.number >= cover[1])
                     or (shown is not None and shown.hash == self.chain.pinned(cover[1]))
                 )
                 taken = (*cover, covering if trusted else None)
-            await self.filter.take(live, changes, done, taken)
+            await self.filter.take(live, changes, both_answered, taken)
         elif live is not None and not self.filter.supported:
-            await self.ranges.follow(live, self._last_answer)
-        # Depth is counted from a head the chain has shown twice: a head from a
-        # backend on another fork would otherwise let a shallow block through.
-        confirmed = min(head, self.chain.confirmed if self.chain.confirmed is not None else head)
+            await self.ranges.follow(live, self._answered_head)
+        # Depth is counted from the safe end: a head from a backend on another
+        # fork would otherwise let a shallow block through.
+        safe_end = self.chain.safe_end
+        assert safe_end is not None
         for depth, lane in list(self.lanes.items()):
             if depth > 0:
-                await self.ranges.follow(lane, confirmed - depth)
+                await self.ranges.follow(lane, safe_end - depth)
         await self.filter.uninstall_stale(self.ticks)
 
-    async def _reconcile(self, latest: Header) -> Seen:
+    async def _reconcile(self, latest: Header) -> HeadAnswer:
         """A pinned block changed: find where the chains part and read the new branch.
 
         Returns what the head answer turned out to be: a lagging backend
@@ -459,9 +462,9 @@ class Hub:
                 )
         headers = {n: maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
         fork = self.chain.locate_fork(headers, delivered)
-        if fork.lagging:
+        if isinstance(fork, LaggingBackend):
             log.info("a backend behind block %s answered; nothing moves", self.chain.head)
-            return Seen.BEHIND
+            return HeadAnswer.BEHIND
         found = headers.get(fork.number)
         if not fork.replaced and found is not None:
             await self._check_fork(fork.number, found.hash)
@@ -479,7 +482,7 @@ class Hub:
         gone: list[tuple[int, int, str]] = []
         for lane in self.lanes.values():
             gone.extend(lane.rewind(fork.number, canonical))
-        self._last_answer = min(self._last_answer or 0, max(fork.number, 0))
+        self._answered_head = min(self._answered_head or 0, max(fork.number, 0))
         if fork.replaced:
             log.warning(
                 "the node's chain was replaced: none of the blocks this stream verified up to %s is on it "
@@ -512,7 +515,7 @@ class Hub:
         self.filter.rewound(fork.number)
         if live is not None and self.filter.id is not None and live.cursor is not None and head is not None:
             await self.filter.refill(live, live.cursor + 1, head)
-        return Seen.NEW
+        return HeadAnswer.NEW
 
     async def _check_fork(self, fork: int, fork_hash: str) -> None:
         """The block above the fork, asked again, must sit on the fork block as pinned.
@@ -574,11 +577,11 @@ class Hub:
     async def _read_head(self) -> int:
         """The latest block number, through the chain view (used outside the tick's batch)."""
         latest = header_of(await self.client.call("eth_getBlockByNumber", ["latest", False]), "latest")
-        if self.chain.tip is None:
+        if self.chain.head is None:
             await self._first_contact(latest)
             self.chain.observe(latest, {})
             self._note_head()
-        self._last_answer = latest.number if self._last_answer is None else self._last_answer
+        self._answered_head = latest.number if self._answered_head is None else self._answered_head
         return latest.number
 
     def _deliver(self, lane: Lane, logs: list[RawLog], *, asked: bool = True) -> list[RawLog]:

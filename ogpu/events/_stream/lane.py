@@ -52,13 +52,13 @@ class Subscription:
         "confirmations",
         "event_names",
         "field",
-        "floor",
         "fork_below",
         "from_block",
+        "head_at_join",
         "history_end",
-        "join_cursor",
-        "join_head",
+        "joined_at",
         "label",
+        "live_from",
         "poll_interval",
         "resumed",
         "scope",
@@ -82,9 +82,10 @@ class Subscription:
         self.poll_interval = poll_interval
         self.confirmations = confirmations
         self.label = label
-        # Set when the lane is ready: blocks from_block..join_cursor come from
-        # history, live logs are taken from block ``floor`` on.
-        self.join_cursor: int | None = None
+        # Where the lane stood when this watcher joined it (set when the lane
+        # is ready): blocks from_block..joined_at come from history. Not a
+        # cursor: the lane's is the only one.
+        self.joined_at: int | None = None
         # While its history is read: the last block history still owes. A
         # reorg below it shortens it to the fork (the lane delivers the rest).
         self.history_end: int | None = None
@@ -92,14 +93,21 @@ class Subscription:
         # blocks are not the ones a resume position (after=) was taken on.
         self.fork_below: int | None = None
         self.resumed = False  # started with after=
-        self.floor = 1 << 256
+        # The lowest block whose live logs this watcher takes (set when it
+        # joins; a reorg may lower it): below it, history delivers.
+        self.live_from = 1 << 256
         # The head the stream believed when this watcher joined: "mined after
         # it started" is measured from there, not from a later tick's head.
-        self.join_head: int | None = None
+        self.head_at_join: int | None = None
         self._queue: deque[Any] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
         self._warn_at = _FIRST_BACKLOG_WARNING
+
+    @property
+    def join_cursor(self) -> int | None:
+        """The old name of ``joined_at``, still read by ``ogpu.events.testing`` (until its seam lands)."""
+        return self.joined_at
 
     @property
     def backlog(self) -> int:
@@ -147,7 +155,10 @@ class Lane:
         # The highest block up to which reads recorded by ``covered`` reach,
         # contiguously from the cursor: the cursor never moves beyond it.
         self.read_through = -1
-        self.newest_delivered = -1
+        # The block of the newest log delivered: above the cursor while a
+        # filter's logs run ahead of what reads have covered. Not a cursor:
+        # a watcher joining now reads history up to it (see _attach).
+        self.newest_log_block = -1
         self.ready = asyncio.Event()
         self._scoped: dict[tuple[str, str, str], set[Subscription]] = {}
         self._fields: dict[str, Counter[str]] = {}
@@ -221,8 +232,8 @@ class Lane:
         head, measure "mined after they started" from this one: the lane may start
         a poll or more later, at a higher head."""
         for sub in self._pending:
-            if sub.from_block is None and sub.join_head is None:
-                sub.join_head = head
+            if sub.from_block is None and sub.head_at_join is None:
+                sub.head_at_join = head
 
     def start(self, cursor: int, head: int) -> None:
         """First position of a new lane; subscriptions waiting for it join here.
@@ -231,8 +242,8 @@ class Lane:
         starts from there: blocks mined while the lane was being set up are
         read, not skipped.
         """
-        joined_at = [s.join_head for s in self._pending if s.from_block is None and s.join_head is not None]
-        self.cursor = min([cursor, *joined_at])
+        heads = [s.head_at_join for s in self._pending if s.from_block is None and s.head_at_join is not None]
+        self.cursor = min([cursor, *heads])
         self.read_through = self.cursor
         for sub in self._pending:
             self._attach(sub, head)
@@ -244,18 +255,18 @@ class Lane:
         # Everything the lane has already delivered, it will not deliver
         # again, so a joining watcher reads blocks up to the newest of them
         # from history and takes live logs only above that.
-        joined = max(self.cursor, self.newest_delivered)
-        sub.join_cursor = joined
+        joined = max(self.cursor, self.newest_log_block)
+        sub.joined_at = joined
         if sub.resumed and sub.fork_below is not None and sub.from_block is not None:
             # A reorg below its position came while it waited for this lane:
             # its history reads the new branch from the fork.
             sub.from_block = min(sub.from_block, max(0, sub.fork_below + 1))
         if sub.from_block is None:
             # "Mined after the watcher started": above the head known at joining.
-            known = head if sub.join_head is None else min(head, sub.join_head)
-            sub.floor = max(known, joined) + 1
+            known = head if sub.head_at_join is None else min(head, sub.head_at_join)
+            sub.live_from = max(known, joined) + 1
         else:
-            sub.floor = max(sub.from_block, joined + 1)
+            sub.live_from = max(sub.from_block, joined + 1)
 
     def covered(self, first: int, last: int) -> None:
         """Record a read that returned every log of ``first..last`` (checked by hash where it was delivered).
@@ -298,7 +309,7 @@ class Lane:
 
         Logs above the fork are read again: the memory of delivered logs keeps
         those still on the chain from being delivered twice. Watchers take
-        logs from the new branch from the fork on, whatever their floor was:
+        logs from the new branch from the fork on, whatever their live_from was:
         the blocks there are not the ones they were measured against.
         ``canonical`` maps block numbers to the node's hashes now; a delivered
         log whose block has another hash there is reported as gone.
@@ -306,13 +317,13 @@ class Lane:
         if self.cursor is not None and self.cursor > fork:
             self.cursor = fork
         self.read_through = min(self.read_through, fork)
-        self.newest_delivered = min(self.newest_delivered, fork)
+        self.newest_log_block = min(self.newest_log_block, fork)
         for sub in self._members:
             sub.fork_below = fork if sub.fork_below is None else min(sub.fork_below, fork)
-            if sub.floor > fork + 1:
+            if sub.live_from > fork + 1:
                 # A resumed watcher's from_block is its position's: the new
                 # branch below the position is owed to it too.
-                sub.floor = fork + 1 if sub.resumed else max(fork + 1, sub.from_block or 0)
+                sub.live_from = fork + 1 if sub.resumed else max(fork + 1, sub.from_block or 0)
             if sub.history_end is not None and sub.history_end > fork:
                 sub.history_end = fork
         delivered = (
@@ -328,7 +339,7 @@ class Lane:
             for block, key, tx in (*delivered, *from_history)
             if block > fork and canonical.get(block) != key[0]
         }
-        # Above the fork everything is delivered again: a watcher whose floor
+        # Above the fork everything is delivered again: a watcher whose live_from
         # came down to the fork was not given those logs the first time, and
         # each watcher drops what it already yielded (see ``_watchers._Yielded``).
         self._again.update(key for block, key in self._seen_order if block > fork and key in self._seen)
@@ -401,8 +412,8 @@ class Lane:
             else:
                 self._seen[key] = str(raw.get("transactionHash"))
                 heapq.heappush(self._seen_order, (block, key))
-            if block > self.newest_delivered:
-                self.newest_delivered = block
+            if block > self.newest_log_block:
+                self.newest_log_block = block
             fresh += 1
             spec = event_spec(raw, EVENTS_BY_TOPIC)
             if spec is None:
@@ -416,7 +427,7 @@ class Lane:
                 log.warning("skipping a log that does not decode: %s", exc)
                 continue
             for sub in targets:
-                if block >= sub.floor:
+                if block >= sub.live_from:
                     sub.push(event)
         return fresh
 

@@ -86,8 +86,14 @@ class LiveFilter:
         return self.id is not None and not self.doubt.active
 
     def cover_range(self) -> tuple[int, int] | None:
-        """Blocks to read by eth_getLogs this tick while the filter is in doubt (see ``_doubt``)."""
-        return self.doubt.cover_range(self._chain.head, self._chain.confirmed)
+        """Blocks to read by eth_getLogs this tick while the filter is in doubt (see ``_doubt``).
+
+        Only once a head has been shown twice: an empty answer for a block is
+        taken as proof, and the first head may come from a backend ahead.
+        """
+        if self._chain.head_shown_twice is None:
+            return None
+        return self.doubt.cover_range(self._chain.safe_end)
 
     def batchable(self, first: int, last: int) -> bool:
         """Whether a cover read of ``first..last`` fits in the tick's batch (else it is read apart)."""
@@ -146,17 +152,14 @@ class LiveFilter:
                 # Not the raw answer: a backend ahead may show a block the one
                 # that answers eth_getLogs lacks. The lane starts at a head the
                 # chain believes, shown twice where it has been (the lower).
-                seen = await self._read_head()
-                known = [h for h in (seen, self._chain.head, self._chain.confirmed) if h is not None]
-                live.start(min(known), min(known))
+                start = _lowest(await self._read_head(), self._chain.safe_end)
+                live.start(start, start)
             return
         filter_id = str(created)
         try:
-            seen_at_install = await self._read_head()
-            # The lowest of the heads: a backend ahead may show a block the one
-            # that answers eth_getLogs lacks (see the no-filter case above).
-            heads = (seen_at_install, self._chain.head, self._chain.confirmed)
-            head = min(h for h in heads if h is not None)
+            # The lower of the head read now and the safe end: a backend ahead may
+            # show a block the one that answers eth_getLogs lacks (see the no-filter case above).
+            head = _lowest(await self._read_head(), self._chain.safe_end)
             if live.cursor is None:
                 # A first watcher may take the head block in (see Lane.start):
                 # the lane then starts below it, and reads it here.
@@ -304,7 +307,7 @@ class LiveFilter:
         if doubt.active and self._chain.head is not None:
             # If every head answer lags, the next block is found by its number
             # (a block mined before the filter may sit there, shown by no head).
-            self._chain.expect(self._chain.head + 1)
+            self._chain.ask_by_number(self._chain.head + 1)
         held, self._held = self._held, []
         logs = logs + held
         waiting: list[RawLog] = []
@@ -413,6 +416,10 @@ class LiveFilter:
                         log.warning("could not uninstall filter %s (%s); the node expires it", filter_id, exc)
                         break
                     await asyncio.sleep(backoff.next_delay(exc))
+
+
+def _lowest(read: int, safe_end: int | None) -> int:
+    return read if safe_end is None else min(read, safe_end)
 
 
 def _block(raw: RawLog) -> int:

@@ -238,7 +238,7 @@ async def _branch_below(asker: _Asker, top: Header) -> dict[int, str]:
 
     The resumed watcher reads history from the lowest of them: a reorg below
     the position, before or after it joins, then reaches it (its events are
-    not covered, their hashes differ), instead of passing under its floor.
+    not covered, their hashes differ), instead of passing under its live_from.
     """
     numbers = list(range(top.number - 1, max(-1, top.number - 1 - _BRANCH_DEPTH), -1))
     branch = {top.number: top.hash}

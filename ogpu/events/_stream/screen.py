@@ -168,7 +168,7 @@ def triage(view: ChainView, logs: list[RawLog], *, asked: bool) -> tuple[list[Ra
             ready.append(raw)  # the lane warns about removals and skips pending logs
             continue
         number = int(raw["blockNumber"], 16)
-        place = (view.place_rival if number in rivals else view.place)(number, block_hash)
+        place = (view.place_contested_log if number in rivals else view.place_log)(number, block_hash)
         if place is LogPlace.OK and not asked and not view.vouches(number, block_hash):
             # A filter's word alone for a block no header has shown yet (a
             # head that jumped leaves such heights for a later tick to pin):

@@ -649,7 +649,7 @@ async def _follow(
 
     await hub.subscribe(sub)
     try:
-        joined = sub.join_cursor
+        joined = sub.joined_at
         # What this watcher yielded lately, by (block hash, log index): a reorg
         # sends the lane back to the fork and it delivers everything above it
         # again (history's last blocks included); what came out once must not
