@@ -17,7 +17,7 @@ chunk size is learned, once per reader, and then kept to:
 A refusal is said once per reader, at INFO: it is the provider's policy,
 not a fault, and a reader that keeps to it is not refused again.
 
-Reading ahead (:meth:`LogRangeReader.read_ahead`, not yet used by history): the request for
+Reading ahead (:meth:`LogRangeReader.read_ahead`, what history reads with): the request for
 the next chunk is in flight while the caller decodes and delivers the one
 it holds, so the node works while Python does. The bound keeps a slow
 consumer from piling answers up: one chunk ahead, each aimed at about

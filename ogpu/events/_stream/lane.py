@@ -109,10 +109,6 @@ class Subscription:
         """The old name of ``joined_at``, still read by ``ogpu.events.testing`` (until its seam lands)."""
         return self.joined_at
 
-    @property
-    def backlog(self) -> int:
-        return len(self._queue)
-
     def push(self, event: Any) -> None:
         self._queue.append(event)
         if self._waiter is not None and not self._waiter.done():
@@ -382,13 +378,12 @@ class Lane:
                 entry = table[block_hash] = (block, {})
             entry[1][int(raw["logIndex"], 16)] = str(raw.get("transactionHash"))
 
-    def deliver(self, logs: list[RawLog]) -> int:
-        """Route logs, in chain order, to the subscriptions that want them; count new ones."""
+    def deliver(self, logs: list[RawLog]) -> None:
+        """Route logs, in chain order, to the subscriptions that want them."""
         try:
             logs = sorted(logs, key=chain_order)
         except (KeyError, TypeError, ValueError, AttributeError):
             logs = sorted(filter(well_formed, logs), key=chain_order)
-        fresh = 0
         for raw in logs:
             block_hash = raw.get("blockHash")
             if block_hash is None:
@@ -414,7 +409,6 @@ class Lane:
                 heapq.heappush(self._seen_order, (block, key))
             if block > self.newest_log_block:
                 self.newest_log_block = block
-            fresh += 1
             spec = event_spec(raw, EVENTS_BY_TOPIC)
             if spec is None:
                 continue
@@ -429,7 +423,6 @@ class Lane:
             for sub in targets:
                 if block >= sub.live_from:
                     sub.push(event)
-        return fresh
 
     def _targets(self, name: str, spec: Any, raw: RawLog) -> list[Subscription]:
         found: list[Subscription] = []
