@@ -22,13 +22,16 @@ from ogpu._errors import LogDecodeError
 from ogpu.events._codec.abi import EVENTS_BY_TOPIC, RawLog
 from ogpu.events._stream.screen import chain_order, event_spec, well_formed
 
-__all__ = ["CursorRuleError", "Lane", "Subscription"]
+__all__ = ["REDELIVERY_BLOCKS", "CursorRuleError", "Lane", "RecentlyYielded", "Subscription"]
 
 log = logging.getLogger("ogpu.events")
 
-# Log identities are kept this many blocks behind the cursor: a refill after
-# a lost filter starts at cursor + 1, and reorg refetches stay within it.
-_KEEP_BLOCKS = 256
+# How far below its newest block a lane may deliver a log again: a refill
+# after a lost filter starts a margin below the cursor, and a reorg's re-read
+# at the fork. Log identities are kept this far back, by the lane (behind its
+# cursor) and by each watcher (behind the newest event it yielded).
+REDELIVERY_BLOCKS = 256
+# The newest identities kept whatever the distance (see Lane.advance).
 _KEEP_LOGS = 4_096
 _FIRST_BACKLOG_WARNING = 1_000
 
@@ -288,7 +291,7 @@ class Lane:
             log.warning("%s; a block may be passed unread (please report this)", note)
             return
         self.cursor = block
-        horizon = block - _KEEP_BLOCKS
+        horizon = block - REDELIVERY_BLOCKS
         order = self._seen_order
         # The newest identities stay whatever the distance: a cursor that
         # jumped (a head believed, then undone by a reorg) must not make the
@@ -337,7 +340,7 @@ class Lane:
         }
         # Above the fork everything is delivered again: a watcher whose live_from
         # came down to the fork was not given those logs the first time, and
-        # each watcher drops what it already yielded (see ``_watchers._Yielded``).
+        # each watcher drops what it already yielded (see ``RecentlyYielded``).
         self._again.update(key for block, key in self._seen_order if block > fork and key in self._seen)
         return sorted(gone)
 
@@ -363,7 +366,7 @@ class Lane:
         reads through here, so it is one loop, with no key built per log.
         """
         # Older than anything a reorg is followed back to: not kept.
-        horizon = None if self.cursor is None else self.cursor - _KEEP_BLOCKS
+        horizon = None if self.cursor is None else self.cursor - REDELIVERY_BLOCKS
         table = self._from_history
         for raw in logs:
             block_hash = raw.get("blockHash")
@@ -436,3 +439,31 @@ class Lane:
                 if group:
                     found.extend(group)
         return found
+
+
+class RecentlyYielded:
+    """The identities of the events one watcher yielded lately, by (block hash, log index).
+
+    A reorg sends the lane back to the fork and it delivers everything above
+    it again (a history's last blocks included): what came out of the watcher
+    once must not come out a second time. Every identity above the newest
+    block minus ``REDELIVERY_BLOCKS`` is kept.
+    """
+
+    __slots__ = ("_keys", "_newest")
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[str, int], int] = {}
+        self._newest = -1
+
+    def seen(self, event: Any) -> bool:
+        return (event.block_hash, event.log_index) in self._keys
+
+    def add(self, event: Any) -> None:
+        block: int = event.block_number
+        self._keys[(event.block_hash, event.log_index)] = block
+        if block > self._newest:
+            self._newest = block
+        if len(self._keys) > _KEEP_LOGS:
+            horizon = self._newest - REDELIVERY_BLOCKS
+            self._keys = {key: b for key, b in self._keys.items() if b > horizon}

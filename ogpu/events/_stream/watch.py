@@ -49,12 +49,6 @@ __all__ = [
     "watch_task_status_changed",
 ]
 
-# Blocks below a watcher's join point where history and the live lane can
-# overlap after a reorg: the lane keeps log identities this far back.
-_OVERLAP_BLOCKS = 256
-# Identities a watcher keeps before it forgets those below the overlap.
-_KEEP_YIELDED = 4_096
-
 # watcher name -> (Nexus event, the field whose address scopes it)
 SCOPED_WATCHERS: dict[str, tuple[str, str]] = {
     "watch_task_published": ("TaskPublished", "source"),
@@ -616,6 +610,7 @@ async def _follow(
     # nothing: the finally clause takes the watcher off the stream, and the
     # last one to leave uninstalls the filter and stops the poll task.
     from ogpu.events._stream.hub import hub_for
+    from ogpu.events._stream.lane import REDELIVERY_BLOCKS, RecentlyYielded
 
     resume = None
     if after is not None:
@@ -650,18 +645,14 @@ async def _follow(
     await hub.subscribe(sub)
     try:
         joined = sub.joined_at
-        # What this watcher yielded lately, by (block hash, log index): a reorg
-        # sends the lane back to the fork and it delivers everything above it
-        # again (history's last blocks included); what came out once must not
-        # come out a second time.
-        yielded = _Yielded()
+        yielded = RecentlyYielded()
         if sub.from_block is not None and joined is not None and sub.from_block <= joined:
             past: AsyncGenerator[Any, None] = hub.history(
                 specs, sub.field, sub.scope, sub.from_block, joined, progress, sub.confirmations, sub
             )
             async with contextlib.aclosing(past):
                 async for event in past:
-                    if event.block_number > joined - _OVERLAP_BLOCKS:
+                    if event.block_number > joined - REDELIVERY_BLOCKS:
                         yielded.add(event)
                     if resume is None or not resume.covers(event) or replaced_since(event):
                         resumed_on_new_branch(event)
@@ -678,28 +669,6 @@ async def _follow(
             yield event
     finally:
         await hub.unsubscribe(sub)
-
-
-class _Yielded:
-    """The identities of the events one watcher yielded lately (every one above the newest - 256 blocks)."""
-
-    __slots__ = ("_keys", "_newest")
-
-    def __init__(self) -> None:
-        self._keys: dict[tuple[str, int], int] = {}
-        self._newest = -1
-
-    def seen(self, event: Any) -> bool:
-        return (event.block_hash, event.log_index) in self._keys
-
-    def add(self, event: Any) -> None:
-        block: int = event.block_number
-        self._keys[(event.block_hash, event.log_index)] = block
-        if block > self._newest:
-            self._newest = block
-        if len(self._keys) > _KEEP_YIELDED:
-            horizon = self._newest - _OVERLAP_BLOCKS
-            self._keys = {key: b for key, b in self._keys.items() if b > horizon}
 
 
 async def _resume_point(
