@@ -2,35 +2,24 @@
 
 Every watcher in a process rides the same hub, so the node sees one HTTP
 request per tick however many watchers run: a JSON-RPC batch of the latest
-block header, the header of the last block the stream believed (its anchor),
-and ``eth_getFilterChanges``. The hub moves bytes and applies decisions; what
-an answer means is decided without I/O in ``_chain`` (heads and hashes) and
-``_screen`` (logs), and lanes own delivery.
+block header, the headers the chain view asks for (the anchor first), and
+``eth_getFilterChanges``. The hub moves bytes and applies decisions; what an
+answer means is decided without I/O in ``chain`` (heads and hashes, and
+``ChainView.safe_end``, the one head lanes read up to), ``screen`` (logs)
+and ``doubt`` (when a filter vouches for a block), and lanes own delivery
+and the cursor rule.
 
-How each event arrives exactly once:
+What the stream promises (exactly once, in chain order, through reorgs,
+lost filters, lagging and replaced chains) is written once, in README.md,
+"What it guarantees"; this is where each promise is kept:
 
-* The chain is pinned by hash (``_chain.ChainView``). When a pinned block
-  changes, the headers of every pinned number are read in one batch, the
-  fork point is found, every lane goes back to it and reads the new branch
-  again; logs already delivered are recognised by (block hash, log index),
-  and those that left the chain are named in a WARNING. A chain with no
-  block in common (a development node restarted on the same port) is
-  followed from where they part, or its first block; a changed
-  ``eth_chainId`` raises ``ChainChangedError``.
-* The live lane (confirmations=0) reads a filter over every Nexus log. Its
-  cursor moves to the head believed in the *previous* tick (or this tick's,
-  if lower) after a successful poll: every log of a block the node had
-  already reported must have been in some poll since.
-* A lost filter (an error, or an answer that is not a list), or a poll whose
-  answer may have been lost in transit, is a gap: the filter is recreated,
-  then ``eth_getLogs`` refills from a few blocks below the cursor (a backend
-  ahead of the filter's may have moved it) up to the head.
-* A filter covers blocks mined after the node really created it, which a
-  lagging head read at install can hide, so after each install ``eth_getLogs``
-  also reads up to the believed head until it has read past the install head.
-* A node without filters is followed with ``eth_getLogs`` every tick.
-* A lane with confirmations=N reads ``eth_getLogs`` up to head-N only, then
-  checks that each block it got logs from still has the same hash.
+* the chain pinned by hash, reorgs and replaced chains: ``_tick``,
+  ``_reconcile`` and ``ChainView``;
+* the live lane over a node filter, its doubt, loss and refill: ``LiveFilter``;
+* ``confirmations=N`` lanes and nodes without filters: ``RangeFollower``;
+* history and ``after=``: ``read_history`` (kept on the pinned chain by
+  ``_HistoryGuard``) and ``resume``;
+* transient faults: ``Retrier.run``, the library's one retry loop.
 """
 
 from __future__ import annotations

@@ -114,12 +114,12 @@ _SHARED_DOC = """
         InvalidRpcUrlError, ChainNotSupportedError: when called, for a bad
             ``ChainConfig`` / ``OGPU_RPC_URL`` / ``OGPU_CHAIN``.
         RpcTransportError, RpcHttpError, RpcProtocolError: from the first
-            ``__anext__`` when the node cannot be used: refused or
-            unresolvable within about 3 s, an answer that is not JSON-RPC
-            (an HTML page, HTTP 4xx or 501) within about 5 s, no answer at all
-            within about 10 s. Once the node has answered, transient faults
-            are retried (each retry logged at WARNING on ``ogpu.events``), not
-            raised.
+            ``__anext__`` when the node cannot be used: HTTP 4xx at once,
+            refused or unresolvable for 1.5 s, an answer that is not JSON-RPC
+            (an HTML page, HTTP 501, a 5xx) for 3 s, its first request
+            unanswered for 8 s (10 s at most whatever the fault). Once the
+            node has answered, transient faults are retried (each retry
+            logged at WARNING on ``ogpu.events``), not raised.
         UnsupportedNodeError: when the node offers neither log filters nor
             ``eth_getLogs``, or cannot give block headers.
         ChainChangedError: when the node's ``eth_chainId`` changes under a
@@ -137,6 +137,10 @@ _SHARED_DOC = """
     exception, ``asyncio.wait_for`` timing out, task cancellation,
     ``aclose()``) takes the watcher off the shared stream, and the last
     watcher out uninstalls the node filter and stops polling.
+
+    What the stream guarantees (every matching event exactly once, in chain
+    order, through reorgs and node faults, and what it cannot do) is written
+    once, in the README: "What it guarantees".
 
 """
 
