@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from ogpu.events._net.answers import filter_changes, logs_in_range
 from ogpu.events._stream.chain import (
     SPIKE,
     WINDOW,
@@ -17,7 +18,7 @@ from ogpu.events._stream.chain import (
     LogPlace,
     parse_header,
 )
-from ogpu.events._stream.screen import filter_changes, logs_in_range, triage
+from ogpu.events._stream.screen import triage
 from ogpu.types import RpcProtocolError
 
 NEXUS = "0x2b0cc6058313801d5feb184a539e3a0c5a87a6a1"

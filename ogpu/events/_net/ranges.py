@@ -35,9 +35,9 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 
 from ogpu._errors import RpcProtocolError, RpcResponseError, UnsupportedNodeError
 from ogpu.events._codec.abi import RawLog
+from ogpu.events._net.answers import logs_in_range
 from ogpu.events._net.faults import Fault, Retrier, classify, describe, suggested_span
 from ogpu.events._net.rpc import RpcClient
-from ogpu.events._stream.screen import logs_in_range
 
 __all__ = ["CHUNK_LOGS", "READ_AHEAD_CHUNKS", "LogRangeReader", "ProgressCallback"]
 

@@ -17,8 +17,9 @@ from typing import Any, Protocol
 
 from ogpu._errors import LogDecodeError
 from ogpu.events._codec.abi import EventSpec, RawLog
+from ogpu.events._net.answers import chain_order
 from ogpu.events._net.ranges import LogRangeReader, ProgressCallback
-from ogpu.events._stream.screen import WatcherMatch, chain_order
+from ogpu.events._stream.screen import WatcherMatch
 
 __all__ = ["read_history"]
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from ogpu._errors import LogDecodeError
 from ogpu.events._codec.abi import EVENTS_BY_TOPIC, RawLog
-from ogpu.events._stream.screen import chain_order, event_spec, well_formed
+from ogpu.events._net.answers import chain_order, well_formed
+from ogpu.events._stream.screen import event_spec
 
 __all__ = ["REDELIVERY_BLOCKS", "CursorRuleError", "Lane", "RecentlyYielded", "Subscription"]
 

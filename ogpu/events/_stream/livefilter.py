@@ -18,13 +18,14 @@ from typing import Any
 
 from ogpu._errors import RpcError, RpcResponseError
 from ogpu.events._codec.abi import RawLog
+from ogpu.events._net.answers import chain_order, filter_changes, logs_in_range
 from ogpu.events._net.faults import Backoff, Fault, classify
 from ogpu.events._net.ranges import LogRangeReader
 from ogpu.events._net.rpc import RpcClient
 from ogpu.events._stream.chain import SPIKE, ChainView, maybe_header
 from ogpu.events._stream.doubt import FilterDoubt
 from ogpu.events._stream.lane import Lane
-from ogpu.events._stream.screen import chain_order, filter_changes, first_contradicted, logs_in_range
+from ogpu.events._stream.screen import first_contradicted
 
 __all__ = ["LiveFilter"]
 
