@@ -67,6 +67,8 @@ _NAMED_PER_LINE = 10
 # A tick that fails for any of these is tried again after a pause: the lost
 # filter and the too-wide range are met inside the tick, by the next one.
 _TICK_RETRIED = (Fault.TRANSIENT, Fault.FILTER_LOST, Fault.RANGE_TOO_LARGE)
+# Head answers that agree with the pinned chain: their number can be trusted as far as it goes.
+_CONSISTENT = (HeadAnswer.NEW, HeadAnswer.SAME, HeadAnswer.BEHIND)
 
 
 class Hub:
@@ -104,6 +106,7 @@ class Hub:
         self._wake = asyncio.Event()
         self._retrier = Retrier(lambda: self.client.ever_answered, self.client.masked_url)
         self._task: asyncio.Task[None] | None = None
+        self._tick_started = 0.0
         self._error: BaseException | None = None
         self._registry = registry
         self._closed = False
@@ -251,18 +254,8 @@ class Hub:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            started = loop.time()
-
-            async def tick() -> bool:
-                nonlocal started
-                started = loop.time()  # a failed tick's pause is not taken off the next sleep
-                if not self.lanes:
-                    return False
-                await self._tick()
-                return True
-
             while await self._retrier.run(
-                tick,
+                self._tick_while_followed,
                 "poll",
                 retried=_TICK_RETRIED,
                 # Filters and eth_getLogs are handled where they are called; what
@@ -272,7 +265,7 @@ class Hub:
                 ),
             ):
                 self.ticks += 1
-                await self._sleep(min(self._intervals, default=0.0) - (loop.time() - started))
+                await self._sleep(min(self._intervals, default=0.0) - (loop.time() - self._tick_started))
         except asyncio.CancelledError:
             if not self._closed:
                 # Cancelled by someone other than close() (say, a loop shutting
@@ -284,6 +277,15 @@ class Hub:
             self._fail_everyone(exc)
         finally:
             await self._teardown()
+
+    async def _tick_while_followed(self) -> bool:
+        """One tick, while any watcher is left; False once none is (the loop ends)."""
+        # Taken at every try: the pause after a failed tick is not taken off the next sleep.
+        self._tick_started = asyncio.get_running_loop().time()
+        if not self.lanes:
+            return False
+        await self._tick()
+        return True
 
     async def _sleep(self, seconds: float) -> None:
         # The wake-up is cleared when a tick starts, not here: one set while
@@ -393,7 +395,7 @@ class Hub:
             )
         # Ranges end at the lower of the last two answers: a load-balanced node
         # may report a head that the backend holding the filter has not reached.
-        answered = latest.number if verdict in (HeadAnswer.NEW, HeadAnswer.SAME, HeadAnswer.BEHIND) else head
+        answered = latest.number if verdict in _CONSISTENT else head
         previous, self._answered_head = self._answered_head, min(answered, head)
         if polling and self.lanes.get(0) is not live:
             # Its watchers left while the poll was out, and unsubscribe dropped
@@ -407,7 +409,7 @@ class Hub:
                 # Only what this request's own head has reached: a backend
                 # behind answers [] for blocks it lacks, which proves nothing.
                 shown = checked.get(cover[1])
-                trusted = verdict in (HeadAnswer.NEW, HeadAnswer.SAME, HeadAnswer.BEHIND) and (
+                trusted = verdict in _CONSISTENT and (
                     (verdict is not HeadAnswer.BEHIND and latest.number >= cover[1])
                     or (shown is not None and shown.hash == self.chain.pinned(cover[1]))
                 )
