@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ogpu._errors import LogDecodeError
-from ogpu.events._codec.abi import EVENTS_BY_TOPIC, RawLog
+from ogpu.events._codec.abi import EVENTS, RawLog
 from ogpu.events._net.answers import chain_order, well_formed
-from ogpu.events._stream.screen import event_spec
+from ogpu.events._stream.screen import WatcherMatch
 
 __all__ = ["REDELIVERY_BLOCKS", "CursorRuleError", "Lane", "RecentlyYielded", "Subscription"]
 
@@ -34,6 +34,8 @@ log = logging.getLogger("ogpu.events")
 REDELIVERY_BLOCKS = 256
 # The newest identities kept whatever the distance (see Lane.advance).
 _KEEP_LOGS = 4_096
+# Which Nexus event a log is (the lane routes every one to whoever wants it).
+_EVERY_EVENT = WatcherMatch(EVENTS.values(), None, None)
 _FIRST_BACKLOG_WARNING = 1_000
 
 # Off for users (a breach is logged and the cursor stays); the test suite turns
@@ -413,7 +415,7 @@ class Lane:
                 heapq.heappush(self._seen_order, (block, key))
             if block > self.newest_log_block:
                 self.newest_log_block = block
-            spec = event_spec(raw, EVENTS_BY_TOPIC)
+            spec = _EVERY_EVENT.spec_of(raw)
             if spec is None:
                 continue
             targets = self._targets(spec.name, spec, raw)

@@ -9,33 +9,24 @@ dropped with a WARNING when the chain has another block there.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from ogpu.events._codec.abi import EventSpec, RawLog
 from ogpu.events._stream.chain import ChainView, LogPlace
 
-__all__ = ["WatcherMatch", "event_spec", "first_contradicted", "triage"]
+__all__ = ["WatcherMatch", "first_contradicted", "triage"]
 
 log = logging.getLogger("ogpu.events")
-
-
-def event_spec(raw: RawLog, by_topic: Mapping[str, EventSpec]) -> EventSpec | None:
-    """The event of ``by_topic`` (keyed by lowercase topic 0) that ``raw`` is a log of, if any."""
-    topics = raw.get("topics")
-    if not topics:
-        return None
-    topic = topics[0]
-    # Nodes spell hex in lowercase: as given first, lowercased only if that fails.
-    return by_topic.get(topic) or by_topic.get(str(topic).lower())
 
 
 class WatcherMatch:
     """Whether a raw log is one a watcher wants: one of its events, of its scope if it has one.
 
-    The one definition for history, the after= check and (by the same
-    ``EventSpec.scope_hex`` key) the lane's routing. Runs for every log a
-    catch-up reads, so the scoping word is compared as the node gave it
-    first, and lowercased only if that fails.
+    The one definition for history, the after= check and the lane (which
+    asks an unscoped one for the event, then routes by the same
+    ``EventSpec.scope_hex`` key). Runs for every log a catch-up reads, so
+    hex is compared as the node gave it first, and lowercased only if that
+    fails.
     """
 
     __slots__ = ("_by_topic", "_scope", "_slices")
@@ -52,7 +43,11 @@ class WatcherMatch:
 
     def spec_of(self, raw: RawLog) -> EventSpec | None:
         """The watcher's event ``raw`` is a log of, or ``None`` if the watcher does not want it."""
-        spec = event_spec(raw, self._by_topic)
+        topics = raw.get("topics")
+        if not topics:
+            return None
+        # Nodes spell hex in lowercase: as given first, lowercased only if that fails.
+        spec = self._by_topic.get(topics[0]) or self._by_topic.get(str(topics[0]).lower())
         if spec is None or self._slices is None:
             return spec
         word = raw["data"][self._slices[spec.name]]
