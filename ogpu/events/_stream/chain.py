@@ -24,7 +24,7 @@ with tables of headers (``tests/test_chain_view.py``).
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,9 @@ __all__ = [
     "Header",
     "LaggingBackend",
     "LogPlace",
+    "header_calls",
     "header_of",
+    "headers_by_number",
     "maybe_header",
     "parse_header",
 ]
@@ -99,6 +101,17 @@ def maybe_header(answer: Any, which: str) -> Header | None:
     if isinstance(answer, BaseException):
         raise answer
     return parse_header(answer, f"eth_getBlockByNumber({which})")
+
+
+def header_calls(numbers: Iterable[int]) -> list[tuple[str, list[Any]]]:
+    """The JSON-RPC calls that ask for the headers of blocks ``numbers``, for one batch."""
+    return [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
+
+
+def headers_by_number(numbers: Sequence[int], answers: Sequence[Any]) -> dict[int, Header | None]:
+    """What a batch of :func:`header_calls` for ``numbers`` answered: each header, or ``None``
+    where the node does not have (or will not give) that block."""
+    return {n: maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
 
 
 class HeadAnswer(enum.Enum):

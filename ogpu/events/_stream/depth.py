@@ -15,7 +15,7 @@ from ogpu._errors import RpcError
 from ogpu.events._codec.abi import RawLog
 from ogpu.events._net.ranges import LogRangeReader
 from ogpu.events._net.rpc import RpcClient
-from ogpu.events._stream.chain import ChainView, maybe_header
+from ogpu.events._stream.chain import ChainView, header_calls, headers_by_number
 from ogpu.events._stream.lane import Lane
 from ogpu.events._stream.screen import first_contradicted
 
@@ -89,8 +89,7 @@ class RangeFollower:
             # would hand over its higher blocks before its lower ones.
             below = first - 1 if first > 0 else None
             numbers = sorted({*hashes, last, *([below] if below is not None else [])})
-            answers = await self._client.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
-            headers = {n: maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
+            headers = headers_by_number(numbers, await self._client.batch(header_calls(numbers)))
             end = headers[last]
             if end is None:
                 return None

@@ -46,7 +46,16 @@ from ogpu.events._codec.abi import EventSpec, RawLog
 from ogpu.events._net.faults import Fault, Retrier, classify
 from ogpu.events._net.ranges import LogRangeReader, ProgressCallback
 from ogpu.events._net.rpc import Call, RpcClient
-from ogpu.events._stream.chain import ChainView, HeadAnswer, Header, LaggingBackend, header_of, maybe_header
+from ogpu.events._stream.chain import (
+    ChainView,
+    HeadAnswer,
+    Header,
+    LaggingBackend,
+    header_calls,
+    header_of,
+    headers_by_number,
+    maybe_header,
+)
 from ogpu.events._stream.depth import RangeFollower
 from ogpu.events._stream.history import read_history
 from ogpu.events._stream.lane import Lane, Subscription
@@ -328,7 +337,7 @@ class Hub:
             # have it; and the block below its first: a chain that moved under it shows.
             checks = sorted({*checks, cover[1], *([cover[0] - 1] if cover[0] > 0 else [])})
         calls: list[Call] = [("eth_getBlockByNumber", ["latest", False])]
-        calls += [("eth_getBlockByNumber", [hex(n), False]) for n in checks]
+        calls += header_calls(checks)
         if self.chain.chain_id is None:
             calls.append(("eth_chainId", []))
         if cover is not None:
@@ -437,8 +446,7 @@ class Hub:
             for number, hashes in lane.delivered_hashes(_DELIVERED_HEIGHTS).items():
                 delivered.setdefault(number, set()).update(hashes)
         numbers = sorted({*self.chain.fork_queries(), *delivered})
-        calls: list[Call] = [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
-        answers = await self.client.batch([*calls, ("eth_chainId", [])])
+        answers = await self.client.batch([*header_calls(numbers), ("eth_chainId", [])])
         chain_id = answers.pop()
         if not isinstance(chain_id, BaseException):
             actual = _quantity(chain_id, "eth_chainId")
@@ -451,7 +459,7 @@ class Hub:
                     url=self.client.masked_url,
                     method="eth_chainId",
                 )
-        headers = {n: maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
+        headers = headers_by_number(numbers, answers)
         fork = self.chain.locate_fork(headers, delivered)
         if isinstance(fork, LaggingBackend):
             log.info("a backend behind block %s answered; nothing moves", self.chain.head)
@@ -537,8 +545,7 @@ class Hub:
         wanted = sorted(set().union(*(lane.heights_above(fork) for lane in self.lanes.values())) - set(known))
         if not wanted:
             return {}
-        answers = await self.client.batch([("eth_getBlockByNumber", [hex(n), False]) for n in wanted])
-        found = {n: maybe_header(a, hex(n)) for n, a in zip(wanted, answers, strict=True)}
+        found = headers_by_number(wanted, await self.client.batch(header_calls(wanted)))
         return {n: h.hash for n, h in found.items() if h is not None}
 
     def _note_head(self) -> None:
@@ -604,10 +611,7 @@ class _HistoryGuard:
         pinned = sorted(n for n in {last, *heights} if chain.pinned(n) is not None)
         numbers = sorted({0, last, *pinned})
         try:
-            answers = await self._hub.client.batch(
-                [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
-            )
-            headers = {n: maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
+            headers = headers_by_number(numbers, await self._hub.client.batch(header_calls(numbers)))
         except RpcError as exc:
             if classify(exc) is not Fault.TRANSIENT:
                 raise

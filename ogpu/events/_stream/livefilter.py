@@ -22,7 +22,7 @@ from ogpu.events._net.answers import chain_order, filter_changes, logs_in_range
 from ogpu.events._net.faults import Backoff, Fault, classify
 from ogpu.events._net.ranges import LogRangeReader
 from ogpu.events._net.rpc import RpcClient
-from ogpu.events._stream.chain import SPIKE, ChainView, maybe_header
+from ogpu.events._stream.chain import SPIKE, ChainView, header_calls, headers_by_number
 from ogpu.events._stream.doubt import FilterDoubt
 from ogpu.events._stream.lane import Lane
 from ogpu.events._stream.screen import first_contradicted
@@ -226,8 +226,7 @@ class LiveFilter:
         for its lower ones. Asked after the read, so a move before it shows.
         """
         numbers = sorted({n for n in (first - 1, last) if n >= 0})
-        answers = await self._client.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
-        headers = {n: maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
+        headers = headers_by_number(numbers, await self._client.batch(header_calls(numbers)))
         if headers[last] is None:
             return False  # the answering backend lacks it: read again later
         if not self._chain.holds(first - 1, headers.get(first - 1)):

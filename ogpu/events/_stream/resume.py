@@ -30,7 +30,7 @@ from ogpu.events._codec.abi import EventSpec
 from ogpu.events._codec.position import EventPosition
 from ogpu.events._net.faults import Backoff, Retrier
 from ogpu.events._net.rpc import RpcClient
-from ogpu.events._stream.chain import Header, maybe_header, parse_header
+from ogpu.events._stream.chain import Header, header_calls, maybe_header, parse_header
 from ogpu.events._stream.screen import WatcherMatch
 
 __all__ = ["ResumePoint", "resume_point"]
@@ -245,7 +245,7 @@ async def _branch_below(asker: _Asker, top: Header) -> dict[int, str]:
     if not numbers:
         return branch
     try:
-        answers = await asker.client.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+        answers = await asker.client.batch(header_calls(numbers))
     except RpcError:
         return branch  # the position's block alone, as before: history reads from it
     parent = top.parent_hash
