@@ -17,7 +17,7 @@ from ogpu.events._net.ranges import LogRangeReader
 from ogpu.events._net.rpc import RpcClient
 from ogpu.events._stream.chain import ChainView, header_calls, headers_by_number
 from ogpu.events._stream.lane import Lane
-from ogpu.events._stream.screen import first_contradicted
+from ogpu.events._stream.screen import uncontradicted
 
 __all__ = ["RangeFollower"]
 
@@ -55,14 +55,11 @@ class RangeFollower:
                 confirmed = await self._confirmed(logs, first, end)
                 if confirmed is None:
                     return  # the node does not have ``end`` yet: the next tick goes on from here
-                moved = first_contradicted(self._chain, confirmed)
-                if moved is not None:
-                    # Served by a chain that moved under the stream: only what
-                    # lies below it counts; the tick's reorg check follows the move.
-                    confirmed = [raw for raw in confirmed if int(raw["blockNumber"], 16) < moved]
-                    end = moved - 1
-                    if end < first:
-                        return
+                # A chunk served by a chain that moved under the stream counts
+                # only below the move; the tick's reorg check follows the move.
+                confirmed, end, moved = uncontradicted(self._chain, confirmed, end)
+                if end < first:
+                    return
                 self._deliver(lane, confirmed)
                 lane.covered(first, end)
                 lane.advance(end)

@@ -25,7 +25,7 @@ from ogpu.events._net.rpc import RpcClient
 from ogpu.events._stream.chain import SPIKE, ChainView, header_calls, headers_by_number
 from ogpu.events._stream.doubt import FilterDoubt
 from ogpu.events._stream.lane import Lane
-from ogpu.events._stream.screen import first_contradicted
+from ogpu.events._stream.screen import uncontradicted
 
 __all__ = ["LiveFilter"]
 
@@ -240,7 +240,7 @@ class LiveFilter:
         False if the read contradicts the pinned chain: it is taken only below
         the first such block, and the stream follows the move before reading on.
         """
-        moved = first_contradicted(self._chain, logs)
+        logs, through, moved = uncontradicted(self._chain, logs, last)
         if moved is not None:
             log.info(
                 "eth_getLogs %d..%d answered from a chain that moved at block %d; read again once followed",
@@ -248,14 +248,12 @@ class LiveFilter:
                 last,
                 moved,
             )
-            logs = [raw for raw in logs if _block(raw) < moved]
-            last = moved - 1
-            if last < first:
+            if through < first:
                 return False
         self._deliver(live, logs, True)
-        live.covered(first, last)
-        live.advance(last)
-        self.doubt.read(first, last)
+        live.covered(first, through)
+        live.advance(through)
+        self.doubt.read(first, through)
         return moved is None
 
     # --- one poll's answer ---

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from ogpu.events._codec.abi import EventSpec, RawLog
 from ogpu.events._stream.chain import ChainView, LogPlace
 
-__all__ = ["WatcherMatch", "first_contradicted", "triage"]
+__all__ = ["WatcherMatch", "first_contradicted", "triage", "uncontradicted"]
 
 log = logging.getLogger("ogpu.events")
 
@@ -129,6 +129,20 @@ def first_contradicted(view: ChainView, logs: list[RawLog]) -> int | None:
     if lowest is not None:
         view.recheck(lowest)  # so the next tick finds the fork, if there is one
     return lowest
+
+
+def uncontradicted(view: ChainView, logs: list[RawLog], last: int) -> tuple[list[RawLog], int, int | None]:
+    """The part of a read ending at ``last`` that may move a cursor: ``(logs, last block, moved)``.
+
+    All of it, ``moved`` None, unless a log's hash is contradicted by the
+    pinned chain (see :func:`first_contradicted`): then only the logs below
+    that block ``moved``, and the read counts up to ``moved - 1`` (below its
+    first block, if that is where the chain moved: nothing of it counts).
+    """
+    moved = first_contradicted(view, logs)
+    if moved is None:
+        return logs, last, None
+    return [raw for raw in logs if int(raw["blockNumber"], 16) < moved], moved - 1, moved
 
 
 def _settled_above(raw: RawLog, number: int) -> bool:
