@@ -102,8 +102,9 @@ class Subscription:
         # The lowest block whose live logs this watcher takes (set when it
         # joins; a reorg may lower it): below it, history delivers.
         self.live_from = 1 << 256
-        # The head the stream believed when this watcher joined: "mined after
-        # it started" is measured from there, not from a later tick's head.
+        # The stream's safe end when this watcher joined (ChainView.safe_end):
+        # "mined after it started" is measured from there, not from a later
+        # tick's head. Not a cursor.
         self.head_at_join: int | None = None
         self._queue: deque[Any] = deque()
         self._waiter: asyncio.Future[None] | None = None
