@@ -43,7 +43,7 @@ lint: $(STAMP)
 faults: $(STAMP) $(DEV_NODES)
 	$(PY) scripts/fault_matrix.py
 	@echo "== checkpoints, full size: 500 events and 20 SIGKILLs per database, 6 replica handovers =="
-	OGPU_CHECKPOINT_FULL=1 $(PY) -m pytest -q tests/test_checkpoint_processes.py
+	OGPU_CHECKPOINT_FULL=1 $(PY) -m pytest -q tests/nodes/test_checkpoint_processes.py
 
 sim: $(STAMP)
 	$(PY) scripts/fault_matrix.py --sim-only --sim $(SEEDS)

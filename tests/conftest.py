@@ -17,7 +17,7 @@ from ogpu.events._devnode.nodes import NODES, Anvil, DevNode, DevNodeNotFoundErr
 from ogpu.events._stream import lane as _lane
 
 # The Postgres server of the checkpoint tests (fixtures ``postgres``, ``postgres_url``).
-pytest_plugins = ["tests.pg_helpers"]
+pytest_plugins = ["tests.support.postgres"]
 
 NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
 

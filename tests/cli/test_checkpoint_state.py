@@ -10,10 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ogpu.events._devnode.nodes import Anvil
-from tests.anvil_helpers import random_address
-from tests.cli_helpers import CLI, env, run_cli
 from tests.conftest import NEXUS
-from tests.pg_helpers import PostgresServer
+from tests.support.cli import CLI, env, run_cli
+from tests.support.devnodes import random_address
+from tests.support.postgres import PostgresServer
 
 
 def _emit(node: Anvil, task: str, payments: range) -> None:

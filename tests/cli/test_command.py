@@ -31,8 +31,8 @@ from ogpu.events._codec.address import checksum_address
 from ogpu.events._devnode.nodes import Anvil, event_calldata
 from ogpu.events._stream.hub import active_hubs
 from ogpu.types import DeliveryMethod, Environment
-from tests.anvil_helpers import random_address
 from tests.conftest import NEXUS
+from tests.support.devnodes import random_address
 
 CLI = [sys.executable, "-m", "ogpu.events._cli.command"]
 UINT256_MAX = 2**256 - 1

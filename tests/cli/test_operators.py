@@ -22,10 +22,10 @@ import pytest
 
 from ogpu import ChainConfig
 from ogpu.events._devnode.nodes import Anvil
-from tests.anvil_helpers import random_address
-from tests.cli_helpers import CLI, env, run_cli, run_cli_in_terminal
 from tests.conftest import NEXUS
-from tests.jsonrpc_server import jsonrpc_server
+from tests.support.cli import CLI, env, run_cli, run_cli_in_terminal
+from tests.support.devnodes import random_address
+from tests.support.jsonrpc_server import jsonrpc_server
 
 
 def _watch(node: Anvil, task: str, *extra: str) -> list[str]:

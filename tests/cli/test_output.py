@@ -26,9 +26,9 @@ from ogpu.events._cli.output import CatchUpProgress, human_line, ogpu_amount
 from ogpu.events._devnode.nodes import Anvil
 from ogpu.events._net.rpc import RpcClient
 from ogpu.types import DeliveryMethod, Environment
-from tests.anvil_helpers import random_address
-from tests.cli_helpers import CLI, env, run_cli, run_cli_in_terminal
 from tests.conftest import NEXUS
+from tests.support.cli import CLI, env, run_cli, run_cli_in_terminal
+from tests.support.devnodes import random_address
 
 LINE = re.compile(
     r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) +(?P<block>\d+) (?P<name>[A-Za-z]+) +(?P<fields>\S.*)$"

@@ -19,9 +19,9 @@ from ogpu import ChainConfig
 from ogpu.events import watch_attempted
 from ogpu.events._devnode.nodes import Anvil
 from ogpu.types import RpcError, RpcHttpError, RpcProtocolError, RpcTransportError
-from tests.anvil_helpers import random_address
-from tests.cli_helpers import CLI, closed_port, env, http_server, run_cli, run_cli_in_terminal, silent_server
 from tests.conftest import NEXUS
+from tests.support.cli import CLI, closed_port, env, http_server, run_cli, run_cli_in_terminal, silent_server
+from tests.support.devnodes import random_address
 
 # Starting the interpreter and importing the package on a loaded 2-core machine.
 SLACK = 1.5

@@ -20,9 +20,9 @@ import pytest
 
 from ogpu.events import EventPosition
 from ogpu.events._devnode.nodes import Anvil
-from tests.anvil_helpers import random_address
-from tests.cli_helpers import CLI, env, run_cli
 from tests.conftest import NEXUS
+from tests.support.cli import CLI, env, run_cli
+from tests.support.devnodes import random_address
 
 EVENTS = 15
 

@@ -1,11 +1,11 @@
-"""A few seeds of the anvil soak (tests/anvilsoak.py) on every run; ``make faults`` runs more."""
+"""A few seeds of the anvil soak (tests/support/anvilsoak.py) on every run; ``make faults`` runs more."""
 
 from __future__ import annotations
 
 import pytest
 
 from ogpu.events._devnode.nodes import Anvil
-from tests.anvilsoak import run_anvil_seed
+from tests.support.anvilsoak import run_anvil_seed
 
 pytestmark = [pytest.mark.anyio, pytest.mark.anvil]
 

@@ -17,11 +17,11 @@ from ogpu.events import Checkpoint, watch_attempted
 from ogpu.events._devnode.nodes import Anvil, DevNodeNotFoundError
 from ogpu.events.testing import FakeNode
 from ogpu.types import CheckpointMismatchError
-from tests.anvil_helpers import random_address
 from tests.conftest import NEXUS
+from tests.support.devnodes import random_address
 
 pytestmark = pytest.mark.anyio
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 POLL = 0.05
 
 

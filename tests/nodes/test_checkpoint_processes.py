@@ -1,6 +1,6 @@
 """Checkpoints across real crashes: child processes follow anvil, and are SIGKILLed and SIGSTOPped.
 
-Each child (``tests/checkpoint_child.py``) writes one effect row per event
+Each child (``tests/support/checkpoint_child.py``) writes one effect row per event
 inside ``transaction()``. Whatever happens to the children, the effects
 table must end with every event exactly once, in chain order.
 
@@ -15,7 +15,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,11 +22,11 @@ from pathlib import Path
 import pytest
 
 from ogpu.events._devnode.nodes import Anvil
-from tests.anvil_helpers import Emitter, random_address
-from tests.checkpoint_child import EXIT_LOST, create_effects, holder_pid, read_effects
 from tests.conftest import NEXUS
+from tests.support.checkpoint_child import CHILD, EXIT_LOST, create_effects, holder_pid, read_effects
+from tests.support.devnodes import Emitter, random_address
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FULL = os.environ.get("OGPU_CHECKPOINT_FULL", "") not in ("", "0")
 EVENTS, KILLS = (500, 20) if FULL else (100, 4)
 HANDOVERS = 6 if FULL else 2
@@ -59,7 +58,7 @@ class Child:
         self.log = log
         with open(log, "wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tests.checkpoint_child", db, name, node.url, task, *extra],
+                [*CHILD, db, name, node.url, task, *extra],
                 cwd=ROOT,
                 stdout=subprocess.DEVNULL,
                 stderr=err,

@@ -1,6 +1,6 @@
 """Exactly once through node faults: a real anvil behind a fault-injecting proxy.
 
-Every scenario in :mod:`tests.faultscenarios` emits events at a steady rate
+Every scenario in :mod:`tests.support.faultscenarios` emits events at a steady rate
 while the proxy misbehaves; the watcher must yield each one exactly once, in
 chain order, and the stream must say in its log what it did to recover.
 """
@@ -13,7 +13,7 @@ import re
 import pytest
 
 from ogpu.events._devnode.nodes import Anvil
-from tests.faultscenarios import ISSUE8_SCENARIOS, SCENARIOS, Scenario, run_scenario
+from tests.support.faultscenarios import ISSUE8_SCENARIOS, SCENARIOS, Scenario, run_scenario
 
 ALL_SCENARIOS = SCENARIOS + ISSUE8_SCENARIOS
 

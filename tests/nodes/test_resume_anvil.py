@@ -9,8 +9,8 @@ import pytest
 from ogpu import ChainConfig
 from ogpu.events import AttemptedEvent, watch_attempted
 from ogpu.events._devnode.nodes import Anvil, event_calldata
-from tests.anvil_helpers import Collector, random_address, take, wait_joined
 from tests.conftest import NEXUS
+from tests.support.devnodes import Collector, random_address, take, wait_joined
 
 pytestmark = pytest.mark.anyio
 POLL = 0.05

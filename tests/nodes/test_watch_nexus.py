@@ -39,8 +39,8 @@ from ogpu.types import (
     SourceStatus,
     TaskStatus,
 )
-from tests.anvil_helpers import random_address
 from tests.conftest import NEXUS
+from tests.support.devnodes import random_address
 
 pytestmark = pytest.mark.anyio
 

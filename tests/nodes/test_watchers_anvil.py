@@ -26,8 +26,8 @@ from ogpu.events._codec.abi import EVENTS
 from ogpu.events._devnode.nodes import Anvil
 from ogpu.events._stream.hub import active_hubs
 from ogpu.types import Environment, TaskStatus
-from tests.anvil_helpers import ogpu_tasks, random_address, take, wait_joined
 from tests.conftest import NEXUS
+from tests.support.devnodes import ogpu_tasks, random_address, take, wait_joined
 
 pytestmark = pytest.mark.anyio
 

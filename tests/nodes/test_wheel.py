@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from eth_utils.address import to_checksum_address
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Decodes one Attempted log with the installed package, from a folder that is
 # not the checkout, and prints where the package and its ABI came from.

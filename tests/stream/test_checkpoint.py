@@ -1,7 +1,7 @@
 """``Checkpoint``: positions in SQLite and a real Postgres, committed with the service's writes.
 
 Each behaviour runs on both databases (the Postgres server is started by the
-tests, see ``tests/pg_helpers.py``) against the in-memory node.
+tests, see ``tests/support/postgres.py``) against the in-memory node.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ogpu.types import (
     CheckpointVersionError,
     InvalidArgumentError,
 )
-from tests.pg_helpers import PostgresServer
+from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.anyio
 TASK = "0x" + "ab" * 20

@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 
 from ogpu.events import watch_attempted
-from tests.fakenode import FakeNode, wait_until
-from tests.test_resume import _first
-from tests.test_stream_unit import (
+from tests.stream.test_resume import _first
+from tests.stream.test_watchers import (
     FAST,
     SENTINEL,
     Collector,
@@ -25,6 +24,7 @@ from tests.test_stream_unit import (
     streaming,
     ticks,
 )
+from tests.support.fakenode import FakeNode, wait_until
 
 pytestmark = pytest.mark.anyio
 

@@ -22,8 +22,7 @@ from ogpu.events import watch_attempted
 from ogpu.events._net import faults as _faults
 from ogpu.events._stream.hub import Hub, active_hubs
 from ogpu.types import UnsupportedNodeError
-from tests.fakenode import FakeNode, http_response, wait_until
-from tests.test_stream_unit import (
+from tests.stream.test_watchers import (
     FAST,
     SENTINEL,
     TASK,
@@ -36,6 +35,7 @@ from tests.test_stream_unit import (
     streaming,
     ticks,
 )
+from tests.support.fakenode import FakeNode, http_response, wait_until
 
 pytestmark = pytest.mark.anyio
 

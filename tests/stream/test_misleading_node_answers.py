@@ -26,8 +26,7 @@ import respx
 
 from ogpu import ChainConfig
 from ogpu.events import watch_attempted, watch_nexus
-from tests.fakenode import FakeNode, raw_log, wait_until
-from tests.test_stream_unit import (
+from tests.stream.test_watchers import (
     FAST,
     SENTINEL,
     TASK,
@@ -37,6 +36,7 @@ from tests.test_stream_unit import (
     attempted,
     sentinel,
 )
+from tests.support.fakenode import FakeNode, raw_log, wait_until
 
 pytestmark = pytest.mark.anyio
 

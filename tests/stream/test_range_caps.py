@@ -1,6 +1,6 @@
 """Providers that cap ``eth_getLogs``: the cap is learned once and kept to (issue 21, point 1).
 
-Each provider profile (``tests/capping.py``) refuses in its own words; the
+Each provider profile (``tests/support/capping.py``) refuses in its own words; the
 reader must read every log of a 12,500-block history once, in order, asking
 too much at most a couple of times when the refusal names the cap and about
 log2 times when it does not, and say so in one INFO line, not a WARNING each.
@@ -14,8 +14,8 @@ import pytest
 
 from ogpu.events._net.ranges import LogRangeReader
 from ogpu.events._net.rpc import RpcClient
-from tests.capping import BLOCK_CAPS, RESULTS_CAPS, UNNAMED_CAPS, CappingProvider
-from tests.fakenode import NEXUS
+from tests.support.capping import BLOCK_CAPS, RESULTS_CAPS, UNNAMED_CAPS, CappingProvider
+from tests.support.fakenode import NEXUS
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,7 @@ stream's claim for that height, the new branch's logs there were dropped as
 "another block", and a header pinned by its child's parent link overwrote
 the wrong claim unchecked. Now a height for which one answer carries two
 block hashes waits for its header; only the logs of the block the chain has
-are delivered, the orphans are dropped with a WARNING. ``tests/soak.py``
+are delivered, the orphans are dropped with a WARNING. ``tests/support/soak.py``
 hits the same schedule (seeds 39 and 199 of ``make faults``).
 """
 
@@ -19,8 +19,8 @@ import pytest
 
 from ogpu.events import watch_attempted
 from ogpu.events.testing import FakeNode
-from tests.fakenode import wait_until
-from tests.test_testing_kit import FAST, P, Seen, T
+from tests.stream.test_testing_kit import FAST, P, Seen, T
+from tests.support.fakenode import wait_until
 
 pytestmark = pytest.mark.anyio
 

@@ -18,8 +18,8 @@ from ogpu import ChainConfig
 from ogpu.events import EventPosition, watch_attempted, watch_nexus
 from ogpu.events._stream.resume import ResumePoint
 from ogpu.types import InvalidArgumentError
-from tests.fakenode import FakeNode, mounted
-from tests.test_stream_unit import FAST, SENTINEL, WATCHERS, Collector, address, all_gone
+from tests.stream.test_watchers import FAST, SENTINEL, WATCHERS, Collector, address, all_gone
+from tests.support.fakenode import FakeNode, mounted
 
 pytestmark = pytest.mark.anyio
 

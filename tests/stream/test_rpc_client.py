@@ -23,7 +23,7 @@ from ogpu.types import (
     RpcTransportError,
     UnsupportedNodeError,
 )
-from tests.fakenode import URL, FakeNode, html_response, http_response, mounted
+from tests.support.fakenode import URL, FakeNode, html_response, http_response, mounted
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,7 @@ import pytest
 
 from ogpu import ChainConfig
 from ogpu.events import watch_attempted
-from tests.jsonrpc_server import jsonrpc_server
+from tests.support.jsonrpc_server import jsonrpc_server
 
 pytestmark = pytest.mark.anyio
 

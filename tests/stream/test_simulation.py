@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 
 from ogpu.events._codec.abi import EVENTS
-from tests.fakenode import NEXUS, raw_log
 from tests.sim import SeedResult, replay_command, run_seed
 from tests.sim.loop import SimulationDeadlock, run_virtual
 from tests.sim.oracle import Expectation, Yielded, judge
 from tests.sim.runner import run_results
 from tests.sim.scenario import KNOWN_FAILURES_FILE, known_failures
+from tests.support.fakenode import NEXUS, raw_log
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SUITE_SEEDS = range(1, 501)
 BLOCK = 50
 

@@ -3,7 +3,7 @@
 Every test writes what a user's test would: enter the node, run watchers
 the way a service does, mine events by field name, break the node, and
 check what the watchers yielded. The project's other unit tests reach the
-same node through ``tests/fakenode.py``.
+same node through ``tests/support/fakenode.py``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from ogpu.types import (
     ResponseStatus,
     TaskStatus,
 )
-from tests.fakenode import wait_until
+from tests.support.fakenode import wait_until
 
 pytestmark = pytest.mark.anyio
 

@@ -23,7 +23,7 @@ import ogpu.events
 import ogpu.types
 from ogpu.events._codec.abi import EVENTS
 from ogpu.events._codec.address import checksum_address
-from tests.fakenode import FakeNode, mounted, raw_log
+from tests.support.fakenode import FakeNode, mounted, raw_log
 
 SCOPE = "0x" + "5c" * 20
 OTHER = "0x" + "07" * 20
@@ -399,7 +399,7 @@ def test_ogpu_verbose_in_the_environment_turns_it_on_at_import(value: str, shown
 
 
 def test_the_command_prints_its_log_once_when_ogpu_verbose_is_set() -> None:
-    from tests.cli_helpers import closed_port, run_cli
+    from tests.support.cli import closed_port, run_cli
 
     url = f"http://127.0.0.1:{closed_port()}/"
     result = run_cli("watch", "attempted", SCOPE, "--rpc", url, variables={"OGPU_VERBOSE": "1"})

@@ -40,7 +40,7 @@ from ogpu.types import (
     RpcProtocolError,
     TaskStatus,
 )
-from tests.fakenode import FakeNode, html_response, http_response, wait_until
+from tests.support.fakenode import FakeNode, html_response, http_response, wait_until
 
 pytestmark = pytest.mark.anyio
 

@@ -1,6 +1,6 @@
 """A seeded random soak of the shared stream on a real anvil, through the fault proxy.
 
-The in-memory soak (``tests/soak.py``) runs hundreds of schedules a minute
+The in-memory soak (``tests/support/soak.py``) runs hundreds of schedules a minute
 against a node the tests wrote; this one runs a few against anvil, so what
 anvil really answers (its filters, its ``anvil_reorg``, its hashes) is under
 the same churn. One seed is one schedule:
@@ -14,7 +14,7 @@ the same churn. One seed is one schedule:
 * between steps, sent straight to anvil: events emitted (sometimes several
   in one block), empty blocks mined, now and then an ``anvil_reorg`` of depth
   1 or 2 with new events in the replacing blocks; and through the
-  :class:`~tests.faultproxy.FaultProxy` the watchers use, one fault at a time:
+  :class:`~tests.support.faultproxy.FaultProxy` the watchers use, one fault at a time:
   connections dropped before or after anvil acted, HTTP 5xx and 429,
   filters forgotten (an error, or hardhat's null), heads lagging or spiking
   1,000 blocks ahead, another contract's log in a filter answer; some seeds
@@ -39,7 +39,7 @@ left, to the last canonical event it yielded.
 The seed snapshots the node first and reverts to it at the end, so seeds run
 one after another on one anvil each start from the same clean chain (the
 three task addresses are drawn from the seed too). ``run_anvil_seed`` is used
-by ``tests/test_anvil_soak.py`` and ``scripts/fault_matrix.py --anvil-soak N``.
+by ``tests/nodes/test_anvil_soak.py`` and ``scripts/fault_matrix.py --anvil-soak N``.
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ from ogpu.events._codec.abi import RawLog
 from ogpu.events._devnode.nodes import EMITTER_CODE, event_calldata
 from ogpu.events._net import faults as _faults
 from ogpu.events._stream.hub import active_hubs
-from tests.faultproxy import Fault, FaultProxy, Rule
-from tests.soak import SENTINEL, SoakResult, Watched, _key, _order, _stream_gone, _until
+from tests.support.faultproxy import Fault, FaultProxy, Rule
+from tests.support.soak import SENTINEL, SoakResult, Watched, _key, _order, _stream_gone, _until
 
 __all__ = ["FAULTS", "SoakResult", "run_anvil_seed"]
 

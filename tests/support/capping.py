@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tests.fakenode import NEXUS, raw_log
+from tests.support.fakenode import NEXUS, raw_log
 
 TASK = "0x" + "5a" * 20
 

@@ -6,7 +6,7 @@
   ``synchronous=FULL``) and on a local Postgres (its default durability:
   fsync on, synchronous_commit on), over events of the in-memory node so
   that only the database is timed.
-- Takeover: three replica processes (``tests/checkpoint_child.py``) with
+- Takeover: three replica processes (``tests/support/checkpoint_child.py``) with
   ``lease=2`` follow anvil while an event is mined every 50 ms; the holder is
   SIGKILLed, and the figure is the time from the kill to the first effect row
   another replica writes (its ``time.time()`` right after the watcher
@@ -31,13 +31,13 @@ from ogpu import ChainConfig
 from ogpu.events import Checkpoint, watch_attempted
 from ogpu.events._devnode.nodes import Anvil
 from ogpu.events.testing import FakeNode
-from tests.anvil_helpers import Emitter
-from tests.checkpoint_child import create_effects, holder_pid, read_effects
-from tests.pg_helpers import PostgresServer
+from tests.support.checkpoint_child import create_effects, holder_pid, read_effects
+from tests.support.devnodes import Emitter
+from tests.support.postgres import PostgresServer
 
 __all__ = ["CHECKPOINT_NOTES", "checkpoint_figures"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMMIT_EVENTS = 1_000
 LEASE = 2.0
 TAKEOVERS = 5
@@ -148,7 +148,16 @@ def _takeovers(node: Anvil, db: str) -> list[float]:
         with open(Path(logs.name) / f"{len(children)}.log", "wb") as err:
             children.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "tests.checkpoint_child", db, "bench", node.url, task, *lease],
+                    [
+                        sys.executable,
+                        "-m",
+                        "tests.support.checkpoint_child",
+                        db,
+                        "bench",
+                        node.url,
+                        task,
+                        *lease,
+                    ],
                     cwd=ROOT,
                     stdout=subprocess.DEVNULL,
                     stderr=err,

@@ -1,6 +1,7 @@
 """A service writing one effect row per event inside ``transaction()``, for tests to kill and stop.
 
-    python -m tests.checkpoint_child DB_URL NAME RPC_URL TASK [--lease S] [--until N] [--poll-interval S]
+    python -m tests.support.checkpoint_child DB_URL NAME RPC_URL TASK \
+        [--lease S] [--until N] [--poll-interval S]
 
 Each ``Attempted`` event of TASK becomes a row ``(payment, pid, at)`` of the
 ``effects`` table, written in the checkpoint's transaction. It exits 0 once
@@ -24,6 +25,8 @@ from ogpu.events import Checkpoint, watch_attempted
 from ogpu.types import CheckpointLostError
 
 EXIT_LOST = 3
+# The command that starts a child (run from the repository root).
+CHILD = (sys.executable, "-m", "tests.support.checkpoint_child")
 
 
 def create_effects(url: str) -> None:

@@ -1,6 +1,6 @@
 """One fault at a time, while events are being emitted: does every event arrive exactly once?
 
-Used by ``tests/test_faults_anvil.py`` and ``scripts/fault_matrix.py``. A run
+Used by ``tests/nodes/test_faults_anvil.py`` and ``scripts/fault_matrix.py``. A run
 emits a few events before the watcher starts (so history, and the seam
 between history and the live stream, are under fault too), then starts
 ``watch_attempted`` through a :class:`FaultProxy` while the rest are sent to
@@ -28,7 +28,7 @@ from ogpu.events import AttemptedEvent, watch_attempted
 from ogpu.events._devnode.nodes import EMITTER_CODE, event_calldata
 from ogpu.events._net.rpc import RpcClient
 from ogpu.events._stream import hub as _hub
-from tests.faultproxy import FILTER_METHODS, Fault, FaultProxy, Rule
+from tests.support.faultproxy import FILTER_METHODS, Fault, FaultProxy, Rule
 
 __all__ = ["ISSUE8_SCENARIOS", "SCENARIOS", "Outcome", "Scenario", "run_scenario"]
 
@@ -243,7 +243,7 @@ SCENARIOS: tuple[Scenario, ...] = (
 
 
 # Issue 8's losses that a proxy in front of anvil can express. Kept apart from
-# SCENARIOS (which tests/test_faults_anvil.py runs on every `make test`) until
+# SCENARIOS (which tests/nodes/test_faults_anvil.py runs on every `make test`) until
 # the stream handles them; `make faults` runs both.
 ISSUE8_SCENARIOS: tuple[Scenario, ...] = (
     _scenario(

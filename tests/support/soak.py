@@ -31,7 +31,7 @@ Everything runs in memory with the stream's backoff compressed, so a seed
 takes a fraction of a second. It runs on the wall clock, so a failing seed
 may pass on a rerun: the deterministic simulation (``tests/sim``, issue 16)
 replaced it in ``make test`` and ``make faults``. What stays here is what
-the anvil soak (``tests/anvilsoak.py``) builds on (``Watched``,
+the anvil soak (``tests/support/anvilsoak.py``) builds on (``Watched``,
 ``SoakResult``, the judging helpers); ``run_seed`` still runs a seed by hand.
 """
 
@@ -54,7 +54,7 @@ from ogpu.events._codec.abi import EVENTS, RawLog
 from ogpu.events._net import faults as _faults
 from ogpu.events._stream.hub import active_hubs
 from ogpu.events._stream.watch import After
-from tests.fakenode import NEXUS, FakeNode, http_response, raw_log
+from tests.support.fakenode import NEXUS, FakeNode, http_response, raw_log
 
 __all__ = ["FAULTS", "SoakResult", "run_seed"]
 

@@ -32,9 +32,9 @@ from ogpu.events import (
 from ogpu.events._codec import abi as _abi
 from ogpu.events._codec.abi import EVENTS, EVENTS_BY_TOPIC, canonical_type, load_abi
 from ogpu.types import DeliveryMethod, Environment, LogDecodeError, ResponseStatus, SourceStatus, TaskStatus
-from tests.fakenode import raw_log
+from tests.support.fakenode import raw_log
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
 UINT256_MAX = 2**256 - 1
 
 # topic0 of every Nexus event, as published in the chain facts.

@@ -18,7 +18,7 @@ import ogpu.events
 from ogpu.chain import mask_url
 from ogpu.events._codec import models as _models
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # --- 7: masking every URL shown ---
 
