@@ -3,12 +3,18 @@
 Nodes: ``shared_anvil``/``node``/``anvil`` (anvil only, as most tests need),
 and ``dev_node``/``fresh_dev_node``, parametrized over anvil, hardhat and
 ganache for the scenarios every node must pass.
+
+Markers: every test under ``tests/nodes/``, and every test anywhere that uses
+one of ``REAL_PROCESS_FIXTURES``, is marked ``nodes`` here; a test elsewhere
+that starts a process itself (the command, a Python subprocess) carries the
+marker in its file. ``pytest -m "not nodes"`` is the fast run.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +33,20 @@ NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
 os.environ["OGPU_CHECK_CURSOR_RULE"] = "1"
 _lane.CHECK_CURSOR_RULE = True
 NODE_NAMES = tuple(NODES)
+
+NODES_DIR = Path(__file__).resolve().parent / "nodes"
+# The fixtures that start a development node or a Postgres server.
+REAL_PROCESS_FIXTURES = frozenset(
+    {"shared_anvil", "anvil", "shared_dev_node", "dev_node", "fresh_dev_node", "postgres", "postgres_url"}
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``nodes`` what starts a real node or database: by folder, and by the fixtures it uses."""
+    for item in items:
+        in_nodes = NODES_DIR in item.path.resolve().parents
+        if in_nodes or REAL_PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.nodes)
 
 
 @pytest.fixture

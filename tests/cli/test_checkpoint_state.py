@@ -9,11 +9,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from ogpu.events._devnode.nodes import Anvil
 from tests.conftest import NEXUS
 from tests.support.cli import CLI, env, run_cli
 from tests.support.devnodes import random_address
 from tests.support.postgres import PostgresServer
+
+# Every test here starts the command in a subprocess.
+pytestmark = pytest.mark.nodes
 
 
 def _emit(node: Anvil, task: str, payments: range) -> None:

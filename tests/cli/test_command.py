@@ -97,6 +97,7 @@ def _closed_port() -> int:
 # --- help ---
 
 
+@pytest.mark.nodes
 def test_help_shows_examples_exit_codes_and_every_kind() -> None:
     result = _run("--help")
     assert result.returncode == 0
@@ -109,6 +110,7 @@ def test_help_shows_examples_exit_codes_and_every_kind() -> None:
     assert "task-status-changed" in watch.stdout and "registered" in watch.stdout
 
 
+@pytest.mark.nodes
 def test_installed_console_script_runs() -> None:
     script = Path(sys.executable).with_name("ogpu-events")
     if not script.exists():
@@ -121,6 +123,7 @@ def test_installed_console_script_runs() -> None:
 # --- watch ---
 
 
+@pytest.mark.nodes
 def test_watch_prints_one_aligned_line_per_event_and_stops_after_count(chain: Anvil) -> None:
     task, provider_a, provider_b = random_address(), random_address(), random_address()
     start = chain.block_number() + 1
@@ -146,6 +149,7 @@ def test_watch_prints_one_aligned_line_per_event_and_stops_after_count(chain: An
     assert lines[1].endswith(f"provider={_cs(provider_b)} suggested_payment=7 (0.000000000000000007 OGPU)")
 
 
+@pytest.mark.nodes
 def test_watch_json_is_one_object_per_line_with_exact_ints_and_enum_names(chain: Anvil) -> None:
     task = random_address()
     start = chain.block_number() + 1
@@ -185,6 +189,7 @@ def test_watch_json_is_one_object_per_line_with_exact_ints_and_enum_names(chain:
     assert re.fullmatch(r"0x[0-9a-f]{64}", first["block_hash"])
 
 
+@pytest.mark.nodes
 def test_from_block_negative_counts_back_from_the_head(chain: Anvil) -> None:
     task = random_address()
     txs = [_send(chain, "Attempted", task, random_address(), n) for n in (1, 2, 3)]  # one block each
@@ -231,6 +236,7 @@ def _every_event(
     ]
 
 
+@pytest.mark.nodes
 def test_tail_json_shows_every_nexus_event(chain: Anvil) -> None:
     source, task, response, provider, client = (random_address() for _ in range(5))
     start = chain.block_number() + 1
@@ -257,6 +263,7 @@ def test_tail_json_shows_every_nexus_event(chain: Anvil) -> None:
     assert params["delivery_method"] == "FIRST_RESPONSE"
 
 
+@pytest.mark.nodes
 def test_tail_human_narrows_to_the_named_events(chain: Anvil) -> None:
     source, task, response, provider, client = (random_address() for _ in range(5))
     start = chain.block_number() + 1
@@ -282,6 +289,7 @@ def test_tail_human_narrows_to_the_named_events(chain: Anvil) -> None:
 # --- ending: --timeout, Ctrl-C ---
 
 
+@pytest.mark.nodes
 def test_timeout_exits_3_when_no_further_event_comes(chain: Anvil) -> None:
     task = random_address()
     start = chain.block_number() + 1
@@ -297,6 +305,7 @@ def test_timeout_exits_3_when_no_further_event_comes(chain: Anvil) -> None:
     assert _one_line(result.stderr) == "ogpu-events: no event within 1s"
 
 
+@pytest.mark.nodes
 def test_timeout_exits_3_when_nothing_comes_at_all(chain: Anvil) -> None:
     result = _run(
         "tail", "source-published", "--rpc", chain.url, "--timeout", "0.5", "--poll-interval", "0.1"
@@ -315,6 +324,7 @@ def _read_line(stream: Any, timeout: float) -> str:
     return str(stream.readline())
 
 
+@pytest.mark.nodes
 def test_sigint_stops_cleanly_with_exit_code_130(chain: Anvil) -> None:
     task = random_address()
     start = chain.block_number() + 1
@@ -352,6 +362,7 @@ def test_sigint_stops_cleanly_with_exit_code_130(chain: Anvil) -> None:
     assert err == ""  # no traceback, no "KeyboardInterrupt"
 
 
+@pytest.mark.nodes
 @pytest.mark.anyio
 async def test_interrupting_the_stream_uninstalls_its_filter(chain: Anvil) -> None:
     """What Ctrl-C does in the command (cancel the main task) leaves no filter behind."""
@@ -391,6 +402,7 @@ async def test_interrupting_the_stream_uninstalls_its_filter(chain: Anvil) -> No
 # --- errors: one line, the right exit code ---
 
 
+@pytest.mark.nodes
 def test_bad_address_exits_2_with_one_line(chain: Anvil) -> None:
     result = _run("watch", "attempted", "0x1234", "--rpc", chain.url)
 
@@ -400,6 +412,7 @@ def test_bad_address_exits_2_with_one_line(chain: Anvil) -> None:
     assert line.startswith("ogpu-events: error:") and "0x1234" in line
 
 
+@pytest.mark.nodes
 @pytest.mark.parametrize(
     ("args", "mentions"),
     [
@@ -415,6 +428,7 @@ def test_bad_input_exits_2_with_one_line(args: list[str], mentions: str) -> None
     assert mentions in _one_line(result.stderr)
 
 
+@pytest.mark.nodes
 def test_unreachable_rpc_fails_with_one_line_and_masked_credentials() -> None:
     url = f"http://alice:s3cret-pw@127.0.0.1:{_closed_port()}/"
 
@@ -427,6 +441,7 @@ def test_unreachable_rpc_fails_with_one_line_and_masked_credentials() -> None:
     assert line.endswith("failed: connection refused")
 
 
+@pytest.mark.nodes
 def test_unreachable_rpc_while_reading_the_head_for_a_negative_from_block() -> None:
     url = f"http://bob:hunter2@127.0.0.1:{_closed_port()}"
 
@@ -440,6 +455,8 @@ def test_unreachable_rpc_while_reading_the_head_for_a_negative_from_block() -> N
 # --- the demo ---
 
 
+@pytest.mark.nodes
+@pytest.mark.slow
 def test_demo_shows_all_six_watchers_and_exits_0() -> None:
     result = _run("demo", timeout=60)
 

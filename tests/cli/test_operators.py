@@ -27,6 +27,9 @@ from tests.support.cli import CLI, env, run_cli, run_cli_in_terminal
 from tests.support.devnodes import random_address
 from tests.support.jsonrpc_server import jsonrpc_server
 
+# Every test here starts the command in a subprocess.
+pytestmark = pytest.mark.nodes
+
 
 def _watch(node: Anvil, task: str, *extra: str) -> list[str]:
     return ["watch", "attempted", task, "--rpc", node.url, "--json", *extra]
@@ -189,6 +192,7 @@ def test_a_second_command_on_the_same_state_file_is_refused_while_the_first_runs
     assert json.loads(third.stdout)["suggested_payment"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
 def test_a_signal_during_catch_up_erases_the_progress_line(sig: signal.Signals) -> None:
     with jsonrpc_server(head=20_000_000, slow_logs=0.04) as url:
@@ -260,6 +264,7 @@ def test_event_lines_fit_the_terminal_and_stay_whole_in_a_pipe(shared_anvil: Anv
     assert task.lower()[2:] in whole.lower()
 
 
+@pytest.mark.slow
 def test_a_provider_s_range_cap_prints_no_warning_and_one_info_line_with_v() -> None:
     with jsonrpc_server(head=12_499, max_range=500) as url:
         quiet = run_cli("tail", "--rpc", url, "--from-block", "0", "--timeout", "1")

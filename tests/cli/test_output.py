@@ -57,6 +57,7 @@ def _attempt(node: Anvil, task: str, amount: int = 1, *, at: int | None = None) 
 # --- 3: the block's time, a header on terminals ---
 
 
+@pytest.mark.nodes
 def test_lines_show_the_blocks_time_and_json_carries_it(chain: Anvil) -> None:
     task = random_address()
     block = _attempt(chain, task, at=BLOCK_TIME)
@@ -76,6 +77,7 @@ def test_lines_show_the_blocks_time_and_json_carries_it(chain: Anvil) -> None:
     assert record["block_number"] == block
 
 
+@pytest.mark.nodes
 def test_a_terminal_gets_a_header_line_above_aligned_events(chain: Anvil) -> None:
     task = random_address()
     first = _attempt(chain, task, 5)
@@ -128,6 +130,7 @@ async def test_block_headers_are_fetched_once_each_in_one_batch() -> None:
 # --- 4: a start block above the head ---
 
 
+@pytest.mark.nodes
 def test_a_start_block_above_the_head_is_announced_and_then_delivered(chain: Anvil) -> None:
     task = random_address()
     head = chain.block_number()
@@ -155,6 +158,7 @@ def test_a_start_block_above_the_head_is_announced_and_then_delivered(chain: Anv
 # --- 5: one spelling rule everywhere ---
 
 
+@pytest.mark.nodes
 @pytest.mark.parametrize(
     ("kind", "event"),
     [
@@ -177,6 +181,7 @@ def test_watch_takes_any_spelling_of_the_kind(chain: Anvil, kind: str, event: st
     assert json.loads(result.stdout)["event"] == event
 
 
+@pytest.mark.nodes
 @pytest.mark.parametrize(
     ("option", "environment"),
     [(["--chain", "1071"], {}), (["--chain", "OGPU-Mainnet"], {}), ([], {"OGPU_CHAIN": "Mainnet"})],
@@ -197,6 +202,7 @@ def test_the_chain_is_taken_by_name_or_id(
     assert " Attempted " in result.stdout
 
 
+@pytest.mark.nodes
 @pytest.mark.parametrize(
     ("args", "says"),
     [
@@ -219,6 +225,7 @@ def test_unknown_spellings_are_one_line_and_exit_2(args: list[str], says: str) -
 # --- 6: --version ---
 
 
+@pytest.mark.nodes
 def test_version_and_with_v_the_dependencies() -> None:
     short = run_cli("--version")
     long = run_cli("--version", "-v")

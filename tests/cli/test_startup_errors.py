@@ -38,6 +38,7 @@ def _error_line(stderr: str) -> str:
 # --- the command ---
 
 
+@pytest.mark.nodes
 def test_a_dead_node_is_exit_1_whatever_timeout_says() -> None:
     url = f"http://127.0.0.1:{closed_port()}"
 
@@ -51,6 +52,7 @@ def test_a_dead_node_is_exit_1_whatever_timeout_says() -> None:
     assert result.seconds < 3.0 + SLACK
 
 
+@pytest.mark.nodes
 def test_an_unresolvable_host_is_reported_within_3s() -> None:
     result = run_cli("tail", "--rpc", UNRESOLVABLE, "--timeout", "30")
 
@@ -59,6 +61,8 @@ def test_an_unresolvable_host_is_reported_within_3s() -> None:
     assert result.seconds < 3.0 + SLACK
 
 
+@pytest.mark.nodes
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("kind", "says"),
     [("html", "answer is not JSON (text/html"), ("501", "HTTP 501")],
@@ -74,6 +78,8 @@ def test_an_answer_that_is_not_json_rpc_is_reported_within_5s(kind: str, says: s
     assert "waiting for" not in result.stderr  # a notice for people, not for programs reading stderr
 
 
+@pytest.mark.nodes
+@pytest.mark.slow
 def test_a_server_that_never_answers_is_reported_within_12s_and_the_terminal_is_told() -> None:
     # The one slow case of this module: it costs the first call's whole time limit.
     with silent_server() as url:
@@ -87,6 +93,7 @@ def test_a_server_that_never_answers_is_reported_within_12s_and_the_terminal_is_
     assert result.seconds < 12.0 + SLACK
 
 
+@pytest.mark.nodes
 def test_startup_retries_name_the_call_that_failed_in_words() -> None:
     url = f"http://127.0.0.1:{closed_port()}"
 
@@ -101,6 +108,7 @@ def test_startup_retries_name_the_call_that_failed_in_words() -> None:
     assert "poll (" not in result.stderr
 
 
+@pytest.mark.nodes
 def test_an_api_key_in_the_url_path_is_never_shown() -> None:
     port = closed_port()
     url = f"http://user:pw@127.0.0.1:{port}/v3/MYAPIKEY123?token=zz9"
@@ -113,6 +121,8 @@ def test_an_api_key_in_the_url_path_is_never_shown() -> None:
     assert f"http://***@127.0.0.1:{port}/v3/***?***" in result.stderr
 
 
+@pytest.mark.nodes
+@pytest.mark.slow
 def test_a_node_that_fails_after_answering_is_exit_1_not_a_timeout() -> None:
     node = Anvil()
     node.start()

@@ -24,6 +24,10 @@ from tests.conftest import NEXUS
 from tests.support.cli import CLI, env, run_cli
 from tests.support.devnodes import random_address
 
+# Every test here starts the command in a subprocess.
+pytestmark = pytest.mark.nodes
+
+
 EVENTS = 15
 
 
@@ -265,6 +269,7 @@ def test_the_same_events_in_another_order_or_spelling_share_a_state_file(
     assert os.path.getsize(state) > 0
 
 
+@pytest.mark.slow
 def test_a_state_file_across_a_restarted_dev_node_follows_the_new_chain_from_its_first_block(
     tmp_path: Path,
 ) -> None:

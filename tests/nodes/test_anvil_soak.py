@@ -7,9 +7,10 @@ import pytest
 from ogpu.events._devnode.nodes import Anvil
 from tests.support.anvilsoak import run_anvil_seed
 
-pytestmark = [pytest.mark.anyio, pytest.mark.anvil]
+pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.slow
 async def test_anvil_soak_seeds_neither_lose_nor_repeat(anvil: Anvil) -> None:
     # One node for both: each seed reverts to the snapshot it took at its start.
     for seed in (1, 3):

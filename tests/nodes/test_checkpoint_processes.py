@@ -78,6 +78,7 @@ def assert_exactly_once_in_order(db: str, total: int) -> None:
     )
 
 
+@pytest.mark.slow
 def test_effects_exactly_once_through_sigkills(shared_anvil: Anvil, db_url: str, tmp_path: Path) -> None:
     node, task = shared_anvil, random_address()
     create_effects(db_url)
@@ -123,6 +124,7 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) ->
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_replicas_hand_over_and_a_paused_holder_is_fenced(
     shared_anvil: Anvil, postgres_url: str, replicas: list[Child], tmp_path: Path
 ) -> None:

@@ -50,6 +50,7 @@ class _Enough(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_monitor_example(busy_task: str, monkeypatch: pytest.MonkeyPatch) -> None:
     lines: list[str] = []
 
@@ -72,6 +73,7 @@ def test_monitor_example(busy_task: str, monkeypatch: pytest.MonkeyPatch) -> Non
     assert lines[1].endswith(" wei") and lines[2].startswith("Block: ")
 
 
+@pytest.mark.slow
 def test_mixing_sync_and_async_example(node: Anvil, busy_task: str) -> None:
     @dataclass
     class Task:
@@ -97,6 +99,7 @@ def test_mixing_sync_and_async_example(node: Anvil, busy_task: str) -> None:
     assert isinstance(asyncio.run(wait_for_first_attempt()), AttemptedEvent)
 
 
+@pytest.mark.slow
 def test_early_termination_example(busy_task: str) -> None:
     from ogpu.events import watch_attempted
 
@@ -113,6 +116,7 @@ def test_early_termination_example(busy_task: str) -> None:
     assert payments == sorted(payments) and len(set(payments)) == 3
 
 
+@pytest.mark.slow
 def test_timeout_example(busy_task: str, node: Anvil) -> None:
     from ogpu.events import watch_attempted
 

@@ -28,6 +28,7 @@ print(event.provider, event.suggested_payment, event.block_number)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX venv layout")
 def test_wheel_installed_in_a_fresh_venv_decodes_a_log(tmp_path: Path) -> None:
     dist = tmp_path / "dist"

@@ -39,6 +39,7 @@ def suite_results() -> dict[int, SeedResult]:
     return run_results(SUITE_SEEDS, jobs=2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("first", range(SUITE_SEEDS.start, SUITE_SEEDS.stop, BLOCK))
 def test_simulation_seeds_fail_only_where_known(first: int, suite_results: dict[int, SeedResult]) -> None:
     known = known_failures()
@@ -60,6 +61,7 @@ def test_a_seed_sends_the_same_requests_byte_for_byte() -> None:
     assert first.faults == second.faults
 
 
+@pytest.mark.nodes
 def test_the_transcript_does_not_depend_on_string_hashing() -> None:
     # Set iteration over strings follows PYTHONHASHSEED: another process, another hash seed.
     digests = {

@@ -67,6 +67,7 @@ async def test_watchers_yield_events_with_unknown_values_and_warn_once_per_value
     assert len([w for w in warnings if "Environment value" in w]) == 1, warnings
 
 
+@pytest.mark.nodes
 def test_the_command_prints_an_unknown_value_and_count_is_reached(shared_anvil: Anvil) -> None:
     source = random_address()
     start = shared_anvil.block_number() + 1

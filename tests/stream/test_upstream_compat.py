@@ -389,6 +389,7 @@ def test_set_verbose_shows_the_info_log_on_stderr_once_and_undoes_it(
         ogpu.set_verbose("no")  # type: ignore[arg-type]
 
 
+@pytest.mark.nodes
 @pytest.mark.parametrize(("value", "shown"), [("1", True), ("true", True), ("0", False), ("", False)])
 def test_ogpu_verbose_in_the_environment_turns_it_on_at_import(value: str, shown: bool) -> None:
     code = "import logging, ogpu\nlogging.getLogger('ogpu.events').info('a recovery')\n"
@@ -398,6 +399,7 @@ def test_ogpu_verbose_in_the_environment_turns_it_on_at_import(value: str, shown
     assert result.stderr.count("a recovery") == (1 if shown else 0)
 
 
+@pytest.mark.nodes
 def test_the_command_prints_its_log_once_when_ogpu_verbose_is_set() -> None:
     from tests.support.cli import closed_port, run_cli
 

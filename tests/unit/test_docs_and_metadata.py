@@ -43,6 +43,7 @@ def test_urls_are_shown_without_anything_that_looks_like_a_key(url: str, shown: 
 # --- 9a: import ogpu, then use everything ---
 
 
+@pytest.mark.nodes
 def test_import_ogpu_reaches_the_subpackages_and_stays_light() -> None:
     code = (
         "import sys, ogpu\n"
@@ -151,6 +152,7 @@ def test_package_metadata_names_authors_urls_and_classifiers() -> None:
 # --- 13: a first run says what it installs ---
 
 
+@pytest.mark.nodes
 def test_make_says_what_it_installs_before_it_installs_it() -> None:
     result = subprocess.run(
         ["make", "-n", "-B", ".venv/.installed", ".cache/anvil/node_modules/.bin/anvil"],
