@@ -24,7 +24,7 @@ GANACHE := $(GANACHE_DIR)/installed-$(GANACHE_VERSION)
 DEV_NODES := $(ANVIL) $(HARDHAT) $(GANACHE)
 NPM_INSTALL := npm install --no-save --no-audit --no-fund --loglevel=error
 
-.PHONY: demo test lint faults sim bench wheel clean
+.PHONY: demo test test-fast lint faults sim bench wheel clean
 
 # Seeds of the deterministic simulation for `make sim` (`make faults` runs 10,000 too).
 SEEDS ?= 10000
@@ -34,6 +34,10 @@ demo: $(STAMP) $(ANVIL)
 
 test: $(STAMP) $(DEV_NODES)
 	$(PY) -m pytest
+
+# Everything that starts no process (no node, database or subprocess): under a minute, no npm.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not nodes"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
