@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from ogpu.events._devnode.nodes import Anvil
 from tests.conftest import NEXUS
 from tests.support.cli import CLI, env, run_cli
-from tests.support.devnodes import random_address
+from tests.support.devnodes import random_address, wait_for
 from tests.support.postgres import PostgresServer
 
 # Every test here starts the command in a subprocess.
@@ -25,13 +24,6 @@ def _emit(node: Anvil, task: str, payments: range) -> None:
     with node.one_block():
         hashes = [node.emit(NEXUS, "Attempted", task, random_address(), p) for p in payments]
     node.receipt(hashes[-1])
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.05)
 
 
 def _payments(stdout: str) -> list[int]:

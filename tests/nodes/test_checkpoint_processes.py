@@ -24,7 +24,7 @@ import pytest
 from ogpu.events._devnode.nodes import Anvil
 from tests.conftest import NEXUS
 from tests.support.checkpoint_child import CHILD, EXIT_LOST, create_effects, holder_pid, read_effects
-from tests.support.devnodes import Emitter, random_address
+from tests.support.devnodes import Emitter, random_address, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 FULL = os.environ.get("OGPU_CHECKPOINT_FULL", "") not in ("", "0")
@@ -114,14 +114,6 @@ def replicas() -> Iterator[list[Child]]:
             os.kill(child.pid, signal.SIGCONT)
             child.process.kill()
         child.process.wait()
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.mark.slow

@@ -36,7 +36,8 @@ from ogpu.events._codec.abi import EVENTS
 from ogpu.events._devnode.nodes import DevNode
 from ogpu.events._stream.hub import active_hubs
 from tests.conftest import NEXUS
-from tests.support.devnodes import Collector, ogpu_tasks, random_address, take, wait_joined, wait_until
+from tests.support.devnodes import random_address, take, wait_joined
+from tests.support.streams import Collector, ogpu_tasks, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -123,8 +124,8 @@ async def test_history_then_live_without_gap_or_repeat(dev_node: DevNode) -> Non
         dev_node.emit(NEXUS, "Attempted", task, random_address(), payment)
     events = await collector.wait_for(10)
     await asyncio.sleep(QUIET)
-    await collector.close()
-    assert _payments(collector.items) == list(range(10))
+    await collector.stop()
+    assert _payments(collector.events) == list(range(10))
     assert len({(e.block_hash, e.log_index) for e in events}) == 10
 
 
@@ -141,8 +142,8 @@ async def test_many_logs_in_one_block_arrive_in_log_index_order(dev_node: DevNod
             dev_node.emit(NEXUS, "Attempted", owner, random_address(), payment)
     events = await collector.wait_for(20)
     await asyncio.sleep(QUIET)
-    await collector.close()
-    assert _payments(collector.items) == list(range(0, 40, 2))
+    await collector.stop()
+    assert _payments(collector.events) == list(range(0, 40, 2))
     assert len({e.block_number for e in events}) == 1
     assert [e.log_index for e in events] == sorted({e.log_index for e in events})
     history = await take(watch_attempted(task, from_block=events[0].block_number, poll_interval=POLL), 20)
@@ -159,14 +160,14 @@ async def test_a_filter_lost_behind_the_streams_back_is_refilled(dev_node: DevNo
     await collector.wait_for(1)
     hub = _the_hub()
     # Past the polls right after an install, which also read eth_getLogs and would hide the loss.
-    await wait_until(lambda: getattr(hub, "steady", True), "the stream to settle on its filter")
+    await wait_until(lambda: getattr(hub, "steady", True), "the stream to settle on its filter", 15.0)
     dev_node.rpc("eth_uninstallFilter", hub.filter_id)
     for payment in range(1, 6):
         dev_node.emit(NEXUS, "Attempted", task, random_address(), payment)
     await collector.wait_for(6)
     await asyncio.sleep(QUIET)
-    await collector.close()
-    assert _payments(collector.items) == list(range(6))
+    await collector.stop()
+    assert _payments(collector.events) == list(range(6))
 
 
 # --- (e) leaving the loop uninstalls the filter ---
@@ -195,7 +196,7 @@ async def test_break_uninstalls_the_filter(dev_node: DevNode) -> None:
         break
     # As when the loop's variable goes out of scope (``first`` holds the generator too).
     del stream, first
-    await wait_until(lambda: not ogpu_tasks() and not active_hubs(), "the stream to shut down")
+    await wait_until(lambda: not ogpu_tasks() and not active_hubs(), "the stream to shut down", 15.0)
     assert not _filter_known(dev_node, filter_id)
 
 
@@ -220,8 +221,8 @@ async def test_a_node_restarted_on_the_same_port_is_followed_from_its_first_bloc
 
     events = await collector.wait_for(4, timeout=30)
     await asyncio.sleep(QUIET)
-    await collector.close()
-    assert _payments(collector.items) == [0, 1, 2, 3]
+    await collector.stop()
+    assert _payments(collector.events) == [0, 1, 2, 3]
     for event, tx in zip(events[1:], sent, strict=True):
         assert event.transaction_hash == tx.lower()
         assert event.block_hash == node.receipt(tx)["blockHash"]
@@ -250,21 +251,23 @@ async def test_a_reorg_yields_each_canonical_event_exactly_once(
         await collector.wait_for(2)  # seen live before the reorg: a reorg the stream must notice
     else:
         await asyncio.sleep(QUIET)  # polled at depth 0 < 2 several times: not yet yielded
-        assert _payments(collector.items) == [1]
+        assert _payments(collector.events) == [1]
     node.revert(fork)
     # The new branch is longer than the old one and carries other events.
     replacements = [node.emit(NEXUS, "Attempted", task, random_address(), payment) for payment in (3, 4)]
     node.mine(confirmations + 1)
 
     await wait_until(
-        lambda: {3, 4} <= set(_payments(collector.items)), f"the replacement events (got {collector.items})"
+        lambda: {3, 4} <= set(_payments(collector.events)),
+        f"the replacement events (got {collector.events})",
+        15.0,
     )
     await asyncio.sleep(QUIET)
-    await collector.close()
-    seen = [(e.suggested_payment, e.block_number, e.log_index, e.block_hash[:10]) for e in collector.items]
-    counts = Counter(_payments(collector.items))
+    await collector.stop()
+    seen = [(e.suggested_payment, e.block_number, e.log_index, e.block_hash[:10]) for e in collector.events]
+    counts = Counter(_payments(collector.events))
     assert counts[1] == counts[3] == counts[4] == 1, seen
-    canonical = [e for e in collector.items if e.suggested_payment != 2]
+    canonical = [e for e in collector.events if e.suggested_payment != 2]
     assert [e.transaction_hash for e in canonical[1:]] == [tx.lower() for tx in replacements], seen
     assert [e.block_hash for e in canonical[1:]] == [node.receipt(tx)["blockHash"] for tx in replacements]
     if confirmations:

@@ -10,7 +10,8 @@ from ogpu import ChainConfig
 from ogpu.events import AttemptedEvent, watch_attempted
 from ogpu.events._devnode.nodes import Anvil, event_calldata
 from tests.conftest import NEXUS
-from tests.support.devnodes import Collector, random_address, take, wait_joined
+from tests.support.devnodes import random_address, take, wait_joined
+from tests.support.streams import Collector
 
 pytestmark = pytest.mark.anyio
 POLL = 0.05
@@ -57,7 +58,7 @@ async def test_resume_mid_block_then_after_a_reorg_that_removed_that_block(
         live.append(11 + len(live))
         anvil.receipt(anvil.emit(NEXUS, "Attempted", task, random_address(), live[-1]))
         got = await resumed.wait_for(len(expected) + 1)
-        await resumed.close()
+        await resumed.stop()
         assert [e.suggested_payment for e in got] == [*expected, live[-1]]
 
     # A reorg replaces the block of ten and everything above it with a new branch.
@@ -71,7 +72,7 @@ async def test_resume_mid_block_then_after_a_reorg_that_removed_that_block(
         await wait_joined()
         anvil.receipt(anvil.emit(NEXUS, "Attempted", task, random_address(), 33))
         got = await resumed.wait_for(3)
-        await resumed.close()
+        await resumed.stop()
 
     assert [e.suggested_payment for e in got] == [31, 32, 33]
     [warning] = [r.getMessage() for r in caplog.records if "after= names" in r.getMessage()]

@@ -13,18 +13,21 @@ from typing import Any
 import pytest
 
 from ogpu.events import watch_attempted
-from tests.stream.test_resume import _first
-from tests.stream.test_watchers import (
+from tests.support.fakenode import FakeNode
+from tests.support.streams import (
     FAST,
     SENTINEL,
     Collector,
     address,
     all_gone,
+    block_of_ten,
+    first_events,
+    payments,
     prove_filter,
     streaming,
     ticks,
+    wait_until,
 )
-from tests.support.fakenode import FakeNode, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -35,11 +38,7 @@ def node() -> Iterator[FakeNode]:
         yield fake
 
 
-def payments(c: Collector) -> list[int]:
-    return [e.suggested_payment for e in c.events]
-
-
-def in_chain_order(c: Collector) -> bool:
+def in_chain_order(c: Collector[Any]) -> bool:
     return c.ids() == sorted(c.ids())
 
 
@@ -142,20 +141,13 @@ async def test_a_replaced_chain_names_every_yielded_event_that_left_it(
     assert named == yielded
 
 
-def _block_of_ten(node: FakeNode, task: str) -> int:
-    node.mine(3)
-    for payment in range(1, 11):
-        node.add_log("Attempted", task, address(), payment)
-    return node.mine()
-
-
 async def test_after_a_block_a_lagging_backend_lacks_waits_for_it_instead_of_judging_it(
     node: FakeNode, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Hole 5: null by number and by hash from a backend behind was taken for a reorg."""
     task = address()
-    block = _block_of_ten(node, task)
-    first = await _first(watch_attempted(task, from_block=block, poll_interval=FAST), 4)
+    block = block_of_ten(node, task)
+    first = await first_events(watch_attempted(task, from_block=block, poll_interval=FAST), 4)
     node.behind(1, requests=4)  # the block of the position is the head: this backend lacks it
     c = Collector(watch_attempted(task, after=first[-1], poll_interval=FAST))
     await c.until(lambda: len(c.events) >= 6, "the rest of the block")
@@ -174,9 +166,9 @@ async def test_after_a_reorged_block_whose_logs_the_node_no_longer_serves_resume
     """Hole 10: "unknown block" for eth_getLogs by an orphan's hash was retried for ever."""
     node.orphan_logs_by_hash = False
     task = address()
-    block = _block_of_ten(node, task)
+    block = block_of_ten(node, task)
     node.mine(2)
-    first = await _first(watch_attempted(task, from_block=block, poll_interval=FAST), 4)
+    first = await first_events(watch_attempted(task, from_block=block, poll_interval=FAST), 4)
     node.reorg(3, {0: [("Attempted", task, address(), 11)]})  # replaces the block of ten
     c = Collector(watch_attempted(task, after=first[-1], poll_interval=FAST))
     await c.until(lambda: len(c.events) >= 1, "the new branch")
@@ -219,9 +211,9 @@ async def test_a_reorg_below_the_block_after_names_brings_the_new_branch_to_the_
     from ogpu.events._stream import resume as _resume
 
     task = address()
-    block = _block_of_ten(node, task)  # blocks block-3..block-1 hold nothing of the task
+    block = block_of_ten(node, task)  # blocks block-3..block-1 hold nothing of the task
     node.mine(1)
-    first = await _first(watch_attempted(task, from_block=block, poll_interval=FAST), 4)
+    first = await first_events(watch_attempted(task, from_block=block, poll_interval=FAST), 4)
 
     def reorg() -> None:
         # Replaces block-1.. : the new branch has an event one block below the position's block.

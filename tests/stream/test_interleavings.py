@@ -22,53 +22,25 @@ from ogpu.events import watch_attempted
 from ogpu.events._net import faults as _faults
 from ogpu.events._stream.hub import Hub, active_hubs
 from ogpu.types import UnsupportedNodeError
-from tests.stream.test_watchers import (
+from tests.support.fakenode import FakeNode, http_response
+from tests.support.streams import (
     FAST,
     SENTINEL,
     TASK,
     Collector,
+    Gate,
     address,
     all_gone,
     attempted,
+    payments,
     prove_filter,
     sentinel,
     streaming,
     ticks,
+    wait_until,
 )
-from tests.support.fakenode import FakeNode, http_response, wait_until
 
 pytestmark = pytest.mark.anyio
-
-
-class Gate:
-    """Serves ``node``, except that it can hold the next request calling ``method``."""
-
-    def __init__(self, node: FakeNode) -> None:
-        self.node = node
-        self._method: str | None = None
-        self._answer: Callable[[httpx.Request], httpx.Response] | None = None
-        self.held = asyncio.Event()
-        self._open = asyncio.Event()
-
-    def hold(self, method: str, answer: Callable[[httpx.Request], httpx.Response] | None = None) -> None:
-        """Hold the next request with ``method`` in it; then answer it with ``answer`` (or the node)."""
-        self._method, self._answer = method, answer
-        self.held.clear()
-
-    def open(self) -> None:
-        self._open.set()
-
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        methods = [item.get("method") for item in (body if isinstance(body, list) else [body])]
-        if self._method is not None and self._method in methods:
-            self._method = None
-            answer = self._answer or self.node
-            self.held.set()
-            await self._open.wait()
-            self._open.clear()
-            return answer(request)
-        return self.node(request)
 
 
 @pytest.fixture
@@ -96,10 +68,6 @@ def lose_answer(node: FakeNode) -> Callable[[httpx.Request], httpx.Response]:
         raise httpx.ReadTimeout("the answer never arrived", request=request)
 
     return lost
-
-
-def payments(c: Collector) -> list[int]:
-    return [e.suggested_payment for e in c.events]
 
 
 # --- the live lane changing while a tick is out ---
@@ -338,7 +306,7 @@ async def test_watchers_churning_on_a_shared_stream_neither_lose_nor_repeat(
     deep = Collector(watch_attempted(TASK, poll_interval=FAST, confirmations=2))
     hub = await streaming(2)
     others = [address() for _ in range(3)]
-    churn: list[Collector] = []
+    churn: list[Collector[Any]] = []
     for amount in range(1, 16):
         attempted(node, TASK, amount)
         attempted(node, others[amount % 3], amount)

@@ -15,28 +15,29 @@ lets a few polls happen without knowing how the stream is built.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
 import respx
 
 from ogpu import ChainConfig
 from ogpu.events import watch_attempted, watch_nexus
-from tests.stream.test_watchers import (
+from tests.support.fakenode import FakeNode, raw_log
+from tests.support.streams import (
     FAST,
     SENTINEL,
     TASK,
     Collector,
+    Gate,
     address,
     all_gone,
     attempted,
+    payments,
     sentinel,
+    wait_until,
 )
-from tests.support.fakenode import FakeNode, raw_log, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -44,36 +45,6 @@ pytestmark = pytest.mark.anyio
 # today (they describe the intended behaviour) do not make `make test` slow.
 PATIENCE = 3.0
 OTHER_CONTRACT = "0x" + "5a" * 20
-
-
-class Gate:
-    """Serves ``node``, except that it can hold the next request carrying ``method`` until opened."""
-
-    def __init__(self, node: FakeNode) -> None:
-        self.node = node
-        self._method: str | None = None
-        self.held = asyncio.Event()
-        self._open = asyncio.Event()
-
-    def hold(self, method: str) -> None:
-        self._method = method
-        self.held.clear()
-        self._open.clear()
-
-    def open(self) -> None:
-        self._open.set()
-
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        methods = [item.get("method") for item in (body if isinstance(body, list) else [body])]
-        if self._method is not None and self._method in methods:
-            self._method = None
-            self.held.set()
-            await self._open.wait()
-        # Every request lets the event loop run, as real I/O does: a stream
-        # that loops over requests forever must still be cancellable.
-        await asyncio.sleep(0)
-        return self.node(request)
 
 
 @pytest.fixture
@@ -95,10 +66,10 @@ def warnings_captured(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="ogpu.events")
 
 
-_started: list[Collector] = []
+_started: list[Collector[Any]] = []
 
 
-def start(gen: AsyncGenerator[Any, None]) -> Collector:
+def start(gen: AsyncGenerator[Any, None]) -> Collector[Any]:
     """Run a watcher in a task that is stopped when the test ends, even if it fails."""
     c = Collector(gen)
     _started.append(c)
@@ -121,19 +92,15 @@ async def heads(node: FakeNode, count: int = 1) -> None:
     await wait_until(lambda: node.head_answers >= start + count, f"{count} more head answer(s)", PATIENCE)
 
 
-def payments(c: Collector) -> list[int]:
-    return [e.suggested_payment for e in c.events if hasattr(e, "suggested_payment")]
-
-
-async def until_payments(c: Collector, wanted: list[int]) -> None:
+async def until_payments(c: Collector[Any], wanted: list[int]) -> None:
     await c_until(c, lambda: payments(c)[: len(wanted)] == wanted, f"payments {wanted}")
 
 
-async def until_sentinel(c: Collector) -> None:
+async def until_sentinel(c: Collector[Any]) -> None:
     await c_until(c, lambda: SENTINEL in payments(c), "the sentinel event")
 
 
-async def c_until(c: Collector, done: Callable[[], bool], what: str) -> None:
+async def c_until(c: Collector[Any], done: Callable[[], bool], what: str) -> None:
     def check() -> bool:
         if c.task.done():
             c.task.result()  # raises what the watcher raised
@@ -153,7 +120,7 @@ def warned(caplog: pytest.LogCaptureFixture, *words: str) -> bool:
     )
 
 
-def no_repeats(c: Collector) -> bool:
+def no_repeats(c: Collector[Any]) -> bool:
     ids = [(e.block_hash, e.log_index) for e in c.events]
     return len(ids) == len(set(ids))
 
@@ -359,7 +326,7 @@ async def test_one_head_answer_far_ahead_is_not_believed(node: FakeNode, gate: G
     await heads(node, 6)
     node.spike_head(1_000)
     await heads(node, 3)
-    late: Collector | None = None
+    late: Collector[Any] | None = None
     if then == "a late watcher joins":
         late = start(watch_attempted(TASK, poll_interval=FAST))
         await heads(node, 4)  # it has joined: what is mined from here is after it started

@@ -19,7 +19,8 @@ import pytest
 from ogpu.events._net.ranges import READ_AHEAD_CHUNKS, Chunk, LogRangeReader
 from ogpu.events._net.rpc import RpcClient
 from ogpu.types import RpcResponseError
-from tests.support.fakenode import NEXUS, URL, raw_log, wait_until
+from tests.support.fakenode import NEXUS, URL, raw_log
+from tests.support.streams import wait_until
 
 pytestmark = pytest.mark.anyio
 

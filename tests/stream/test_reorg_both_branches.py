@@ -19,10 +19,12 @@ import pytest
 
 from ogpu.events import watch_attempted
 from ogpu.events.testing import FakeNode
-from tests.stream.test_testing_kit import FAST, P, Seen, T
-from tests.support.fakenode import wait_until
+from tests.support.streams import FAST, Collector, wait_until
 
 pytestmark = pytest.mark.anyio
+
+T = "0x" + "11" * 20  # the task
+P = "0x" + "22" * 20  # the provider
 
 
 def _attempt(amount: int) -> tuple[str, dict[str, object]]:
@@ -31,10 +33,10 @@ def _attempt(amount: int) -> tuple[str, dict[str, object]]:
 
 async def test_a_new_branch_reported_beside_the_old_one_above_the_head_is_delivered() -> None:
     async with FakeNode(start_block=40) as node:
-        seen = Seen(watch_attempted(T, poll_interval=FAST))
+        seen = Collector(watch_attempted(T, poll_interval=FAST))
         await node.wait_for_watchers()
         node.emit_many([_attempt(41)])
-        await seen.count(1)
+        await seen.wait_for(1)
         # No await from here on: the stream polls only once all of this is on the node.
         node.emit_many([_attempt(420)])
         node.emit_many([_attempt(430)])

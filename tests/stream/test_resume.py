@@ -18,8 +18,17 @@ from ogpu import ChainConfig
 from ogpu.events import EventPosition, watch_attempted, watch_nexus
 from ogpu.events._stream.resume import ResumePoint
 from ogpu.types import InvalidArgumentError
-from tests.stream.test_watchers import FAST, SENTINEL, WATCHERS, Collector, address, all_gone
 from tests.support.fakenode import FakeNode, mounted
+from tests.support.streams import (
+    FAST,
+    SENTINEL,
+    WATCHERS,
+    Collector,
+    address,
+    all_gone,
+    block_of_ten,
+    first_events,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -32,26 +41,6 @@ def node() -> Iterator[FakeNode]:
     ChainConfig.set_rpc(fake.url)
     with mounted(fake):
         yield fake
-
-
-def _block_of_ten(node: FakeNode, task: str) -> int:
-    """Mine one block holding ten Attempted events of ``task`` (payments 1..10) among other logs."""
-    node.mine(3)
-    for payment in range(1, 11):
-        node.add_log("Attempted", task, address(), payment)
-        if payment % 3 == 0:
-            node.add_log("Attempted", address(), address(), 1000 + payment)  # another task
-    return node.mine()
-
-
-async def _first(gen: AsyncGenerator[Any, None], count: int) -> list[Any]:
-    taken: list[Any] = []
-    async for event in gen:
-        taken.append(event)
-        if len(taken) == count:
-            break
-    await gen.aclose()
-    return taken
 
 
 async def _resumed(
@@ -75,8 +64,8 @@ async def test_resume_after_part_of_a_block_yields_exactly_the_rest_then_live(
     node: FakeNode, form: str
 ) -> None:
     task = address()
-    block = _block_of_ten(node, task)
-    first = await _first(watch_attempted(task, from_block=block, poll_interval=FAST), 4)
+    block = block_of_ten(node, task)
+    first = await first_events(watch_attempted(task, from_block=block, poll_interval=FAST), 4)
     assert [e.suggested_payment for e in first] == [1, 2, 3, 4]
     last = first[-1]
     after: Any = {
@@ -94,10 +83,10 @@ async def test_resume_after_part_of_a_block_yields_exactly_the_rest_then_live(
 
 async def test_resume_after_the_last_event_of_a_block_starts_with_the_next_block(node: FakeNode) -> None:
     task = address()
-    block = _block_of_ten(node, task)
+    block = block_of_ten(node, task)
     node.add_log("Attempted", task, address(), 11)
     node.mine()
-    first = await _first(watch_attempted(task, from_block=block, poll_interval=FAST), 10)
+    first = await first_events(watch_attempted(task, from_block=block, poll_interval=FAST), 10)
 
     got = await _resumed(node, lambda: watch_attempted(task, after=first[-1], poll_interval=FAST), task, [12])
 
@@ -128,7 +117,7 @@ async def test_watch_nexus_resumes_after_an_event_of_another_kind(node: FakeNode
     node.add_log("Attempted", task, address(), 1)
     node.add_log("TaskStatusChanged", task, 2)
     block = node.mine()
-    first = await _first(watch_nexus(from_block=block, poll_interval=FAST), 1)
+    first = await first_events(watch_nexus(from_block=block, poll_interval=FAST), 1)
     assert first[0].event_name == "TaskStatusChanged"
 
     c = Collector(watch_nexus(after=first[0], poll_interval=FAST))
@@ -141,9 +130,9 @@ async def test_a_reorg_that_removed_the_after_block_resumes_from_the_fork_and_na
     node: FakeNode, caplog: pytest.LogCaptureFixture
 ) -> None:
     task = address()
-    block = _block_of_ten(node, task)
+    block = block_of_ten(node, task)
     node.mine(1)
-    first = await _first(watch_attempted(task, from_block=block, poll_interval=FAST), 3)
+    first = await first_events(watch_attempted(task, from_block=block, poll_interval=FAST), 3)
     lost = first[-1]
     # The block of ten and the one above it are replaced; the new branch has
     # other events at those heights.
@@ -171,7 +160,7 @@ async def test_a_node_that_forgot_the_old_block_resumes_from_its_height_and_says
     node.add_log("Attempted", task, address(), 2)
     block = node.mine()
     node.mine(2)
-    first = await _first(watch_attempted(task, from_block=block, poll_interval=FAST), 1)
+    first = await first_events(watch_attempted(task, from_block=block, poll_interval=FAST), 1)
     node.reorg(4, {0: [("Attempted", task, address(), 20)], 1: [("Attempted", task, address(), 21)]})
 
     with caplog.at_level(logging.WARNING, logger="ogpu.events"):
@@ -189,7 +178,7 @@ async def test_a_node_that_forgot_the_old_block_resumes_from_its_height_and_says
 
 async def test_a_pair_is_not_checked_against_the_chain(node: FakeNode) -> None:
     task = address()
-    block = _block_of_ten(node, task)
+    block = block_of_ten(node, task)
     node.mine(1)
     node.reorg(2, {0: [("Attempted", task, address(), p) for p in (21, 22, 23)]})
 
@@ -204,8 +193,8 @@ async def test_a_pair_is_not_checked_against_the_chain(node: FakeNode) -> None:
 
 async def test_every_event_has_a_position_that_round_trips_as_text(node: FakeNode) -> None:
     task = address()
-    block = _block_of_ten(node, task)
-    events = await _first(watch_attempted(task, from_block=block, poll_interval=FAST), 10)
+    block = block_of_ten(node, task)
+    events = await first_events(watch_attempted(task, from_block=block, poll_interval=FAST), 10)
     positions = [e.position for e in events]
     assert positions == sorted(positions) and len(set(positions)) == 10
     for event, position in zip(events, positions, strict=True):

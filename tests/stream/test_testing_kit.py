@@ -8,8 +8,6 @@ same node through ``tests/support/fakenode.py``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
@@ -43,47 +41,14 @@ from ogpu.types import (
     ResponseStatus,
     TaskStatus,
 )
-from tests.support.fakenode import wait_until
+from tests.support.streams import FAST, Collector, ogpu_tasks, wait_until
 
 pytestmark = pytest.mark.anyio
 
-FAST = 0.01
 T = "0x" + "11" * 20
 P = "0x" + "22" * 20
 S = "0x" + "33" * 20
 R = "0x" + "44" * 20
-
-
-class Seen:
-    """A watcher run as a service runs it: a task doing ``async for``, keeping what it yields."""
-
-    def __init__(self, gen: AsyncGenerator[Any, None]) -> None:
-        self.events: list[Any] = []
-        self.task = asyncio.get_running_loop().create_task(self._run(gen))
-
-    async def _run(self, gen: AsyncGenerator[Any, None]) -> None:
-        async with contextlib.aclosing(gen):
-            async for event in gen:
-                self.events.append(event)
-
-    async def count(self, n: int) -> list[Any]:
-        def enough() -> bool:
-            if self.task.done():
-                self.task.result()
-                raise AssertionError(f"the watcher stopped after {self.events}")
-            return len(self.events) >= n
-
-        await wait_until(enough, f"{n} events")
-        return self.events
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-
-
-def ogpu_tasks() -> list[asyncio.Task[Any]]:
-    return [t for t in asyncio.all_tasks() if t.get_name().startswith("ogpu")]
 
 
 # --- pointing ogpu at it, and back ---
@@ -93,10 +58,10 @@ async def test_entering_points_the_watchers_at_the_node_and_leaving_restores_the
     ChainConfig.set_rpc("https://my-node.example/rpc")
     with FakeNode() as node:
         assert ChainConfig.get_rpc() == node.url
-        seen = Seen(watch_attempted(T, poll_interval=FAST))
+        seen = Collector(watch_attempted(T, poll_interval=FAST))
         await node.wait_for_watchers()
         emitted = node.emit("Attempted", task=T, provider=P, suggested_payment=5)
-        assert await seen.count(1) == [emitted]
+        assert await seen.wait_for(1) == [emitted]
         await seen.stop()
     assert ChainConfig.get_rpc() == "https://my-node.example/rpc"
 
@@ -112,10 +77,10 @@ async def test_a_chain_given_is_current_while_active_and_logs_sit_at_its_nexus()
     async with FakeNode(chain="testnet") as node:
         assert ChainConfig.get_current_chain() is ChainId.OGPU_TESTNET
         assert node.nexus == ChainConfig.get_contract_address("NEXUS", "testnet")
-        seen = Seen(watch_task_status_changed(T, poll_interval=FAST))
+        seen = Collector(watch_task_status_changed(T, poll_interval=FAST))
         await node.wait_for_watchers()
         node.emit("TaskStatusChanged", task=T, status=TaskStatus.NEW)
-        await seen.count(1)
+        await seen.wait_for(1)
         await seen.stop()
         assert node.all_logs()[0]["address"] == node.nexus.lower()
     assert ChainConfig.get_current_chain() is ChainId.OGPU_MAINNET
@@ -127,10 +92,10 @@ async def test_nested_nodes_each_have_their_url_and_the_outer_one_comes_back() -
             assert inner.url != outer.url
             assert ChainConfig.get_rpc() == inner.url
         assert ChainConfig.get_rpc() == outer.url
-        seen = Seen(watch_attempted(T, poll_interval=FAST))
+        seen = Collector(watch_attempted(T, poll_interval=FAST))
         await outer.wait_for_watchers()
         outer.emit("Attempted", task=T, provider=P, suggested_payment=1)
-        await seen.count(1)
+        await seen.wait_for(1)
         await seen.stop()
     assert inner.requests == []
 
@@ -139,12 +104,12 @@ async def test_it_works_while_the_users_own_test_mocks_other_urls_with_respx() -
     with respx.mock(assert_all_mocked=True) as router:
         router.get("https://api.example/price").respond(json={"ogpu": 2})
         async with FakeNode() as node:
-            seen = Seen(watch_attempted(T, poll_interval=FAST))
+            seen = Collector(watch_attempted(T, poll_interval=FAST))
             await node.wait_for_watchers()
             node.emit("Attempted", task=T, provider=P, suggested_payment=3)
             async with httpx.AsyncClient() as client:
                 price = (await client.get("https://api.example/price")).json()
-            assert [e.suggested_payment for e in await seen.count(1)] == [3]
+            assert [e.suggested_payment for e in await seen.wait_for(1)] == [3]
             await seen.stop()
     assert price == {"ogpu": 2}
     assert node.count("eth_newFilter") == 1
@@ -152,7 +117,7 @@ async def test_it_works_while_the_users_own_test_mocks_other_urls_with_respx() -
 
 async def test_leaving_stops_a_watcher_still_running_and_uninstalls_its_filter() -> None:
     async with FakeNode() as node:
-        seen = Seen(watch_attempted(T, poll_interval=FAST))
+        seen = Collector(watch_attempted(T, poll_interval=FAST))
         await node.wait_for_watchers()
         assert node.filters
     with pytest.raises(OGPUError, match=r"FakeNode .* was closed"):
@@ -163,7 +128,7 @@ async def test_leaving_stops_a_watcher_still_running_and_uninstalls_its_filter()
 
 async def test_leaving_a_plain_with_block_stops_a_running_watcher_too() -> None:
     with FakeNode() as node:
-        seen = Seen(watch_attempted(T, poll_interval=FAST))
+        seen = Collector(watch_attempted(T, poll_interval=FAST))
         await node.wait_for_watchers()
     with pytest.raises(OGPUError, match=r"FakeNode .* was closed"):
         await seen.task
@@ -174,14 +139,14 @@ async def test_leaving_a_plain_with_block_stops_a_running_watcher_too() -> None:
 async def test_a_watcher_with_the_default_poll_interval_sees_an_event_without_waiting_for_it() -> None:
     # An hour between polls: only the node waking the stream when it mines delivers the event.
     async with FakeNode() as node:
-        seen = Seen(watch_attempted(T, poll_interval=3600))
+        seen = Collector(watch_attempted(T, poll_interval=3600))
         await node.wait_for_watchers()
         node.emit("Attempted", task=T, provider=P, suggested_payment=1)
-        await seen.count(1)
+        await seen.wait_for(1)
         node.lose_filters()  # recovering takes the stream more than one tick
         node.emit("Attempted", task=T, provider=P, suggested_payment=2)
         node.emit("Attempted", task=T, provider=P, suggested_payment=3)
-        assert [e.suggested_payment for e in await seen.count(3)] == [1, 2, 3]
+        assert [e.suggested_payment for e in await seen.wait_for(3)] == [1, 2, 3]
         await seen.stop()
 
 
@@ -220,10 +185,10 @@ async def test_emit_returns_exactly_what_the_watcher_yields(
     watcher: Callable[..., AsyncGenerator[Any, None]], scope: str, event: str, fields: dict[str, Any]
 ) -> None:
     async with FakeNode() as node:
-        seen = Seen(watcher(scope, poll_interval=FAST))
+        seen = Collector(watcher(scope, poll_interval=FAST))
         await node.wait_for_watchers()
         emitted = node.emit(event, **fields)
-        assert await seen.count(1) == [emitted]
+        assert await seen.wait_for(1) == [emitted]
         await seen.stop()
     assert emitted.block_number == 1 and emitted.log_index == 0
     for name, value in fields.items():
@@ -245,11 +210,11 @@ async def test_events_with_a_struct_or_indexed_fields_and_any_spelling_of_the_na
         last_update_time=1_700_000_000,
     )
     async with FakeNode() as node:
-        seen = Seen(watch_nexus("SourceUpdated", OwnershipTransferredEvent, poll_interval=FAST))
+        seen = Collector(watch_nexus("SourceUpdated", OwnershipTransferredEvent, poll_interval=FAST))
         await node.wait_for_watchers()
         updated = node.emit("source-updated", source=S, source_params=params)
         moved = node.emit(OwnershipTransferredEvent, previous_owner=P, new_owner=R)
-        assert await seen.count(2) == [updated, moved]
+        assert await seen.wait_for(2) == [updated, moved]
         await seen.stop()
     assert isinstance(updated, SourceUpdatedEvent) and updated.source_params == params
     assert isinstance(moved, OwnershipTransferredEvent) and moved.new_owner.lower() == R
@@ -257,13 +222,13 @@ async def test_events_with_a_struct_or_indexed_fields_and_any_spelling_of_the_na
 
 async def test_emit_many_puts_its_events_in_one_block_in_order() -> None:
     async with FakeNode(start_block=5) as node:
-        seen = Seen(watch_attempted(T, poll_interval=FAST))
+        seen = Collector(watch_attempted(T, poll_interval=FAST))
         await node.wait_for_watchers()
         emitted = node.emit_many(
             [("Attempted", {"task": T, "provider": P, "suggested_payment": n}) for n in range(3)]
             + [("TaskStatusChanged", {"task": T, "status": TaskStatus.ATTEMPTED})]
         )
-        assert await seen.count(3) == emitted[:3]
+        assert await seen.wait_for(3) == emitted[:3]
         await seen.stop()
     assert node.head == 6
     assert {e.block_number for e in emitted} == {6}
@@ -312,14 +277,14 @@ def test_a_bad_event_is_refused_at_the_call_and_nothing_is_mined(
 
 async def test_lost_filters_lose_no_event() -> None:
     async with FakeNode() as node:
-        seen = Seen(watch_task_status_changed(T, poll_interval=FAST))
+        seen = Collector(watch_task_status_changed(T, poll_interval=FAST))
         await node.wait_for_watchers()
         emitted = [node.emit("TaskStatusChanged", task=T, status=TaskStatus.ATTEMPTED)]
         node.lose_filters()
         emitted.append(node.emit("TaskStatusChanged", task=T, status=TaskStatus.RESPONDED))
         node.lose_filters()
         emitted.append(node.emit("TaskStatusChanged", task=T, status=TaskStatus.FINALIZED))
-        assert await seen.count(3) == emitted
+        assert await seen.wait_for(3) == emitted
         await seen.stop()
     assert node.count("eth_newFilter") >= 2
 
@@ -328,14 +293,14 @@ async def test_failed_requests_and_a_lost_answer_are_retried_and_lose_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async with FakeNode() as node:
-        seen = Seen(watch_attempted(T, poll_interval=FAST))
+        seen = Collector(watch_attempted(T, poll_interval=FAST))
         await node.wait_for_watchers()
         node.fail_next(status=502, times=2)
         first = node.emit("Attempted", task=T, provider=P, suggested_payment=1)
-        await seen.count(1)
+        await seen.wait_for(1)
         node.lose_next_answer()
         second = node.emit("Attempted", task=T, provider=P, suggested_payment=2)
-        assert await seen.count(2) == [first, second]
+        assert await seen.wait_for(2) == [first, second]
         await wait_until(lambda: len(seen.events) == 2 and node.filters != {}, "a steady stream")
         await seen.stop()
     assert "HTTP 502" in caplog.text
@@ -350,10 +315,10 @@ def test_fail_next_checks_its_arguments() -> None:
 
 async def test_a_node_without_filters_is_followed_with_get_logs() -> None:
     async with FakeNode().without_filters() as node:
-        seen = Seen(watch_attempted(T, poll_interval=FAST))
+        seen = Collector(watch_attempted(T, poll_interval=FAST))
         await node.wait_for_watchers()
         emitted = node.emit("Attempted", task=T, provider=P, suggested_payment=1)
-        assert await seen.count(1) == [emitted]
+        assert await seen.wait_for(1) == [emitted]
         await seen.stop()
     assert node.count("eth_getLogs") >= 1
     assert node.filters == {}
@@ -364,18 +329,18 @@ async def test_a_reorg_brings_its_new_branch_and_confirmations_hide_what_it_remo
 ) -> None:
     caplog.set_level(logging.WARNING, logger="ogpu.events")
     async with FakeNode() as node:
-        fast = Seen(watch_task_status_changed(T, poll_interval=FAST))
-        deep = Seen(watch_task_status_changed(T, poll_interval=FAST, confirmations=2))
+        fast = Collector(watch_task_status_changed(T, poll_interval=FAST))
+        deep = Collector(watch_task_status_changed(T, poll_interval=FAST, confirmations=2))
         await node.wait_for_watchers(2)
         orphan = node.emit("TaskStatusChanged", task=T, status=TaskStatus.ATTEMPTED)
-        await fast.count(1)
+        await fast.wait_for(1)
         branch = node.reorg(
             1, {0: [("TaskStatusChanged", {"task": T, "status": TaskStatus.CANCELED})]}, length=3
         )
         assert [e.status for e in branch] == [TaskStatus.CANCELED]
         assert branch[0].block_number == orphan.block_number
-        assert await fast.count(2) == [orphan, *branch]
-        assert await deep.count(1) == branch
+        assert await fast.wait_for(2) == [orphan, *branch]
+        assert await deep.wait_for(1) == branch
         await fast.stop()
         await deep.stop()
     assert "reorg" in caplog.text and orphan.transaction_hash in caplog.text

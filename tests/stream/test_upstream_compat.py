@@ -13,7 +13,7 @@ import contextlib
 import logging
 import subprocess
 import sys
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 import pytest
@@ -24,11 +24,11 @@ import ogpu.types
 from ogpu.events._codec.abi import EVENTS
 from ogpu.events._codec.address import checksum_address
 from tests.support.fakenode import FakeNode, mounted, raw_log
+from tests.support.streams import FAST, Watcher
 
 SCOPE = "0x" + "5c" * 20
 OTHER = "0x" + "07" * 20
 TX = "0x" + "ab" * 32
-FAST = 0.01
 
 
 @pytest.fixture
@@ -156,7 +156,6 @@ async def first(events: AsyncGenerator[Any, None]) -> Any:
     raise AssertionError("the watcher ended without an event")
 
 
-Watcher = Callable[..., AsyncGenerator[Any, None]]
 # watcher, its 0.2 keyword, and a log it yields (SCOPE where the scope goes)
 UPSTREAM_WATCHERS: list[tuple[Watcher, str, str, tuple[Any, ...]]] = [
     (ogpu.events.watch_task_published, "source_address", "TaskPublished", (OTHER, SCOPE)),

@@ -8,10 +8,9 @@ in this order" can be asserted without waiting for time to pass.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -19,16 +18,12 @@ import pytest
 from ogpu import ChainConfig
 from ogpu.events import (
     watch_attempted,
-    watch_registered,
-    watch_response_status_changed,
-    watch_response_submitted,
-    watch_task_published,
     watch_task_status_changed,
 )
 from ogpu.events._codec import abi as _abi
 from ogpu.events._codec.abi import EVENTS
 from ogpu.events._net import faults as _faults
-from ogpu.events._stream.hub import Hub, active_hubs
+from ogpu.events._stream.hub import active_hubs
 from ogpu.events._stream.watch import SCOPED_WATCHERS
 from ogpu.types import (
     ChainNotSupportedError,
@@ -40,121 +35,30 @@ from ogpu.types import (
     RpcProtocolError,
     TaskStatus,
 )
-from tests.support.fakenode import FakeNode, html_response, http_response, wait_until
+from tests.support.fakenode import FakeNode, html_response, http_response
+from tests.support.streams import (
+    FAST,
+    SENTINEL,
+    TASK,
+    WATCHERS,
+    Collector,
+    address,
+    all_gone,
+    attempted,
+    prove_filter,
+    sentinel,
+    streaming,
+    ticks,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
-
-Watcher = Callable[..., AsyncGenerator[Any, None]]
-WATCHERS: dict[str, Watcher] = {
-    "watch_task_published": watch_task_published,
-    "watch_attempted": watch_attempted,
-    "watch_response_submitted": watch_response_submitted,
-    "watch_response_status_changed": watch_response_status_changed,
-    "watch_task_status_changed": watch_task_status_changed,
-    "watch_registered": watch_registered,
-}
-FAST = 0.01
-SENTINEL = 2**256 - 1  # the suggested payment of the last Attempted event a test mines
-
-rng = random.Random(1071)
-
-
-def address() -> str:
-    return "0x" + rng.randbytes(20).hex()
-
-
-TASK = address()
 
 
 @pytest.fixture
 def node() -> Iterator[FakeNode]:
     with FakeNode() as fake:  # the public kit's way in: its own transport, no respx
         yield fake
-
-
-class Collector:
-    """Runs a watcher in a task and keeps what it yields."""
-
-    def __init__(self, gen: AsyncGenerator[Any, None]) -> None:
-        self.events: list[Any] = []
-        self.task = asyncio.get_running_loop().create_task(self._run(gen))
-
-    async def _run(self, gen: AsyncGenerator[Any, None]) -> None:
-        async with contextlib.aclosing(gen):
-            async for event in gen:
-                self.events.append(event)
-
-    def ids(self) -> list[tuple[int, int]]:
-        return [(e.block_number, e.log_index) for e in self.events]
-
-    async def until(self, done: Callable[[], bool], what: str) -> None:
-        def check() -> bool:
-            if self.task.done():
-                self.task.result()  # raises what the watcher raised
-                raise AssertionError("the watcher stopped")
-            return done()
-
-        await wait_until(check, what)
-
-    async def until_sentinel(self) -> None:
-        await self.until(
-            lambda: any(getattr(e, "suggested_payment", None) == SENTINEL for e in self.events),
-            "the sentinel event",
-        )
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-
-
-async def streaming(watchers: int = 1) -> Hub:
-    """Wait until ``watchers`` watchers have joined the stream and it has polled since."""
-
-    def joined() -> bool:
-        hubs = active_hubs()
-        return len(hubs) == 1 and hubs[0].subscriber_count == watchers and hubs[0].ticks >= 1
-
-    await wait_until(joined, f"{watchers} watcher(s) on the stream")
-    hub = active_hubs()[0]
-    await ticks(hub)
-    return hub
-
-
-async def ticks(hub: Hub, count: int = 1) -> None:
-    start = hub.ticks
-    await wait_until(lambda: hub.ticks >= start + count, f"{count} more poll(s)")
-
-
-def ogpu_tasks() -> list[asyncio.Task[Any]]:
-    return [t for t in asyncio.all_tasks() if t.get_name().startswith("ogpu")]
-
-
-async def all_gone(node: FakeNode) -> None:
-    """Nothing of the stream is left: no hub, no poll task, no filter on the node."""
-    await wait_until(lambda: not active_hubs() and not ogpu_tasks(), "the stream to shut down")
-    assert node.filters == {}
-    installed = node.count("eth_newFilter") - sum(1 for m, _, _ in node.errors if m == "eth_newFilter")
-    assert node.count("eth_uninstallFilter") >= installed
-
-
-def prove_filter(node: FakeNode) -> None:
-    """Mine a block with a Nexus log nobody watches: the filter that reports it is proven.
-
-    Until a filter reports a log, the stream cannot tell which block it was
-    created at, and reads each new block by eth_getLogs as well.
-    """
-    attempted(node, address(), 0)
-    node.mine()
-
-
-def attempted(node: FakeNode, task: str, amount: int) -> None:
-    node.add_log("Attempted", task, address(), amount)
-
-
-def sentinel(node: FakeNode, task: str = TASK) -> None:
-    attempted(node, task, SENTINEL)
-    node.mine()
 
 
 def expected_ids(

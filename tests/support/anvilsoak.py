@@ -50,7 +50,6 @@ import itertools
 import random
 from collections.abc import AsyncGenerator, Iterator
 from typing import Any
-from unittest import mock
 
 import httpx
 
@@ -58,10 +57,10 @@ from ogpu import ChainConfig
 from ogpu.events import watch_attempted, watch_nexus
 from ogpu.events._codec.abi import RawLog
 from ogpu.events._devnode.nodes import EMITTER_CODE, event_calldata
-from ogpu.events._net import faults as _faults
 from ogpu.events._stream.hub import active_hubs
 from tests.support.faultproxy import Fault, FaultProxy, Rule
-from tests.support.soak import SENTINEL, SoakResult, Watched, _key, _order, _stream_gone, _until
+from tests.support.faultscenarios import _CHANGES, _FNF_CODES, _HEADS, _LOGS
+from tests.support.soak import SENTINEL, SoakResult, Watched, _key, _order, _stream_gone, _until, fast_backoff
 
 __all__ = ["FAULTS", "SoakResult", "run_anvil_seed"]
 
@@ -73,10 +72,6 @@ MAX_WATCHERS = 4
 FINAL_WAIT = 10.0
 NOBODY = "0x" + "00" * 20
 
-_CHANGES = frozenset({"eth_getFilterChanges"})
-_LOGS = frozenset({"eth_getLogs"})
-_HEADS = frozenset({"eth_blockNumber", "eth_getBlockByNumber"})
-_FNF_CODES = (-32000, -32600, -32602, -32001)  # the codes nodes use for "filter not found"
 
 # Faults thrown between steps, with their weights.
 _BETWEEN_STEPS = {
@@ -150,17 +145,6 @@ class _Anvil:
 
     def block_hash(self, number: int) -> str:
         return str(self.rpc("eth_getBlockByNumber", hex(number), False)["hash"]).lower()
-
-
-@contextlib.contextmanager
-def _fast_backoff() -> Iterator[None]:
-    original = _faults.Backoff.next_delay
-
-    def scaled(self: _faults.Backoff, exc: BaseException | None = None) -> float:
-        return original(self, exc) * BACKOFF_SCALE
-
-    with mock.patch.object(_faults.Backoff, "next_delay", scaled):
-        yield
 
 
 class _AnvilSoak:
@@ -517,7 +501,7 @@ async def run_anvil_seed(
             async with FaultProxy(anvil_url, seed=seed) as proxy:
                 ChainConfig.set_rpc(proxy.url)
                 try:
-                    with _fast_backoff():
+                    with fast_backoff(BACKOFF_SCALE):
                         soak = _AnvilSoak(seed, node, proxy, steps, kinds)
                         try:
                             result = await soak.run()

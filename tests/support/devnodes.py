@@ -1,14 +1,13 @@
-"""Small helpers for tests that drive watchers against a development node."""
+"""Small helpers for tests that drive watchers against a development node (see also ``streams``)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
 from ogpu.events._devnode.nodes import DevNode
 from ogpu.events._stream.hub import active_hubs
@@ -50,55 +49,13 @@ async def wait_joined(watchers: int = 1, timeout: float = 10.0) -> None:
     await asyncio.wait_for(joined(), timeout)
 
 
-def ogpu_tasks() -> list[asyncio.Task[Any]]:
-    return [t for t in asyncio.all_tasks() if t.get_name().startswith("ogpu.events")]
-
-
-async def wait_until(condition: Callable[[], object], what: str, timeout: float = 15.0) -> None:
-    """Wait until ``condition()`` is true; fails the test naming ``what`` instead of hanging."""
-
-    async def poll() -> None:
-        # Polled, not awaited on an event: the conditions are about the node and the hub.
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.01)
-
-    try:
-        await asyncio.wait_for(poll(), timeout)
-    except asyncio.TimeoutError:
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
-
-
-class Collector(Generic[T]):
-    """Drains ``stream`` in a task of its own, so a test can act while events arrive."""
-
-    def __init__(self, stream: AsyncGenerator[T, None]) -> None:
-        self.items: list[T] = []
-        self._stream = stream
-        self._task = asyncio.create_task(self._drain())
-
-    async def _drain(self) -> None:
-        async for item in self._stream:
-            self.items.append(item)
-
-    async def wait_for(self, count: int, timeout: float = 20.0) -> list[T]:
-        """The items so far, once there are at least ``count``; the stream's error if it failed."""
-
-        def enough() -> bool:
-            if self._task.done():
-                self._task.result()  # raises the stream's error; a finished stream is a failure too
-                raise AssertionError(f"the stream ended after {len(self.items)} items")
-            return len(self.items) >= count
-
-        await wait_until(enough, f"{count} items (got {len(self.items)} so far)", timeout)
-        return list(self.items)
-
-    async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        await self._stream.aclose()
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Block until ``condition()`` holds; fail the test naming ``what`` if it never does."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
 
 
 class Emitter:

@@ -10,14 +10,13 @@ layer adds what only this project's adversarial tests want:
   then ``mine()``, and ``reorg(depth, {offset: [("Attempted", ...)]})``;
 * ``mounted(node)``, serving it through respx for tests that want respx's
   call records; ``with node:`` (the kit's own way, no respx) works too;
-* ``raw_log`` for decoding tests, ``html_response``, ``wait_until``.
+* ``raw_log`` for decoding tests, ``html_response``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -40,7 +39,6 @@ __all__ = [
     "http_response",
     "mounted",
     "raw_log",
-    "wait_until",
 ]
 
 URL = "http://127.0.0.1:8545/fake-node"
@@ -232,13 +230,3 @@ def mounted(node: FakeNode) -> Iterator[respx.MockRouter]:
     with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
         router.post(node.url).mock(side_effect=node)
         yield router
-
-
-async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    """Let the event loop run until ``predicate()`` holds; fail the test if it never does."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"gave up after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.002)

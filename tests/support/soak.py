@@ -177,12 +177,12 @@ def _order(raw: RawLog) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def _fast_backoff() -> Iterator[None]:
-    """Scale the stream's retry delays down, so a seed with dozens of faults takes a moment."""
+def fast_backoff(scale: float = BACKOFF_SCALE) -> Iterator[None]:
+    """Scale the stream's retry delays by ``scale``, so a seed with dozens of faults takes a moment."""
     original = _faults.Backoff.next_delay
 
     def scaled(self: _faults.Backoff, exc: BaseException | None = None) -> float:
-        return original(self, exc) * BACKOFF_SCALE
+        return original(self, exc) * scale
 
     with mock.patch.object(_faults.Backoff, "next_delay", scaled):
         yield
@@ -565,7 +565,7 @@ async def run_seed(seed: int, *, steps: int = 50, faults: Iterable[str] = FAULTS
     soak = _Soak(seed, steps, frozenset(faults))
     # The public kit's way in (its own httpx transport, which lets other tasks
     # run at every request as real I/O does); leaving it puts ChainConfig back.
-    with _fast_backoff(), soak.node:
+    with fast_backoff(), soak.node:
         result = await soak.run()
         await _stream_gone()
     return result
