@@ -10,15 +10,12 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import re
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,57 +24,19 @@ import pytest
 from ogpu.events import SourceParams, SourceUpdatedEvent
 from ogpu.events._cli.command import build_parser, stream_events
 from ogpu.events._cli.output import CatchUpProgress, human_line
-from ogpu.events._codec.address import checksum_address
-from ogpu.events._devnode.nodes import Anvil, event_calldata
+from ogpu.events._devnode.nodes import Anvil
 from ogpu.events._stream.hub import active_hubs
 from ogpu.types import DeliveryMethod, Environment
-from tests.conftest import NEXUS
-from tests.support.devnodes import random_address
+from tests.support.cli import CLI, LINE, Terminal, closed_port, env
+from tests.support.devnodes import checksummed, random_address, send
 
-CLI = [sys.executable, "-m", "ogpu.events._cli.command"]
 UINT256_MAX = 2**256 - 1
-# The block's time (local), the block, the event, its fields.
-LINE = re.compile(
-    r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) +(?P<block>\d+) (?P<name>[A-Za-z]+) +(?P<fields>\S.*)$"
-)
 
 
-@pytest.fixture(scope="module")
-def chain() -> Iterator[Anvil]:
-    node = Anvil()
-    node.start()
-    node.install_emitter(NEXUS)
-    yield node
-    node.stop()
-
-
-def _cs(address: str) -> str:
-    return checksum_address(address[2:].lower())
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OGPU_RPC_URL", "OGPU_CHAIN")}
-    env.update(extra)
-    return env
-
-
-def _run(*args: str, timeout: float = 30.0, **env: str) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, timeout: float = 30.0, **variables: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=_env(**env), check=False
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env(**variables), check=False
     )
-
-
-def _send(node: Anvil, event: str, *values: Any) -> str:
-    """Emit with the gas estimated by the node (SourceUpdated with long strings needs more)."""
-    tx = str(
-        node.rpc(
-            "eth_sendTransaction", {"from": node.account, "to": NEXUS, "data": event_calldata(event, *values)}
-        )
-    )
-    give_up = time.monotonic() + 5.0
-    while node.rpc("eth_getTransactionReceipt", tx) is None and time.monotonic() < give_up:
-        time.sleep(0.01)
-    return tx
 
 
 def _one_line(stderr: str) -> str:
@@ -85,13 +44,6 @@ def _one_line(stderr: str) -> str:
     assert len(lines) == 1, stderr
     assert "Traceback" not in stderr
     return lines[0]
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 # --- help ---
@@ -127,10 +79,10 @@ def test_installed_console_script_runs() -> None:
 def test_watch_prints_one_aligned_line_per_event_and_stops_after_count(chain: Anvil) -> None:
     task, provider_a, provider_b = random_address(), random_address(), random_address()
     start = chain.block_number() + 1
-    _send(chain, "Attempted", task, provider_a, UINT256_MAX)
-    _send(chain, "Attempted", random_address(), provider_a, 1)  # another task: out of scope
-    _send(chain, "Attempted", task.upper().replace("0X", "0x"), provider_b, 7)
-    _send(chain, "Attempted", task, provider_b, 8)  # beyond --count
+    send(chain, "Attempted", task, provider_a, UINT256_MAX)
+    send(chain, "Attempted", random_address(), provider_a, 1)  # another task: out of scope
+    send(chain, "Attempted", task.upper().replace("0X", "0x"), provider_b, 7)
+    send(chain, "Attempted", task, provider_b, 8)  # beyond --count
 
     result = _run("watch", "attempted", task, "--rpc", chain.url, "--from-block", str(start), "--count", "2")
 
@@ -142,18 +94,20 @@ def test_watch_prints_one_aligned_line_per_event_and_stops_after_count(chain: An
     assert all(parsed), lines
     assert [int(m["block"]) for m in parsed if m] == [start, start + 2]
     assert lines[0].split()[4:7] == [
-        f"task={_cs(task)}",
-        f"provider={_cs(provider_a)}",
+        f"task={checksummed(task)}",
+        f"provider={checksummed(provider_a)}",
         f"suggested_payment={UINT256_MAX}",
     ]
-    assert lines[1].endswith(f"provider={_cs(provider_b)} suggested_payment=7 (0.000000000000000007 OGPU)")
+    assert lines[1].endswith(
+        f"provider={checksummed(provider_b)} suggested_payment=7 (0.000000000000000007 OGPU)"
+    )
 
 
 @pytest.mark.nodes
 def test_watch_json_is_one_object_per_line_with_exact_ints_and_enum_names(chain: Anvil) -> None:
     task = random_address()
     start = chain.block_number() + 1
-    txs = [_send(chain, "TaskStatusChanged", task, status) for status in (1, 2, 5)]
+    txs = [send(chain, "TaskStatusChanged", task, status) for status in (1, 2, 5)]
 
     result = _run(
         "watch",
@@ -184,7 +138,7 @@ def test_watch_json_is_one_object_per_line_with_exact_ints_and_enum_names(chain:
         "block_timestamp",
     ]
     assert first["event"] == "TaskStatusChanged"
-    assert first["task"] == _cs(task)
+    assert first["task"] == checksummed(task)
     assert first["block_number"] == start and first["log_index"] == 0
     assert re.fullmatch(r"0x[0-9a-f]{64}", first["block_hash"])
 
@@ -192,7 +146,7 @@ def test_watch_json_is_one_object_per_line_with_exact_ints_and_enum_names(chain:
 @pytest.mark.nodes
 def test_from_block_negative_counts_back_from_the_head(chain: Anvil) -> None:
     task = random_address()
-    txs = [_send(chain, "Attempted", task, random_address(), n) for n in (1, 2, 3)]  # one block each
+    txs = [send(chain, "Attempted", task, random_address(), n) for n in (1, 2, 3)]  # one block each
 
     # -1: the block before the head and the head itself, so the last two attempts.
     result = _run(
@@ -241,7 +195,7 @@ def test_tail_json_shows_every_nexus_event(chain: Anvil) -> None:
     source, task, response, provider, client = (random_address() for _ in range(5))
     start = chain.block_number() + 1
     emitted = _every_event(source, task, response, provider, client)
-    txs = [_send(chain, name, *values) for name, values in emitted]
+    txs = [send(chain, name, *values) for name, values in emitted]
 
     result = _run("tail", "--rpc", chain.url, "--from-block", str(start), "--count", "9", "--json")
 
@@ -255,7 +209,7 @@ def test_tail_json_shows_every_nexus_event(chain: Anvil) -> None:
     assert by_name["SourceStatusChanged"]["status"] == "INACTIVE"
     assert by_name["ResponseStatusChanged"]["status"] == "CONFIRMED"
     params = by_name["SourceUpdated"]["source_params"]
-    assert params["client"] == _cs(client)
+    assert params["client"] == checksummed(client)
     assert params["image_metadata_url"] == "ipfs://" + "m" * 4_993  # JSON keeps the whole string
     assert params["image_environments"] == ["CPU", "AMD"]
     assert params["min_payment"] == UINT256_MAX
@@ -268,7 +222,7 @@ def test_tail_human_narrows_to_the_named_events(chain: Anvil) -> None:
     source, task, response, provider, client = (random_address() for _ in range(5))
     start = chain.block_number() + 1
     for name, values in _every_event(source, task, response, provider, client):
-        _send(chain, name, *values)
+        send(chain, name, *values)
 
     named = ["source-updated", "TaskStatusChanged", "registered"]
     result = _run("tail", *named, "--rpc", chain.url, "--from-block", str(start), "--count", "3")
@@ -293,7 +247,7 @@ def test_tail_human_narrows_to_the_named_events(chain: Anvil) -> None:
 def test_timeout_exits_3_when_no_further_event_comes(chain: Anvil) -> None:
     task = random_address()
     start = chain.block_number() + 1
-    _send(chain, "Attempted", task, random_address(), 1)
+    send(chain, "Attempted", task, random_address(), 1)
 
     result = _run(
         "watch", "attempted", task, "--rpc", chain.url, "--from-block", str(start), "--timeout", "1",
@@ -328,7 +282,7 @@ def _read_line(stream: Any, timeout: float) -> str:
 def test_sigint_stops_cleanly_with_exit_code_130(chain: Anvil) -> None:
     task = random_address()
     start = chain.block_number() + 1
-    _send(chain, "Attempted", task, random_address(), 1)
+    send(chain, "Attempted", task, random_address(), 1)
     process = subprocess.Popen(
         [
             *CLI,
@@ -345,7 +299,7 @@ def test_sigint_stops_cleanly_with_exit_code_130(chain: Anvil) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=env(),
     )
     try:
         first = _read_line(process.stdout, 20.0)
@@ -368,7 +322,7 @@ async def test_interrupting_the_stream_uninstalls_its_filter(chain: Anvil) -> No
     """What Ctrl-C does in the command (cancel the main task) leaves no filter behind."""
     task = random_address()
     start = chain.block_number() + 1
-    _send(chain, "Attempted", task, random_address(), 1)
+    send(chain, "Attempted", task, random_address(), 1)
     args = build_parser().parse_args(
         [
             "watch",
@@ -430,7 +384,7 @@ def test_bad_input_exits_2_with_one_line(args: list[str], mentions: str) -> None
 
 @pytest.mark.nodes
 def test_unreachable_rpc_fails_with_one_line_and_masked_credentials() -> None:
-    url = f"http://alice:s3cret-pw@127.0.0.1:{_closed_port()}/"
+    url = f"http://alice:s3cret-pw@127.0.0.1:{closed_port()}/"
 
     result = _run("watch", "attempted", random_address(), "--rpc", url, OGPU_STARTUP_DEADLINE="0.5")
 
@@ -443,7 +397,7 @@ def test_unreachable_rpc_fails_with_one_line_and_masked_credentials() -> None:
 
 @pytest.mark.nodes
 def test_unreachable_rpc_while_reading_the_head_for_a_negative_from_block() -> None:
-    url = f"http://bob:hunter2@127.0.0.1:{_closed_port()}"
+    url = f"http://bob:hunter2@127.0.0.1:{closed_port()}"
 
     result = _run("tail", "--rpc", url, "--from-block", "-10", OGPU_STARTUP_DEADLINE="0.5")
 
@@ -503,14 +457,9 @@ def test_human_line_keeps_one_event_on_one_line() -> None:
     assert 'optional_params_url=""' in line
 
 
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
 def test_catch_up_progress_appears_on_a_terminal_after_a_few_seconds() -> None:
     now = [0.0]
-    screen = _Terminal()
+    screen = Terminal()
     progress = CatchUpProgress(screen, delay=3.0, clock=lambda: now[0])
 
     now[0] = 1.0

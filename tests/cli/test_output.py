@@ -7,13 +7,11 @@ moment of printing).
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from importlib import metadata
 
 import httpx
@@ -27,23 +25,11 @@ from ogpu.events._devnode.nodes import Anvil
 from ogpu.events._net.rpc import RpcClient
 from ogpu.types import DeliveryMethod, Environment
 from tests.conftest import NEXUS
-from tests.support.cli import CLI, env, run_cli, run_cli_in_terminal
+from tests.support.cli import CLI, LINE, Terminal, env, run_cli, run_cli_in_terminal
 from tests.support.devnodes import random_address
 
-LINE = re.compile(
-    r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) +(?P<block>\d+) (?P<name>[A-Za-z]+) +(?P<fields>\S.*)$"
-)
 # 2030-01-02 03:04:05 UTC: far from any moment a test prints at.
 BLOCK_TIME = 1893553445
-
-
-@pytest.fixture(scope="module")
-def chain() -> Iterator[Anvil]:
-    node = Anvil()
-    node.start()
-    node.install_emitter(NEXUS)
-    yield node
-    node.stop()
 
 
 def _attempt(node: Anvil, task: str, amount: int = 1, *, at: int | None = None) -> int:
@@ -264,12 +250,7 @@ def test_amounts_show_ogpu_beside_the_exact_wei() -> None:
 # --- 11: a steady catch-up estimate ---
 
 
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def _estimates(screen: _Terminal) -> list[float | None]:
+def _estimates(screen: Terminal) -> list[float | None]:
     found: list[float | None] = []
     for status in screen.getvalue().split("\r"):
         if not status.startswith("catching up"):
@@ -283,7 +264,7 @@ def test_the_time_left_does_not_jump_when_chunks_arrive_unevenly() -> None:
     # The node takes 3 s to answer the first chunk, then chunks of 2,000
     # blocks arrive alternately 0.1 s and 0.9 s apart: 4,000 blocks/s on average.
     now = [0.0]
-    screen = _Terminal()
+    screen = Terminal()
     progress = CatchUpProgress(screen, delay=3.0, min_interval=0.0, clock=lambda: now[0])
     now[0], done = 3.0, 2_000
     progress(1, done, 200_000)

@@ -12,7 +12,7 @@ import os
 import selectors
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +29,6 @@ pytestmark = pytest.mark.nodes
 
 
 EVENTS = 15
-
-
-@pytest.fixture(scope="module")
-def chain() -> Iterator[Anvil]:
-    node = Anvil()
-    node.start()
-    node.install_emitter(NEXUS)
-    yield node
-    node.stop()
 
 
 def _emit(node: Anvil, task: str, count: int, per_block: int = 4) -> tuple[int, list[tuple[str, int]]]:

@@ -29,8 +29,7 @@ from ogpu.events import (
     watch_nexus,
 )
 from ogpu.events._codec.abi import EVENTS
-from ogpu.events._codec.address import checksum_address
-from ogpu.events._devnode.nodes import Anvil, event_calldata
+from ogpu.events._devnode.nodes import Anvil
 from ogpu.types import (
     DeliveryMethod,
     Environment,
@@ -39,18 +38,13 @@ from ogpu.types import (
     SourceStatus,
     TaskStatus,
 )
-from tests.conftest import NEXUS
-from tests.support.devnodes import random_address
+from tests.support.devnodes import checksummed, random_address, send
 
 pytestmark = pytest.mark.anyio
 
 LONG_URL = "ipfs://bafy" + "é" * 2_000 + "x" * 2_989  # 5,000 characters, multi-byte ones included
 LONG_PARAMS = ("https://example.org/params?" + "q=1&" * 1_250)[:4_997] + "end"  # 5,000 characters
 UINT256_MAX = 2**256 - 1
-
-
-def _cs(address: str) -> str:
-    return checksum_address(address[2:].lower())
 
 
 @dataclasses.dataclass
@@ -70,18 +64,18 @@ class _Cast:
 
     @property
     def addresses(self) -> set[str]:
-        return {_cs(a) for a in (self.task, self.source, self.response, self.provider, self.client)}
+        return {checksummed(a) for a in (self.task, self.source, self.response, self.provider, self.client)}
 
     def every_event(self) -> list[_Emission]:
         task, source, response, provider = (
-            _cs(self.task),
-            _cs(self.source),
-            _cs(self.response),
-            _cs(self.provider),
+            checksummed(self.task),
+            checksummed(self.source),
+            checksummed(self.response),
+            checksummed(self.provider),
         )
         params = (self.client, LONG_URL, 5, UINT256_MAX, 10**30, 86_400, True, LONG_PARAMS, 1, 1_700_000_000)
         typed_params = SourceParams(
-            _cs(self.client),
+            checksummed(self.client),
             LONG_URL,
             Environment.CPU | Environment.AMD,
             UINT256_MAX,
@@ -129,24 +123,6 @@ class _Cast:
         ]
 
 
-def _send(node: Anvil, event: str, *values: Any) -> str:
-    """Emit through the Nexus emitter with gas estimated by the node.
-
-    ``Anvil.emit`` sends a fixed gas limit, too small for a SourceUpdated
-    log carrying kilobytes of strings.
-    """
-    tx = str(
-        node.rpc(
-            "eth_sendTransaction", {"from": node.account, "to": NEXUS, "data": event_calldata(event, *values)}
-        )
-    )
-    give_up = time.monotonic() + 5.0
-    while (receipt := node.rpc("eth_getTransactionReceipt", tx)) is None and time.monotonic() < give_up:
-        time.sleep(0.01)  # anvil may answer before the block is sealed
-    assert receipt is not None and receipt["status"] == "0x1", f"{event} transaction failed: {receipt}"
-    return tx
-
-
 def _mentions(event: Any, addresses: set[str]) -> bool:
     for field in dataclasses.fields(event):
         value = getattr(event, field.name)
@@ -182,7 +158,7 @@ async def test_every_nexus_event_type_decodes_from_history_and_live(node: Anvil)
     start = node.block_number() + 1
     past = _Cast()
     past_events = past.every_event()
-    past_txs = [_send(node, e.event, *e.values) for e in past_events]
+    past_txs = [send(node, e.event, *e.values) for e in past_events]
 
     stream = watch_nexus(from_block=start, poll_interval=0.05)
     try:
@@ -190,7 +166,7 @@ async def test_every_nexus_event_type_decodes_from_history_and_live(node: Anvil)
         # The stream has delivered, so it has joined: these arrive live.
         live = _Cast()
         live_events = live.every_event()
-        live_txs = [_send(node, e.event, *e.values) for e in live_events]
+        live_txs = [send(node, e.event, *e.values) for e in live_events]
         from_filter, _ = await _ours(stream, live.addresses, len(live_events))
     finally:
         await stream.aclose()
@@ -211,14 +187,14 @@ async def test_event_types_narrow_the_stream(node: Anvil) -> None:
     marker = random_address()
     emissions = cast.every_event()
     for emission in emissions:
-        _send(node, emission.event, *emission.values)
+        send(node, emission.event, *emission.values)
     empty = (cast.client, "", 0, 0, 0, 0, False, "", 0, 0)
-    _send(node, "SourceUpdated", cast.source, empty)
-    _send(node, "SourceStatusChanged", marker, 0)  # last on chain: once it is here, all before it are
+    send(node, "SourceUpdated", cast.source, empty)
+    send(node, "SourceStatusChanged", marker, 0)  # last on chain: once it is here, all before it are
 
     stream = watch_nexus("SourceUpdated", SourceStatusChangedEvent, from_block=start, poll_interval=0.05)
     try:
-        got, _ = await _ours(stream, {*cast.addresses, _cs(marker)}, 4)
+        got, _ = await _ours(stream, {*cast.addresses, checksummed(marker)}, 4)
     finally:
         await stream.aclose()
 
@@ -233,7 +209,7 @@ async def test_event_types_narrow_the_stream(node: Anvil) -> None:
     assert bare.image_environments == Environment(0)
     assert bare.delivery_method is DeliveryMethod.MANUAL_CONFIRMATION
     assert got[3] == SourceStatusChangedEvent(
-        _cs(marker),
+        checksummed(marker),
         SourceStatus.ACTIVE,
         got[3].block_number,
         got[3].transaction_hash,

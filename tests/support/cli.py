@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import os
 import pty
+import re
 import select
 import socket
 import struct
@@ -24,6 +26,17 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CLI = [sys.executable, "-m", "ogpu.events._cli.command"]
+# An event line: the block's time (local), the block, the event, its fields.
+LINE = re.compile(
+    r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) +(?P<block>\d+) (?P<name>[A-Za-z]+) +(?P<fields>\S.*)$"
+)
+
+
+class Terminal(io.StringIO):
+    """A text stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 @dataclass

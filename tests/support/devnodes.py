@@ -7,16 +7,43 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from ogpu.events._devnode.nodes import DevNode
+from ogpu.chain import ChainConfig
+from ogpu.events._codec.address import checksum_address
+from ogpu.events._devnode.nodes import Anvil, DevNode, event_calldata
 from ogpu.events._stream.hub import active_hubs
 
 T = TypeVar("T")
 
 
+NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
+
+
 def random_address() -> str:
     return "0x" + secrets.token_hex(20)
+
+
+def checksummed(address: str) -> str:
+    return checksum_address(address[2:].lower())
+
+
+def send(node: Anvil, event: str, *values: Any) -> str:
+    """Emit through the Nexus emitter with gas estimated by the node; the transaction's hash.
+
+    ``Anvil.emit`` sends a fixed gas limit, too small for a SourceUpdated
+    log carrying kilobytes of strings.
+    """
+    tx = str(
+        node.rpc(
+            "eth_sendTransaction", {"from": node.account, "to": NEXUS, "data": event_calldata(event, *values)}
+        )
+    )
+    give_up = time.monotonic() + 5.0
+    while (receipt := node.rpc("eth_getTransactionReceipt", tx)) is None and time.monotonic() < give_up:
+        time.sleep(0.01)  # anvil may answer before the block is sealed
+    assert receipt is not None and receipt["status"] == "0x1", f"{event} transaction failed: {receipt}"
+    return tx
 
 
 async def take(stream: AsyncIterator[T], count: int, timeout: float = 15.0) -> list[T]:
