@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-import respx
 
-from ogpu import ChainConfig
 from ogpu.events import watch_attempted
 from ogpu.events._net import faults as _faults
 from ogpu.events._stream.hub import Hub, active_hubs
@@ -46,15 +44,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def node() -> FakeNode:
     return FakeNode()
-
-
-@pytest.fixture
-def gate(node: FakeNode) -> Iterator[Gate]:
-    ChainConfig.set_rpc(node.url)
-    held = Gate(node)
-    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
-        router.post(node.url).mock(side_effect=held)
-        yield held
 
 
 def the_hub() -> Hub:

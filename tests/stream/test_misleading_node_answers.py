@@ -15,14 +15,10 @@ lets a few polls happen without knowing how the stream is built.
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-import respx
 
-from ogpu import ChainConfig
 from ogpu.events import watch_attempted, watch_nexus
 from tests.support.fakenode import FakeNode, raw_log
 from tests.support.streams import (
@@ -34,12 +30,15 @@ from tests.support.streams import (
     address,
     all_gone,
     attempted,
+    heads,
     payments,
     sentinel,
+    start,
     wait_until,
+    warned,
 )
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("info_logs", "stop_started_watchers")]
 
 # How long a test waits for what it expects; short, so the tests that fail
 # today (they describe the intended behaviour) do not make `make test` slow.
@@ -50,74 +49,6 @@ OTHER_CONTRACT = "0x" + "5a" * 20
 @pytest.fixture
 def node() -> FakeNode:
     return FakeNode()
-
-
-@pytest.fixture
-def gate(node: FakeNode) -> Iterator[Gate]:
-    ChainConfig.set_rpc(node.url)
-    held = Gate(node)
-    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
-        router.post(node.url).mock(side_effect=held)
-        yield held
-
-
-@pytest.fixture(autouse=True)
-def warnings_captured(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="ogpu.events")
-
-
-_started: list[Collector[Any]] = []
-
-
-def start(gen: AsyncGenerator[Any, None]) -> Collector[Any]:
-    """Run a watcher in a task that is stopped when the test ends, even if it fails."""
-    c = Collector(gen)
-    _started.append(c)
-    return c
-
-
-@pytest.fixture(autouse=True)
-async def stop_watchers(anyio_backend: str) -> AsyncIterator[None]:
-    yield
-    while _started:
-        c = _started.pop()
-        if c.task.done() and not c.task.cancelled() and c.task.exception() is not None:
-            continue  # the test has looked at how it failed
-        await c.stop()
-
-
-async def heads(node: FakeNode, count: int = 1) -> None:
-    """Wait until the stream has asked for the head ``count`` more times (a few polls)."""
-    start = node.head_answers
-    await wait_until(lambda: node.head_answers >= start + count, f"{count} more head answer(s)", PATIENCE)
-
-
-async def until_payments(c: Collector[Any], wanted: list[int]) -> None:
-    await c_until(c, lambda: payments(c)[: len(wanted)] == wanted, f"payments {wanted}")
-
-
-async def until_sentinel(c: Collector[Any]) -> None:
-    await c_until(c, lambda: SENTINEL in payments(c), "the sentinel event")
-
-
-async def c_until(c: Collector[Any], done: Callable[[], bool], what: str) -> None:
-    def check() -> bool:
-        if c.task.done():
-            c.task.result()  # raises what the watcher raised
-            raise AssertionError("the watcher stopped")
-        return done()
-
-    await wait_until(check, what, PATIENCE)
-
-
-def warned(caplog: pytest.LogCaptureFixture, *words: str) -> bool:
-    """A WARNING (or worse) on ``ogpu.events`` whose message has all of ``words`` (any case)."""
-    return any(
-        r.levelno >= logging.WARNING
-        and r.name.startswith("ogpu.events")
-        and all(w.lower() in r.getMessage().lower() for w in words)
-        for r in caplog.records
-    )
 
 
 def no_repeats(c: Collector[Any]) -> bool:
@@ -137,7 +68,7 @@ async def test_null_answer_for_a_forgotten_filter_is_a_lost_filter(
     c = start(watch_attempted(TASK, from_block=node.head + 1, poll_interval=FAST))
     attempted(node, TASK, 1)
     node.mine()
-    await until_payments(c, [1])
+    await c.until_payments([1])
     node.forget_filters()
     await heads(node, 2)
     attempted(node, TASK, 2)
@@ -145,7 +76,7 @@ async def test_null_answer_for_a_forgotten_filter_is_a_lost_filter(
     attempted(node, TASK, 3)
     node.mine()
     sentinel(node)
-    await until_sentinel(c)
+    await c.until_sentinel()
     await c.stop()
     assert payments(c) == [1, 2, 3, SENTINEL]
     assert warned(caplog)
@@ -166,7 +97,7 @@ async def test_dev_node_restarted_is_followed_from_its_new_genesis(
         attempted(node, TASK, amount)
         node.mine()
     node.mine(18)  # the old chain ends well above where the new one will be
-    await until_payments(c, [1, 2])
+    await c.until_payments([1, 2])
     node.restart()
     # 15 events on the new chain, all below the old chain's height.
     for amount in range(3, 18):
@@ -176,7 +107,7 @@ async def test_dev_node_restarted_is_followed_from_its_new_genesis(
             await heads(node)
     sentinel(node)
     node.mine(confirmations)
-    await until_sentinel(c)
+    await c.until_sentinel()
     await c.stop()
     assert payments(c) == [1, 2, *range(3, 18), SENTINEL]
     assert warned(caplog, "replaced")
@@ -191,7 +122,7 @@ async def test_dev_node_restarted_with_another_chain_id_raises_chain_changed(
     c = start(watch_attempted(TASK, from_block=1, poll_interval=FAST))
     attempted(node, TASK, 1)
     node.mine(3)
-    await until_payments(c, [1])
+    await c.until_payments([1])
     node.restart(chain_id=31337)
     attempted(node, TASK, 2)
     node.mine(3)
@@ -217,7 +148,7 @@ async def test_filter_recreated_while_the_head_lags_one_block_loses_nothing(
     node.lag_head([1] * 5)
     await heads(node, 7)
     sentinel(node)
-    await until_sentinel(c)
+    await c.until_sentinel()
     await c.stop()
     assert payments(c) == [1, SENTINEL]
     await all_gone(node)
@@ -233,7 +164,7 @@ async def test_fresh_watcher_whose_first_head_answers_lag_one_block_loses_nothin
     c = start(watch_attempted(TASK, from_block=7, poll_interval=FAST))
     await heads(node, 7)
     sentinel(node)
-    await until_sentinel(c)
+    await c.until_sentinel()
     await c.stop()
     assert payments(c) == [1, SENTINEL]
     await all_gone(node)
@@ -252,14 +183,14 @@ async def test_reorg_below_the_cursor_without_filters_delivers_the_new_branch(
     attempted(node, TASK, 1)
     node.mine()  # block 4
     node.mine()  # block 5
-    await until_payments(c, [1])
+    await c.until_payments([1])
     await heads(node, 3)  # the stream's cursor is at 5
     gone = node.blocks[4].logs[0]["transactionHash"]
     # Depth 2: the new branch's log sits in the first replaced block, below the cursor.
     node.reorg(2, {0: [("Attempted", TASK, address(), 2)]})
     await heads(node, 3)
     sentinel(node)
-    await until_sentinel(c)
+    await c.until_sentinel()
     await c.stop()
     # 1 was yielded before the reorg removed it (confirmations=0 cannot take it back).
     assert payments(c) == [1, 2, SENTINEL]
@@ -280,13 +211,13 @@ async def test_reorg_with_filters_delivers_the_new_branch_and_names_what_left(
     attempted(node, TASK, 1)
     node.mine()  # block 4
     node.mine(depth - 1)
-    await until_payments(c, [1])
+    await c.until_payments([1])
     await heads(node, 3)
     gone = node.blocks[4].logs[0]["transactionHash"]
     node.reorg(depth, {0: [("Attempted", TASK, address(), 2)]})
     await heads(node, 3)
     sentinel(node)
-    await until_sentinel(c)
+    await c.until_sentinel()
     await c.stop()
     assert payments(c) == [1, 2, SENTINEL]
     assert no_repeats(c)
@@ -304,13 +235,13 @@ async def test_reorg_of_a_block_a_watcher_read_as_history_delivers_the_new_branc
     attempted(node, TASK, 1)
     node.mine()  # block 4, mined before the watcher starts: it reads it from history
     c = start(watch_attempted(TASK, from_block=4, poll_interval=FAST))
-    await until_payments(c, [1])
+    await c.until_payments([1])
     await heads(node, 4)
     gone = node.blocks[4].logs[0]["transactionHash"]
     node.reorg(1, {0: [("Attempted", TASK, address(), 2)]})
     await heads(node, 3)
     sentinel(node)
-    await until_sentinel(c)
+    await c.until_sentinel()
     await c.stop()
     assert payments(c) == [1, 2, SENTINEL]
     assert warned(caplog, "reorg", gone)
@@ -341,7 +272,7 @@ async def test_one_head_answer_far_ahead_is_not_believed(node: FakeNode, gate: G
         await heads(node, 4)
     sentinel(node)
     for c in [first, *([late] if late else [])]:
-        await until_sentinel(c)
+        await c.until_sentinel()
         await c.stop()
         assert payments(c) == [1, SENTINEL]
     await all_gone(node)
@@ -363,7 +294,7 @@ async def test_logs_beyond_to_block_are_not_yielded_before_their_confirmations(
     node.reorg(1, {0: [("Attempted", TASK, address(), 2)]})
     sentinel(node)
     node.mine(3)
-    await until_sentinel(c)
+    await c.until_sentinel()
     await c.stop()
     # 1 never had a block on top of it, let alone three: it is never yielded.
     assert payments(c) == [2, SENTINEL]
@@ -379,7 +310,7 @@ async def test_history_with_logs_beyond_each_chunk_yields_each_log_once(node: Fa
     c = start(watch_attempted(TASK, from_block=1, poll_interval=FAST))
     await heads(node, 3)
     sentinel(node)
-    await until_sentinel(c)
+    await c.until_sentinel()
     await c.stop()
     assert payments(c) == [1, SENTINEL]
     await all_gone(node)
@@ -409,7 +340,7 @@ async def test_another_contracts_log_in_a_filter_answer_is_not_yielded(
     node.inject_filter_log(foreign)
     await heads(node, 3)
     sentinel(node)
-    await until_sentinel(c)
+    await c.until_sentinel()
     await c.stop()
     assert foreign["transactionHash"] not in {e.transaction_hash for e in c.events}
     assert payments(c) == [1, SENTINEL]
@@ -424,7 +355,7 @@ async def test_log_with_an_absurd_block_number_does_not_derail_the_stream(
     attempted(node, TASK, 1)
     node.mine()  # block 4
     early = start(watch_attempted(TASK, from_block=4, poll_interval=FAST))
-    await until_payments(early, [1])
+    await early.until_payments([1])
     await heads(node, 4)
     node.inject_filter_log(raw_log("Attempted", TASK, address(), 666, block=2**64, log_index=0))
     await heads(node, 3)
@@ -434,7 +365,7 @@ async def test_log_with_an_absurd_block_number_does_not_derail_the_stream(
     node.mine()
     sentinel(node)
     for c in (early, late):
-        await until_sentinel(c)
+        await c.until_sentinel()
         await c.stop()
         assert payments(c) == [1, 2, SENTINEL]
     assert warned(caplog)
@@ -463,7 +394,7 @@ async def test_watcher_joining_mid_poll_sees_what_is_mined_after_it_started(
     node.mine()  # block 6: mined after the joiner started
     node.mine()  # a confirmation for it
     gate.open()
-    await asyncio.wait_for(until_payments(joiner, [1]), 2.0)
+    await asyncio.wait_for(joiner.until_payments([1]), 2.0)
     for c in (running, waker, joiner):
         await c.stop()
     assert payments(joiner) == [1]
@@ -486,7 +417,7 @@ async def test_uninstall_refused_once_while_streaming_is_retried(node: FakeNode,
     attempted(node, TASK, 1)
     node.mine()
     sentinel(node)
-    await until_sentinel(c)
+    await c.until_sentinel()
     await c.stop()
     assert payments(c) == [1, SENTINEL]
     await all_gone(node)
@@ -496,7 +427,7 @@ async def test_uninstall_refused_once_at_teardown_is_retried(node: FakeNode, gat
     c = start(watch_attempted(TASK, from_block=node.head + 1, poll_interval=FAST))
     attempted(node, TASK, 1)
     node.mine()
-    await until_payments(c, [1])
+    await c.until_payments([1])
     node.fail_http_for("eth_uninstallFilter", 503)
     await c.stop()
     await wait_until(lambda: not node.filters, "the filter uninstalled", PATIENCE)
@@ -519,7 +450,7 @@ async def test_two_head_answers_from_a_backend_ahead_then_filter_lost_lose_nothi
     await wait_until(lambda: node.count("eth_newFilter") == 2, "the filter to be recreated", PATIENCE)
     await heads(node, 2)
     sentinel(node)
-    await until_sentinel(c)
+    await c.until_sentinel()
     await c.stop()
     assert payments(c) == [1, SENTINEL]
     await all_gone(node)

@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, Generic, TypeVar
 
 import httpx
+import pytest
 
 from ogpu.events import (
     watch_attempted,
@@ -107,6 +109,10 @@ class Collector(Generic[T]):
             "the sentinel event",
         )
 
+    async def until_payments(self, wanted: list[int]) -> None:
+        """Wait until the first suggested payments seen are ``wanted``."""
+        await self.until(lambda: payments(self)[: len(wanted)] == wanted, f"payments {wanted}")
+
     async def wait_for(self, count: int, timeout: float = 20.0) -> list[T]:
         """The events so far, once there are at least ``count``."""
         await self.until(
@@ -125,6 +131,38 @@ class Collector(Generic[T]):
 def payments(c: Collector[Any]) -> list[int]:
     """The suggested payments of the Attempted events ``c`` has seen."""
     return [e.suggested_payment for e in c.events if hasattr(e, "suggested_payment")]
+
+
+_started: list[Collector[Any]] = []
+
+
+def start(gen: AsyncGenerator[Any, None]) -> Collector[Any]:
+    """Run a watcher in a task that is stopped when the test ends, even if it fails.
+
+    For modules using the ``stop_started_watchers`` fixture (``tests/stream/conftest.py``).
+    """
+    c = Collector(gen)
+    _started.append(c)
+    return c
+
+
+async def stop_started() -> None:
+    """Stop what ``start`` started, except a watcher that failed (its test has looked at how)."""
+    while _started:
+        c = _started.pop()
+        if c.task.done() and not c.task.cancelled() and c.task.exception() is not None:
+            continue
+        await c.stop()
+
+
+def warned(caplog: pytest.LogCaptureFixture, *words: str) -> bool:
+    """A WARNING (or worse) on ``ogpu.events`` whose message has all of ``words`` (any case)."""
+    return any(
+        r.levelno >= logging.WARNING
+        and r.name.startswith("ogpu.events")
+        and all(w.lower() in r.getMessage().lower() for w in words)
+        for r in caplog.records
+    )
 
 
 class Gate:
@@ -176,6 +214,12 @@ async def streaming(watchers: int = 1) -> Hub:
     hub = active_hubs()[0]
     await ticks(hub)
     return hub
+
+
+async def heads(node: FakeNode, count: int = 1) -> None:
+    """Wait until the stream has asked for the head ``count`` more times (a few polls)."""
+    before = node.head_answers
+    await wait_until(lambda: node.head_answers >= before + count, f"{count} more head answer(s)")
 
 
 async def ticks(hub: Hub, count: int = 1) -> None:
