@@ -18,7 +18,7 @@ import pytest
 
 from ogpu.events import watch_attempted
 from ogpu.events._net import faults as _faults
-from ogpu.events._stream.hub import Hub, active_hubs
+from ogpu.events._stream.hub import active_hubs
 from ogpu.types import UnsupportedNodeError
 from tests.support.fakenode import FakeNode, http_response
 from tests.support.streams import (
@@ -34,6 +34,7 @@ from tests.support.streams import (
     prove_filter,
     sentinel,
     streaming,
+    the_hub,
     ticks,
     wait_until,
 )
@@ -44,11 +45,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def node() -> FakeNode:
     return FakeNode()
-
-
-def the_hub() -> Hub:
-    (hub,) = active_hubs()
-    return hub
 
 
 def lose_answer(node: FakeNode) -> Callable[[httpx.Request], httpx.Response]:
@@ -136,20 +132,6 @@ async def test_closing_task_cancelled_during_teardown_still_uninstalls_and_is_ca
     closing.cancel()
     with pytest.raises(asyncio.CancelledError):
         await closing
-    gate.open()
-    await all_gone(node)
-
-
-async def test_stream_closed_while_uninstalling_a_stale_filter_uninstalls_it_at_teardown(
-    node: FakeNode, gate: Gate
-) -> None:
-    c = Collector(watch_attempted(TASK, poll_interval=FAST))
-    await streaming()
-    # Another backend answers this poll and does not know the filter, which still exists.
-    node.fail_rpc("eth_getFilterChanges", -32000, "filter not found")
-    gate.hold("eth_uninstallFilter")
-    await gate.held.wait()
-    await c.stop()
     gate.open()
     await all_gone(node)
 
@@ -254,35 +236,7 @@ async def test_node_down_for_hours_is_waited_for_with_capped_backoff(
     await all_gone(node)
 
 
-# --- the install-lag cover ---
-
-
-async def test_logs_set_aside_by_the_install_cover_survive_a_lost_filter(node: FakeNode, gate: Gate) -> None:
-    node.mine(5)
-    gate.hold("eth_getFilterChanges")
-    c = Collector(watch_attempted(TASK, poll_interval=FAST))
-    await gate.held.wait()
-    hub = the_hub()
-    # The filter reports a block the (lagging) head answers have not reached:
-    # the cover sets its log aside for eth_getLogs to read later.
-    attempted(node, TASK, 1)
-    node.mine()
-    node.lag_head([2])
-    gate.hold("eth_getFilterChanges")
-    gate.open()
-    await gate.held.wait()
-    # The next poll finds the filter gone, and the head answers keep lagging
-    # through the new filter's install and its checks.
-    node.fail_rpc("eth_getFilterChanges", -32000, "filter not found")
-    node.lag_head([2] * 8)
-    gate.open()
-    await wait_until(lambda: not node._head_lag, "the lagging head answers")
-    await ticks(hub, 2)
-    sentinel(node)
-    await c.until_sentinel()
-    await c.stop()
-    assert payments(c) == [1, SENTINEL]
-    await all_gone(node)
+# --- the install-lag cover, and a filter lost meanwhile: in test_lost_filter.py ---
 
 
 # --- sanity: many watchers joining and leaving at random ticks ---
@@ -322,30 +276,4 @@ async def test_watchers_churning_on_a_shared_stream_neither_lose_nor_repeat(
     await all_gone(node)
 
 
-# --- a backend ahead of the one holding the filter ---
-
-
-# Heads from the backend ahead move the live cursor over blocks the filter has
-# not reported: the refill after a lost filter starts a margin below the cursor,
-# and the made-up headers of blocks not yet mined fail their hash check.
-@pytest.mark.parametrize("answers_ahead", [1, 2, 5])
-async def test_head_reported_ahead_of_the_filter_then_filter_lost_loses_nothing(
-    node: FakeNode, gate: Gate, answers_ahead: int
-) -> None:
-    c = Collector(watch_attempted(TASK, poll_interval=FAST))
-    hub = await streaming()
-    prove_filter(node)
-    await wait_until(lambda: hub.steady, "the install checks to end")
-    # Answers from a backend two blocks ahead of the one that holds the filter.
-    node.lag_head([-2] * answers_ahead)
-    await ticks(hub, 3)
-    attempted(node, TASK, 1)
-    node.mine(2)
-    node.forget_filters()
-    await wait_until(lambda: node.count("eth_newFilter") == 2, "the filter to be recreated")
-    await ticks(hub, 2)
-    sentinel(node)
-    await c.until_sentinel()
-    await c.stop()
-    assert payments(c) == [1, SENTINEL]
-    await all_gone(node)
+# --- a backend ahead of the one holding the filter, then the filter lost: in test_lost_filter.py ---

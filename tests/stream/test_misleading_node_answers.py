@@ -56,31 +56,7 @@ def no_repeats(c: Collector[Any]) -> bool:
     return len(ids) == len(set(ids))
 
 
-# --- 1. hardhat: {"result": null} for a filter it no longer knows ---
-
-
-@pytest.mark.parametrize("batches", [True, False], ids=["batched", "single calls"])
-async def test_null_answer_for_a_forgotten_filter_is_a_lost_filter(
-    node: FakeNode, gate: Gate, caplog: pytest.LogCaptureFixture, batches: bool
-) -> None:
-    node.null_for_unknown_filter = True
-    node.batch_supported = batches
-    c = start(watch_attempted(TASK, from_block=node.head + 1, poll_interval=FAST))
-    attempted(node, TASK, 1)
-    node.mine()
-    await c.until_payments([1])
-    node.forget_filters()
-    await heads(node, 2)
-    attempted(node, TASK, 2)
-    node.mine()
-    attempted(node, TASK, 3)
-    node.mine()
-    sentinel(node)
-    await c.until_sentinel()
-    await c.stop()
-    assert payments(c) == [1, 2, 3, SENTINEL]
-    assert warned(caplog)
-    await all_gone(node)
+# --- 1. hardhat: {"result": null} for a filter it no longer knows: in test_lost_filter.py ---
 
 
 # --- 2. a dev node restarted on the same port: a new chain from block 0 ---
@@ -134,24 +110,6 @@ async def test_dev_node_restarted_with_another_chain_id_raises_chain_changed(
 
 
 # --- 3. the head lagging by one block just when a filter is (re)created ---
-
-
-async def test_filter_recreated_while_the_head_lags_one_block_loses_nothing(
-    node: FakeNode, gate: Gate
-) -> None:
-    node.mine(6)
-    c = start(watch_attempted(TASK, from_block=1, poll_interval=FAST))
-    await heads(node, 8)  # the stream sits at head 6, its install checks done
-    attempted(node, TASK, 1)
-    node.mine()  # block 7
-    node.forget_filters()
-    node.lag_head([1] * 5)
-    await heads(node, 7)
-    sentinel(node)
-    await c.until_sentinel()
-    await c.stop()
-    assert payments(c) == [1, SENTINEL]
-    await all_gone(node)
 
 
 async def test_fresh_watcher_whose_first_head_answers_lag_one_block_loses_nothing(
@@ -434,23 +392,5 @@ async def test_uninstall_refused_once_at_teardown_is_retried(node: FakeNode, gat
     await all_gone(node)
 
 
-# --- 9. two head answers from a backend ahead of the filter's ---
-
-
-async def test_two_head_answers_from_a_backend_ahead_then_filter_lost_lose_nothing(
-    node: FakeNode, gate: Gate
-) -> None:
-    c = start(watch_attempted(TASK, from_block=node.head + 1, poll_interval=FAST))
-    await heads(node, 6)
-    node.lag_head([-2, -2])
-    await heads(node, 3)
-    attempted(node, TASK, 1)
-    node.mine(2)
-    node.forget_filters()
-    await wait_until(lambda: node.count("eth_newFilter") == 2, "the filter to be recreated", PATIENCE)
-    await heads(node, 2)
-    sentinel(node)
-    await c.until_sentinel()
-    await c.stop()
-    assert payments(c) == [1, SENTINEL]
-    await all_gone(node)
+# --- 9. two head answers from a backend ahead of the filter's, then the filter lost:
+# in test_lost_filter.py ---

@@ -637,54 +637,6 @@ async def test_http_4xx_raises_at_once(node: FakeNode, status: int) -> None:
     await all_gone(node)
 
 
-@pytest.mark.parametrize("code", [-32000, -32600, -32602, -32001])
-async def test_forgotten_filter_is_recreated_and_the_gap_refilled(
-    node: FakeNode, code: int, caplog: pytest.LogCaptureFixture
-) -> None:
-    node.filter_lost_code = code
-    caplog.set_level(logging.WARNING, logger="ogpu.events")
-    c = Collector(watch_attempted(TASK, poll_interval=FAST))
-    hub = await streaming()
-    attempted(node, TASK, 1)
-    node.mine()
-    await c.until(lambda: len(c.events) == 1, "the first event")
-    # The node restarts between two polls, with blocks mined meanwhile.
-    node.forget_filters()
-    for amount in range(2, 6):
-        attempted(node, TASK, amount)
-        node.mine()
-    await wait_until(lambda: node.count("eth_newFilter") == 2, "the filter to be recreated")
-    await ticks(hub)
-    attempted(node, TASK, 6)
-    node.mine()
-    sentinel(node)
-    await c.until_sentinel()
-    await c.stop()
-    assert [e.suggested_payment for e in c.events] == [*range(1, 7), SENTINEL]
-    assert ("eth_getFilterChanges", code, "filter not found") in node.errors
-    assert any("dropped" in r.getMessage() for r in caplog.records)
-    await all_gone(node)
-
-
-async def test_filter_unknown_to_one_backend_is_replaced_and_the_old_one_uninstalled(node: FakeNode) -> None:
-    c = Collector(watch_attempted(TASK, poll_interval=FAST))
-    hub = await streaming()
-    first_filter = hub.filter_id
-    attempted(node, TASK, 1)
-    node.mine()
-    # Another backend answers this poll: it does not know the filter, which still exists.
-    node.fail_rpc("eth_getFilterChanges", -32000, "filter not found")
-    await wait_until(lambda: hub.filter_id not in (None, first_filter), "a new filter")
-    attempted(node, TASK, 2)
-    node.mine()
-    sentinel(node)
-    await c.until_sentinel()
-    await c.stop()
-    assert [e.suggested_payment for e in c.events] == [1, 2, SENTINEL]
-    assert next(params for method, params in node.calls if method == "eth_uninstallFilter") == [first_filter]
-    await all_gone(node)
-
-
 async def test_lost_answer_to_get_filter_changes_is_refilled_not_retried(node: FakeNode) -> None:
     c = Collector(watch_attempted(TASK, poll_interval=FAST))
     await streaming()

@@ -216,6 +216,12 @@ async def streaming(watchers: int = 1) -> Hub:
     return hub
 
 
+def the_hub() -> Hub:
+    """The one stream of this loop."""
+    (hub,) = active_hubs()
+    return hub
+
+
 async def heads(node: FakeNode, count: int = 1) -> None:
     """Wait until the stream has asked for the head ``count`` more times (a few polls)."""
     before = node.head_answers
