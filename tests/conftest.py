@@ -21,11 +21,11 @@ import pytest
 from ogpu import ChainConfig
 from ogpu.events._devnode.nodes import NODES, Anvil, DevNode, DevNodeNotFoundError
 from ogpu.events._stream import lane as _lane
+from tests.support.fakenode import NEXUS
 
 # The Postgres server of the checkpoint tests (fixtures ``postgres``, ``postgres_url``).
 pytest_plugins = ["tests.support.postgres"]
 
-NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
 
 # Every test runs with the cursor rule checked (off for users): a path that moves
 # a lane's cursor over a block no read covered raises at once. Set in the

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from ogpu.events._devnode.nodes import Anvil
-from tests.conftest import NEXUS
+from tests.support.fakenode import NEXUS
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from ogpu.events._devnode.nodes import Anvil
-from tests.conftest import NEXUS
 from tests.support.cli import CLI, env, run_cli
 from tests.support.devnodes import random_address, wait_for
+from tests.support.fakenode import NEXUS
 from tests.support.postgres import PostgresServer
 
 # Every test here starts the command in a subprocess.

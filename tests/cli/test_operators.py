@@ -22,9 +22,9 @@ import pytest
 
 from ogpu import ChainConfig
 from ogpu.events._devnode.nodes import Anvil
-from tests.conftest import NEXUS
 from tests.support.cli import CLI, env, run_cli, run_cli_in_terminal
 from tests.support.devnodes import random_address
+from tests.support.fakenode import NEXUS
 from tests.support.jsonrpc_server import jsonrpc_server
 
 # Every test here starts the command in a subprocess.

@@ -24,9 +24,9 @@ from ogpu.events._cli.output import CatchUpProgress, human_line, ogpu_amount
 from ogpu.events._devnode.nodes import Anvil
 from ogpu.events._net.rpc import RpcClient
 from ogpu.types import DeliveryMethod, Environment
-from tests.conftest import NEXUS
 from tests.support.cli import CLI, LINE, Terminal, env, run_cli, run_cli_in_terminal
 from tests.support.devnodes import random_address
+from tests.support.fakenode import NEXUS
 
 # 2030-01-02 03:04:05 UTC: far from any moment a test prints at.
 BLOCK_TIME = 1893553445

@@ -19,9 +19,9 @@ from ogpu import ChainConfig
 from ogpu.events import watch_attempted
 from ogpu.events._devnode.nodes import Anvil
 from ogpu.types import RpcError, RpcHttpError, RpcProtocolError, RpcTransportError
-from tests.conftest import NEXUS
 from tests.support.cli import CLI, closed_port, env, http_server, run_cli, run_cli_in_terminal, silent_server
 from tests.support.devnodes import random_address
+from tests.support.fakenode import NEXUS
 
 # Starting the interpreter and importing the package on a loaded 2-core machine.
 SLACK = 1.5

@@ -20,9 +20,9 @@ import pytest
 
 from ogpu.events import EventPosition
 from ogpu.events._devnode.nodes import Anvil
-from tests.conftest import NEXUS
 from tests.support.cli import CLI, env, run_cli
 from tests.support.devnodes import random_address
+from tests.support.fakenode import NEXUS
 
 # Every test here starts the command in a subprocess.
 pytestmark = pytest.mark.nodes

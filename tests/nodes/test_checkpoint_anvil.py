@@ -17,8 +17,8 @@ from ogpu.events import Checkpoint, watch_attempted
 from ogpu.events._devnode.nodes import Anvil, DevNodeNotFoundError
 from ogpu.events.testing import FakeNode
 from ogpu.types import CheckpointMismatchError
-from tests.conftest import NEXUS
 from tests.support.devnodes import random_address
+from tests.support.fakenode import NEXUS
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from ogpu.events._devnode.nodes import Anvil
-from tests.conftest import NEXUS
 from tests.support.checkpoint_child import CHILD, EXIT_LOST, create_effects, holder_pid, read_effects
 from tests.support.devnodes import Emitter, random_address, wait_for
+from tests.support.fakenode import NEXUS
 
 ROOT = Path(__file__).resolve().parents[2]
 FULL = os.environ.get("OGPU_CHECKPOINT_FULL", "") not in ("", "0")

@@ -35,8 +35,8 @@ from ogpu.events import (
 from ogpu.events._codec.abi import EVENTS
 from ogpu.events._devnode.nodes import DevNode
 from ogpu.events._stream.hub import active_hubs
-from tests.conftest import NEXUS
 from tests.support.devnodes import random_address, take, wait_joined
+from tests.support.fakenode import NEXUS
 from tests.support.streams import Collector, ogpu_tasks, wait_until
 
 pytestmark = pytest.mark.anyio

@@ -8,8 +8,8 @@ import pytest
 
 from ogpu.events._codec.abi import EVENTS
 from ogpu.events._devnode.nodes import NODES, DevNode
-from tests.conftest import NEXUS
 from tests.support.devnodes import random_address
+from tests.support.fakenode import NEXUS
 
 
 def test_the_emitter_makes_logs_that_decode(dev_node: DevNode) -> None:

@@ -18,8 +18,8 @@ import pytest
 
 from ogpu.events import AttemptedEvent
 from ogpu.events._devnode.nodes import Anvil
-from tests.conftest import NEXUS
 from tests.support.devnodes import random_address
+from tests.support.fakenode import NEXUS
 
 
 class _Attempts(threading.Thread):

@@ -9,8 +9,8 @@ import pytest
 from ogpu import ChainConfig
 from ogpu.events import watch_attempted
 from ogpu.events._devnode.nodes import Anvil, event_calldata
-from tests.conftest import NEXUS
 from tests.support.devnodes import random_address, take, wait_joined
+from tests.support.fakenode import NEXUS
 
 pytestmark = pytest.mark.anyio
 

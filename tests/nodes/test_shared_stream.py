@@ -10,8 +10,8 @@ import pytest
 from ogpu.events import AttemptedEvent, watch_attempted, watch_task_status_changed
 from ogpu.events._devnode.nodes import Anvil
 from ogpu.events._stream.hub import Hub, active_hubs
-from tests.conftest import NEXUS
 from tests.support.devnodes import random_address, take, wait_joined
+from tests.support.fakenode import NEXUS
 
 pytestmark = pytest.mark.anyio
 

@@ -26,8 +26,8 @@ from ogpu.events._codec.abi import EVENTS
 from ogpu.events._devnode.nodes import Anvil
 from ogpu.events._stream.hub import active_hubs
 from ogpu.types import Environment, TaskStatus
-from tests.conftest import NEXUS
 from tests.support.devnodes import random_address, take, wait_joined
+from tests.support.fakenode import NEXUS
 from tests.support.streams import ogpu_tasks
 
 pytestmark = pytest.mark.anyio

@@ -6,8 +6,8 @@ each says so in its own words (``filter not found`` under several codes, or
 a ``null`` result). The stream installs a new filter, reads the gap with
 ``eth_getLogs``, uninstalls the old one where it may still exist, and
 yields every event once, in chain order, also when the head answers lag
-or run ahead around the loss. The node's own answers are classified in
-``tests/stream/test_rpc_client.py``; the same loss on real nodes is in
+or run ahead around the loss. The nodes' words are classified in
+``tests/unit/test_faults.py`` and ``tests/unit/test_chain_view.py``; the same loss on real nodes is in
 ``tests/nodes/test_core_scenarios.py`` and through the kit's ``lose_filters``
 in ``tests/stream/test_testing_kit.py``.
 """

@@ -39,6 +39,7 @@ def suite_results() -> dict[int, SeedResult]:
     return run_results(SUITE_SEEDS, jobs=2)
 
 
+@pytest.mark.nodes  # the seeds run in two processes
 @pytest.mark.slow
 @pytest.mark.parametrize("first", range(SUITE_SEEDS.start, SUITE_SEEDS.stop, BLOCK))
 def test_simulation_seeds_fail_only_where_known(first: int, suite_results: dict[int, SeedResult]) -> None:

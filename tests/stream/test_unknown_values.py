@@ -19,9 +19,9 @@ from ogpu.events._codec import abi as _abi
 from ogpu.events._devnode.nodes import Anvil
 from ogpu.events.testing import FakeNode
 from ogpu.types import Environment, TaskStatus
-from tests.conftest import NEXUS
 from tests.support.cli import run_cli
 from tests.support.devnodes import random_address
+from tests.support.fakenode import NEXUS
 
 TASK = "0x" + "ab" * 20
 SOURCE = "0x" + "cd" * 20

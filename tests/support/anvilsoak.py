@@ -58,13 +58,13 @@ from ogpu.events import watch_attempted, watch_nexus
 from ogpu.events._codec.abi import RawLog
 from ogpu.events._devnode.nodes import EMITTER_CODE, event_calldata
 from ogpu.events._stream.hub import active_hubs
+from tests.support.fakenode import NEXUS
 from tests.support.faultproxy import Fault, FaultProxy, Rule
 from tests.support.faultscenarios import _CHANGES, _FNF_CODES, _HEADS, _LOGS
 from tests.support.soak import SENTINEL, SoakResult, Watched, _key, _order, _stream_gone, _until, fast_backoff
 
 __all__ = ["FAULTS", "SoakResult", "run_anvil_seed"]
 
-NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
 POLL = 0.05
 # The stream's retry delays (and a 429's Retry-After) are scaled by this.
 BACKOFF_SCALE = 0.05

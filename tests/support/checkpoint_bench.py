@@ -33,6 +33,7 @@ from ogpu.events._devnode.nodes import Anvil
 from ogpu.events.testing import FakeNode
 from tests.support.checkpoint_child import create_effects, holder_pid, read_effects
 from tests.support.devnodes import Emitter
+from tests.support.fakenode import NEXUS
 from tests.support.postgres import PostgresServer
 
 __all__ = ["CHECKPOINT_NOTES", "checkpoint_figures"]
@@ -45,7 +46,6 @@ TAKEOVERS = 5
 POLL_INTERVAL = 0.5
 TASK = "0x" + "ab" * 20
 PROVIDER = "0x" + "cd" * 20
-NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
 
 Figure = tuple[str, str, str, bool | None]
 

@@ -9,15 +9,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
-from ogpu.chain import ChainConfig
 from ogpu.events._codec.address import checksum_address
 from ogpu.events._devnode.nodes import Anvil, DevNode, event_calldata
 from ogpu.events._stream.hub import active_hubs
+from tests.support.fakenode import NEXUS
 
 T = TypeVar("T")
-
-
-NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
 
 
 def random_address() -> str:
