@@ -35,7 +35,9 @@ _lane.CHECK_CURSOR_RULE = True
 NODE_NAMES = tuple(NODES)
 
 NODES_DIR = Path(__file__).resolve().parent / "nodes"
-# The fixtures that start a development node or a Postgres server.
+CLI_DIR = Path(__file__).resolve().parent / "cli"
+# The fixtures that start a development node or a Postgres server (and, in
+# tests/cli/, ``chain``: the module's anvil, from tests/cli/conftest.py).
 REAL_PROCESS_FIXTURES = frozenset(
     {"shared_anvil", "anvil", "shared_dev_node", "dev_node", "fresh_dev_node", "postgres", "postgres_url"}
 )
@@ -44,8 +46,13 @@ REAL_PROCESS_FIXTURES = frozenset(
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark ``nodes`` what starts a real node or database: by folder, and by the fixtures it uses."""
     for item in items:
-        in_nodes = NODES_DIR in item.path.resolve().parents
-        if in_nodes or REAL_PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        parents = item.path.resolve().parents
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if (
+            NODES_DIR in parents
+            or REAL_PROCESS_FIXTURES & fixtures
+            or (CLI_DIR in parents and "chain" in fixtures)
+        ):
             item.add_marker(pytest.mark.nodes)
 
 

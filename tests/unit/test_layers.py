@@ -2,11 +2,13 @@
 
 Each layer may import only the layers below it (see ``MAY_IMPORT``); every
 module may import ``ogpu``'s base modules (``ogpu._errors``, ``ogpu.chain``,
-``ogpu.types``, ...), which import nothing of ``ogpu.events``. An import
-inside ``if TYPE_CHECKING:`` is never executed, so it makes no arrow at run
-time and is exempt from both checks. An import inside a function is executed
-when the function runs: it is held to the layer rules, but left out of the
-circle check, which is about what importing a module imports.
+``ogpu.types``, ...), which import nothing of ``ogpu.events`` but its public
+package. An import inside ``if TYPE_CHECKING:`` is never executed, so it
+makes no arrow at run time and is exempt from both checks. An import inside
+a function is executed when the function runs: it is held to the layer
+rules. Circles are looked for twice: among module-level imports (what
+importing a module imports), with no exception; and with the imports inside
+functions too, except the back edges listed in ``LAZY_BACK_EDGES``.
 
 The checker takes any tree, so the table at the end plants wrong arrows in a
 temporary copy and asserts each is reported.
