@@ -24,7 +24,7 @@ GANACHE := $(GANACHE_DIR)/installed-$(GANACHE_VERSION)
 DEV_NODES := $(ANVIL) $(HARDHAT) $(GANACHE)
 NPM_INSTALL := npm install --no-save --no-audit --no-fund --loglevel=error
 
-.PHONY: demo test lint faults sim bench wheel clean
+.PHONY: demo test test-fast lint faults sim bench wheel clean
 
 # Seeds of the deterministic simulation for `make sim` (`make faults` runs 10,000 too).
 SEEDS ?= 10000
@@ -35,6 +35,10 @@ demo: $(STAMP) $(ANVIL)
 test: $(STAMP) $(DEV_NODES)
 	$(PY) -m pytest
 
+# Everything that starts no process (no node, database or subprocess): under a minute, no npm.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not nodes"
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -43,7 +47,7 @@ lint: $(STAMP)
 faults: $(STAMP) $(DEV_NODES)
 	$(PY) scripts/fault_matrix.py
 	@echo "== checkpoints, full size: 500 events and 20 SIGKILLs per database, 6 replica handovers =="
-	OGPU_CHECKPOINT_FULL=1 $(PY) -m pytest -q tests/test_checkpoint_processes.py
+	OGPU_CHECKPOINT_FULL=1 $(PY) -m pytest -q tests/nodes/test_checkpoint_processes.py
 
 sim: $(STAMP)
 	$(PY) scripts/fault_matrix.py --sim-only --sim $(SEEDS)

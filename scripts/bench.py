@@ -55,7 +55,7 @@ from ogpu.events._stream.screen import triage  # noqa: E402
 from ogpu.events._stream.watch import follow  # noqa: E402
 from ogpu.events.testing import FakeNode  # noqa: E402
 from ogpu.types import TaskStatus  # noqa: E402
-from tests.capping import BLOCK_CAPS, UNNAMED_CAPS, CappingProvider  # noqa: E402
+from tests.support.capping import BLOCK_CAPS, UNNAMED_CAPS, CappingProvider  # noqa: E402
 
 NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
 ATTEMPTED = EVENTS["Attempted"]
@@ -955,7 +955,7 @@ How each figure was taken:
   floor is importing the runtime dependencies themselves ({IMPORT_FLOOR}). --help: the whole
   `python -m ogpu.events._cli.command --help` process, interleaved with those.
 - range caps: LogRangeReader.read over blocks 0..12,499 (a log every 10 blocks) from an in-memory
-  provider (tests/capping.py) refusing ranges over {CAP_BLOCKS} blocks, in words that name the cap
+  provider (tests/support/capping.py) refusing ranges over {CAP_BLOCKS} blocks, in words that name the cap
   ("query exceeds max block range 500") and in words that do not ("block range too large").
 """
 
@@ -1006,7 +1006,7 @@ def run_all() -> int:
 
     print()
     print_table(rows)
-    from tests.checkpoint_bench import CHECKPOINT_NOTES
+    from tests.support.checkpoint_bench import CHECKPOINT_NOTES
 
     print(NOTES + CHECKPOINT_NOTES)
     for row in rows:
@@ -1017,14 +1017,14 @@ def run_all() -> int:
 
 
 def checkpoint() -> list[Row]:
-    from tests.checkpoint_bench import checkpoint_figures
+    from tests.support.checkpoint_bench import checkpoint_figures
 
     return [Row(*figure) for figure in checkpoint_figures()]
 
 
 def main(argv: list[str]) -> int:
     if argv == ["--checkpoint"]:  # the checkpoint's figures alone (Postgres, anvil, replicas)
-        from tests.checkpoint_bench import CHECKPOINT_NOTES
+        from tests.support.checkpoint_bench import CHECKPOINT_NOTES
 
         logging.getLogger("ogpu.events").setLevel(logging.ERROR)
         rows = checkpoint()

@@ -9,7 +9,7 @@ Then runs ``N`` seeds (default 10,000; 0 skips it) of the deterministic
 simulation (``tests/sim``: the whole stream on virtual time against the
 in-memory node, every fault from the seed) over ``--jobs`` processes, and
 ``N`` seeds (default 5; 0 skips it) of the random soak on anvil through the
-fault proxy (``tests/anvilsoak.py``, a few seconds each: the check that the
+fault proxy (``tests/support/anvilsoak.py``, a few seconds each: the check that the
 simulation's node behaves like a real one). Each failing seed is printed
 with the command that replays it, then one summary line for each.
 ``--sim-only`` runs the simulation alone (``make sim``).
@@ -31,11 +31,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ogpu.events._devnode.nodes import Anvil
-from tests.anvilsoak import run_anvil_seed
-from tests.faultscenarios import ISSUE8_SCENARIOS, SCENARIOS, Outcome, run_scenario
 from tests.sim import FAULTS
 from tests.sim.runner import run_many, summary_line
-from tests.soak import SoakResult
+from tests.support.anvilsoak import run_anvil_seed
+from tests.support.faultscenarios import ISSUE8_SCENARIOS, SCENARIOS, Outcome, run_scenario
+from tests.support.soak import SoakResult
 
 COLUMNS = ("fault", "sent", "delivered", "lost", "repeated", "in order", "leaked", "faults fired", "seconds")
 ALL_SCENARIOS = SCENARIOS + ISSUE8_SCENARIOS

@@ -3,23 +3,29 @@
 Nodes: ``shared_anvil``/``node``/``anvil`` (anvil only, as most tests need),
 and ``dev_node``/``fresh_dev_node``, parametrized over anvil, hardhat and
 ganache for the scenarios every node must pass.
+
+Markers: every test under ``tests/nodes/``, and every test anywhere that uses
+one of ``REAL_PROCESS_FIXTURES``, is marked ``nodes`` here; a test elsewhere
+that starts a process itself (the command, a Python subprocess) carries the
+marker in its file. ``pytest -m "not nodes"`` is the fast run.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from ogpu import ChainConfig
 from ogpu.events._devnode.nodes import NODES, Anvil, DevNode, DevNodeNotFoundError
 from ogpu.events._stream import lane as _lane
+from tests.support.fakenode import NEXUS
 
 # The Postgres server of the checkpoint tests (fixtures ``postgres``, ``postgres_url``).
-pytest_plugins = ["tests.pg_helpers"]
+pytest_plugins = ["tests.support.postgres"]
 
-NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
 
 # Every test runs with the cursor rule checked (off for users): a path that moves
 # a lane's cursor over a block no read covered raises at once. Set in the
@@ -27,6 +33,27 @@ NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
 os.environ["OGPU_CHECK_CURSOR_RULE"] = "1"
 _lane.CHECK_CURSOR_RULE = True
 NODE_NAMES = tuple(NODES)
+
+NODES_DIR = Path(__file__).resolve().parent / "nodes"
+CLI_DIR = Path(__file__).resolve().parent / "cli"
+# The fixtures that start a development node or a Postgres server (and, in
+# tests/cli/, ``chain``: the module's anvil, from tests/cli/conftest.py).
+REAL_PROCESS_FIXTURES = frozenset(
+    {"shared_anvil", "anvil", "shared_dev_node", "dev_node", "fresh_dev_node", "postgres", "postgres_url"}
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``nodes`` what starts a real node or database: by folder, and by the fixtures it uses."""
+    for item in items:
+        parents = item.path.resolve().parents
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if (
+            NODES_DIR in parents
+            or REAL_PROCESS_FIXTURES & fixtures
+            or (CLI_DIR in parents and "chain" in fixtures)
+        ):
+            item.add_marker(pytest.mark.nodes)
 
 
 @pytest.fixture

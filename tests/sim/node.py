@@ -1,6 +1,6 @@
 """The simulation's node: the project's in-memory node with a network in front of it and more faults.
 
-``SimNode`` is ``tests.fakenode.FakeNode`` (so everything the unit tests
+``SimNode`` is ``tests.support.fakenode.FakeNode`` (so everything the unit tests
 trust about it holds) plus what a simulation needs and a unit test does not:
 
 * a transport of its own with a simulated network latency on the way in and
@@ -34,7 +34,7 @@ import httpx
 
 from ogpu.events._codec.abi import RawLog
 from ogpu.events.testing import _Transport
-from tests.fakenode import FakeNode, RpcFault
+from tests.support.fakenode import FakeNode, RpcFault
 
 __all__ = ["Hook", "SimNode"]
 
@@ -44,7 +44,7 @@ Hook = tuple[Callable[[list[dict[str, Any]], bool], bool], Callable[[], None], s
 
 
 class SimNode(FakeNode):
-    """``tests.fakenode.FakeNode`` behind a simulated network, with the simulation's extra faults."""
+    """``tests.support.fakenode.FakeNode`` behind a simulated network, with the simulation's extra faults."""
 
     def __init__(self, rng: random.Random, clock: Callable[[], float], **knobs: Any) -> None:
         super().__init__(**knobs)

@@ -2,7 +2,7 @@
 
 It is a pure function of plain data (:class:`Expectation` per watcher, the
 final canonical logs, the orphaned logs, the WARNING lines), so a test can
-feed it doctored results and see it object (``tests/test_sim.py``): an oracle
+feed it doctored results and see it object (``tests/stream/test_simulation.py``): an oracle
 that cannot fail proves nothing.
 
 For each watcher (a watcher and its ``after=`` resumptions are one):

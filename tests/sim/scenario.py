@@ -47,10 +47,10 @@ from ogpu.events._net import faults as _faults
 from ogpu.events._net import rpc as _rpc
 from ogpu.events._stream import lane as _lane
 from ogpu.events._stream.hub import active_hubs
-from tests.fakenode import NEXUS, encode_event, http_response, raw_log
 from tests.sim.loop import VirtualClockLoop, run_virtual
 from tests.sim.node import SimNode
 from tests.sim.oracle import Expectation, Verdict, Yielded, judge, key_of, order_of
+from tests.support.fakenode import NEXUS, encode_event, http_response, raw_log
 
 __all__ = [
     "FAULTS",
@@ -209,7 +209,7 @@ def replay_command(seed: int) -> str:
     return f".venv/bin/python -m tests.sim --seed {seed} -v"
 
 
-# The seeds of the in-suite run (tests/test_sim.py) that fail on today's
+# The seeds of the in-suite run (tests/stream/test_simulation.py) that fail on today's
 # stream: known holes, for the stream's engineers to work through.
 KNOWN_FAILURES_FILE = Path(__file__).with_name("known_failures.txt")
 
@@ -225,7 +225,7 @@ def write_known_failures(failed: Iterable[int], seeds: range) -> None:
     listed = sorted(failed)
     lines = [
         f"# Seeds of {seeds.start}..{seeds.stop - 1} that fail on the current stream (known holes);",
-        "# tests/test_sim.py fails on any other failing seed. Regenerate with",
+        "# tests/stream/test_simulation.py fails on any other failing seed. Regenerate with",
         f"#   .venv/bin/python -m tests.sim --from {seeds.start} --seeds {len(seeds)} --write-known",
         f"# {len(listed)} seeds",
         *(" ".join(str(seed) for seed in listed[i : i + 20]) for i in range(0, len(listed), 20)),

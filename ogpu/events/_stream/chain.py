@@ -18,7 +18,7 @@ against them before it moves anything:
   part: the highest pinned block that still has its hash.
 
 The hub does the I/O; this module only decides, so the decisions are tested
-with tables of headers (``tests/test_chain_view.py``).
+with tables of headers (``tests/unit/test_chain_view.py``).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ carries the stream. A reorg brings the doubt back: the blocks above the
 fork are read again.
 
 ``LiveFilter`` does the I/O and asks this object what each answer means;
-``tests/test_filter_doubt.py`` drives it with tables.
+``tests/unit/test_filter_doubt.py`` drives it with tables.
 """
 
 from __future__ import annotations
