@@ -25,7 +25,8 @@ import respx
 
 from ogpu.chain import ChainConfig
 from ogpu.events._codec.abi import RawLog
-from ogpu.events._fake.chain import EncodedLog, encode_event, fake_hash
+from ogpu.events._codec.encode import encode_event
+from ogpu.events._fake.chain import EncodedLog, fake_hash
 from ogpu.events._fake.logs import decoded
 from ogpu.events._fake.rpc import RpcFault, http_response
 from ogpu.events.testing import FakeNode as KitNode

@@ -16,51 +16,21 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from eth_abi.abi import encode as abi_encode
 
 from ogpu._errors import InvalidArgumentError
-from ogpu.events._codec.abi import EVENTS, RawLog, canonical_type, load_abi
+from ogpu.events._codec.abi import RawLog
 
 __all__ = [
-    "ABI_EVENTS",
     "Block",
     "EncodedLog",
     "FakeChain",
     "Filter",
     "address_matches",
-    "encode_event",
     "fake_hash",
 ]
 
 # (topics, data, lowercase contract address) of a log waiting for its block.
 EncodedLog = tuple[list[str], str, str]
-
-ABI_EVENTS: dict[str, dict[str, Any]] = {
-    entry["name"]: entry for entry in load_abi() if entry["type"] == "event"
-}
-
-
-def encode_event(event: str, *values: Any) -> tuple[list[str], str]:
-    """``(topics, data)`` of a Nexus event log with ``values`` in ABI order.
-
-    Indexed values go to topics, the rest to ``data``; eth-abi's own errors
-    (a value of the wrong type or size) pass through.
-    """
-    inputs = ABI_EVENTS[event]["inputs"]
-    if len(values) != len(inputs):
-        raise TypeError(f"{event} takes {len(inputs)} values, got {len(values)}")
-    topics = [EVENTS[event].topic0]
-    types: list[str] = []
-    plain: list[Any] = []
-    for param, value in zip(inputs, values, strict=True):
-        if param["indexed"]:
-            topics.append("0x" + abi_encode([canonical_type(param)], [value]).hex())
-        else:
-            types.append(canonical_type(param))
-            plain.append(value)
-    return topics, "0x" + abi_encode(types, plain).hex()
 
 
 def fake_hash(*parts: object) -> str:
