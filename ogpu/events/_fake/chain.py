@@ -14,7 +14,7 @@ decoder rather than mirroring it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ogpu._errors import InvalidArgumentError
@@ -82,6 +82,8 @@ class FakeChain:
         # Blocks (and their logs) that left the chain in a reorg or restart,
         # by hash: what a confirmations=0 watcher may have yielded legitimately.
         self.orphans: dict[str, Block] = {}
+        # Called after every change of the chain (mined, reorged, restarted).
+        self.on_change: Callable[[], None] | None = None
 
     @property
     def head(self) -> int:
@@ -99,7 +101,9 @@ class FakeChain:
         return block
 
     def _chain_moved(self) -> None:
-        """Called after every change of the chain; the node front wakes its streams here."""
+        """Called after every change of the chain: tells ``on_change`` (the kit wakes its streams)."""
+        if self.on_change is not None:
+            self.on_change()
 
     def add_raw(self, topics: list[str], data: str, address: str | None = None) -> None:
         """Queue a log with any topics and data (one that does not decode, say) for the next block."""
@@ -114,6 +118,12 @@ class FakeChain:
             self._pending = []
         self._chain_moved()
         return self.head
+
+    def mine_block(self, logs: Sequence[EncodedLog]) -> Block:
+        """Seal one new block holding exactly ``logs`` (queued ones stay queued); return it."""
+        block = self._seal(logs)
+        self._chain_moved()
+        return block
 
     def _seal(self, queued: Sequence[EncodedLog]) -> Block:
         block = self._append_block(self.head + 1)
