@@ -28,15 +28,21 @@ import sys
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ogpu._verbose import set_verbose
+from ogpu import set_verbose
 from ogpu.chain import ChainConfig, mask_url, parse_chain, validate_rpc_url
 from ogpu.events._cli.output import CatchUpProgress, fit_width, human_header, human_line, json_line
 from ogpu.events._cli.versions import version_lines
 from ogpu.events._codec.abi import EVENTS, EventSpec, event_named, snake_case, spelling_key
 from ogpu.events._codec.address import normalize_address
 from ogpu.events._net.faults import STARTUP_RETRY, Fault, Retrier, classify
-from ogpu.events._stream.control import failing_now, health, open_stream, startup_deadline
-from ogpu.events._stream.watch import SCOPED_WATCHERS
+from ogpu.events._stream.control import (
+    SCOPED_WATCHERS,
+    failing_now,
+    health,
+    maybe_header,
+    open_stream,
+    startup_deadline,
+)
 from ogpu.types import (
     CheckpointMismatchError,
     CheckpointVersionError,
@@ -449,8 +455,6 @@ async def _ends_below(client: RpcClient, position: EventPosition) -> bool:
 
 async def _genesis(client: RpcClient) -> str | None:
     """Block 0's hash, or None if the node will not say (a pruned node): then it is not compared."""
-    from ogpu.events._stream.chain import maybe_header
-
     try:
         header = maybe_header(await client.call("eth_getBlockByNumber", ["0x0", False]), "0x0")
     except RpcError as exc:
