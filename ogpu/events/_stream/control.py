@@ -42,6 +42,9 @@ __all__ = [
     "streams_at",
 ]
 
+# Tries at listing the streams while event loops in other threads change the list.
+_READ_TRIES = 5
+
 
 def open_stream(
     specs: tuple[EventSpec, ...],
@@ -190,7 +193,12 @@ def running_streams() -> list[RunningStream]:
         return []
     from ogpu.events._stream.hub import every_hub
 
-    return [RunningStream(hub) for hub in every_hub()]
+    for _ in range(_READ_TRIES):
+        try:
+            return [RunningStream(hub) for hub in every_hub()]
+        except RuntimeError:  # asked from another thread while a loop added or dropped a stream
+            continue
+    return []
 
 
 def health() -> tuple[StreamHealth, ...]:
