@@ -35,7 +35,7 @@ import httpx
 from ogpu.events._codec.abi import RawLog
 from tests.fakenode import FakeNode, ProjectRpc, RpcFault
 
-__all__ = ["Hook", "SimNode"]
+__all__ = ["Hook", "SimNode", "SimRpc"]
 
 # (which request triggers it, what to do to the node, a name for the log of faults);
 # the predicate gets the request's calls (JSON-RPC objects) and whether it was a batch.
