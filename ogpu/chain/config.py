@@ -1,8 +1,10 @@
 """Which chain the SDK talks to: chain ids, default RPC URLs, contract addresses.
 
-Precedence for the RPC URL of a chain: ``ChainConfig.set_rpc`` in code, then
-``OGPU_RPC_URL`` in the environment (for the current chain only), then the
-chain's public default. The current chain is ``set_chain`` in code, then
+Precedence for the RPC URLs of a chain: ``ChainConfig.set_rpc`` in code, then
+``OGPU_RPC_URL`` in the environment (for the current chain only; several
+URLs comma separated), then the chain's public default. A chain has one or
+more URLs in order of preference; ``get_rpc`` answers the first, as the
+``ogpu`` package 0.2 did, and ``get_rpcs`` all of them. The current chain is ``set_chain`` in code, then
 ``OGPU_CHAIN`` (``mainnet``, ``testnet`` or a chain id), then mainnet.
 The environment is read when asked, not at import, so a service can set it
 up before first use.
@@ -15,14 +17,25 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar
 from urllib.parse import urlsplit
 
 from ogpu._errors import ChainNotSupportedError, InvalidRpcUrlError, UnknownContractError
+from ogpu._masking import mask_url
 
-__all__ = ["CHAIN_RPC_URLS", "ChainConfig", "ChainId", "mask_url", "parse_chain", "validate_rpc_url"]
+__all__ = [
+    "CHAIN_RPC_URLS",
+    "ChainConfig",
+    "ChainId",
+    "ConfigSnapshot",
+    "mask_url",
+    "parse_chain",
+    "validate_rpc_url",
+    "validate_rpc_urls",
+]
 
 
 class ChainId(IntEnum):
@@ -125,49 +138,61 @@ def validate_rpc_url(url: object) -> str:
     return url
 
 
-def _looks_like_key(segment: str) -> bool:
-    """A path segment that may be an API key: long, or letters mixed with digits."""
-    if len(segment) >= 16:
-        return True
-    return len(segment) >= 8 and any(c.isalpha() for c in segment) and any(c.isdigit() for c in segment)
+def validate_rpc_urls(urls: object) -> tuple[str, ...]:
+    """Return one URL or a list/tuple of URLs as a tuple, each checked by ``validate_rpc_url``.
 
-
-def mask_url(url: str) -> str:
-    """Hide credentials for logs: user info, API-key-looking path segments, the query.
-
-    Hosted nodes put the key in the path (``/v3/MYAPIKEY123``) or the query
-    (``?apikey=...``); words like ``rpc`` or ``v3`` stay readable.
+    An empty list, a URL listed twice or a URL of the wrong form is refused
+    with ``InvalidRpcUrlError`` naming the entry (masked): a typo in the
+    third of three endpoints must not wait for the day the first two fail.
     """
-    if "://" not in url and not url.startswith("//"):
-        # No scheme ("localhost:8555", "node.example/v3/KEY"): read what comes
-        # first as the host, as a person would, and show it as it was given.
-        return mask_url("//" + url)[2:]
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    path = "/".join("***" if _looks_like_key(seg) else seg for seg in parts.path.split("/"))
-    # As given: "localhost:8555" parses as scheme "localhost", and a "://"
-    # added here would show the user a URL they never wrote.
-    masked = f"{parts.scheme}:" if parts.scheme else ""
-    if netloc or url[len(masked) :].startswith("//"):
-        masked += f"//{netloc}"
-    masked += path
-    if parts.query:
-        masked += "?***"
-    if parts.fragment:
-        masked += "#***"
-    return masked
+    if isinstance(urls, str):
+        return (validate_rpc_url(urls),)
+    if not isinstance(urls, list | tuple):
+        raise InvalidRpcUrlError(
+            f"RPC URLs must be a string or a list or tuple of strings, got {type(urls).__name__}"
+        )
+    if not urls:
+        raise InvalidRpcUrlError("the list of RPC URLs is empty: give at least one")
+    seen: dict[tuple[str, ...], int] = {}
+    for number, url in enumerate(urls, start=1):
+        try:
+            validate_rpc_url(url)
+        except InvalidRpcUrlError as exc:
+            raise InvalidRpcUrlError(f"RPC URL {number} of {len(urls)}: {exc}", url=url) from None
+        key = _same_endpoint_key(url)
+        if key in seen:
+            raise InvalidRpcUrlError(
+                f"RPC URL {number} of {len(urls)} ({mask_url(url)!r}) repeats URL {seen[key]}: "
+                "list each endpoint once",
+                url=url,
+            )
+        seen[key] = number
+    return tuple(urls)
+
+
+def _same_endpoint_key(url: str) -> tuple[str, ...]:
+    """The same endpoint however spelled: scheme and host in any case, a default port, a final slash."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    host = (parts.hostname or "").lower()
+    user = f"{parts.username or ''}:{parts.password or ''}"
+    return (scheme, user, host, str(port), parts.path.rstrip("/"), parts.query)
+
+
+@dataclass(frozen=True)
+class ConfigSnapshot:
+    """What ``ChainConfig`` was set to in code at one moment; opaque, for ``ChainConfig.restore``."""
+
+    _chain: ChainId | None
+    _rpc: tuple[tuple[ChainId, tuple[str, ...]], ...]
 
 
 class ChainConfig:
     """Process-wide chain selection, compatible with the existing ``ogpu`` API."""
 
     _current: ClassVar[ChainId | None] = None
-    _rpc_overrides: ClassVar[dict[ChainId, str]] = {}
+    _rpc_overrides: ClassVar[dict[ChainId, tuple[str, ...]]] = {}
 
     # Parameter names are those of the ogpu package 0.2 (chain_id,
     # contract_name, chain), so its callers' keyword arguments still work.
@@ -188,22 +213,48 @@ class ChainConfig:
         return cls.get_current_chain() if chain is None else parse_chain(chain)
 
     @classmethod
-    def set_rpc(cls, url: str, chain: ChainId | int | str | None = None) -> None:
-        cls._rpc_overrides[cls._resolve(chain)] = validate_rpc_url(url)
+    def set_rpc(cls, url: str | Sequence[str], chain: ChainId | int | str | None = None) -> None:
+        """Use ``url`` for ``chain`` (default: the current one): a URL, or a list/tuple by preference."""
+        cls._rpc_overrides[cls._resolve(chain)] = validate_rpc_urls(url)
 
     @classmethod
     def get_rpc(cls, chain: ChainId | int | str | None = None) -> str:
+        """The preferred (first) RPC URL of ``chain``: the one URL 0.2 code knows about."""
+        return cls.get_rpcs(chain)[0]
+
+    @classmethod
+    def get_rpcs(cls, chain: ChainId | int | str | None = None) -> tuple[str, ...]:
+        """Every RPC URL of ``chain`` (default: the current chain), in order of preference."""
         target = cls._resolve(chain)
         if target in cls._rpc_overrides:
             return cls._rpc_overrides[target]
         env = os.environ.get("OGPU_RPC_URL", "").strip()
         if env and target == cls.get_current_chain():
-            return validate_rpc_url(env)
-        return _DEFAULT_RPC[target]
+            return validate_rpc_urls([entry.strip() for entry in env.split(",")])
+        return (_DEFAULT_RPC[target],)
 
     @classmethod
     def reset_rpc(cls, chain: ChainId | int | str | None = None) -> None:
         cls._rpc_overrides.pop(cls._resolve(chain), None)
+
+    @classmethod
+    def snapshot(cls) -> ConfigSnapshot:
+        """What is set in code now (the chain, each chain's URLs), for :meth:`restore`.
+
+        The environment is not part of it: it is read when asked, as ever.
+        Test fixtures and ``ogpu.events.testing.FakeNode`` put back with it
+        what they changed.
+        """
+        return ConfigSnapshot(cls._current, tuple(cls._rpc_overrides.items()))
+
+    @classmethod
+    def restore(cls, snapshot: ConfigSnapshot) -> None:
+        """Set back what ``snapshot`` saw: what was set since is undone, what was unset is set again."""
+        if not isinstance(snapshot, ConfigSnapshot):
+            raise TypeError(f"restore() takes what ChainConfig.snapshot() returned, got {snapshot!r:.80}")
+        cls._current = snapshot._chain
+        cls._rpc_overrides.clear()
+        cls._rpc_overrides.update(snapshot._rpc)
 
     @classmethod
     def get_contract_address(cls, contract_name: str, chain: ChainId | int | str | None = None) -> str:

@@ -41,20 +41,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import weakref
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, ClassVar, TypeVar, overload
 
 import httpx
 
 # Modules, not names: this module's public surface is FakeNode alone.
-from ogpu import _errors
 from ogpu import chain as _chain
+from ogpu import types as _types
 from ogpu.events._fake import logs as _fakelogs
 from ogpu.events._fake import rpc as _fakerpc
 from ogpu.events._net import rpc as _rpc
-from ogpu.events._stream import hub as _hub
+from ogpu.events._stream import control as _control
 
 __all__ = ["FakeNode"]
 
@@ -67,7 +66,7 @@ _TEARDOWN_TIMEOUT = 2.0
 _AWAKE_TICKS = 3
 
 
-class FakeNode(_fakerpc.FakeRpc):
+class FakeNode:
     """An in-memory Ethereum node with the Nexus contract's events, for unit tests.
 
     Args:
@@ -88,10 +87,13 @@ class FakeNode(_fakerpc.FakeRpc):
     methods of each HTTP request). ``url``, ``chain``, ``chain_id`` and
     ``nexus`` say where it is.
 
-    Other attributes and methods come from the in-memory node this project
-    tests its own stream with (lagging heads, provider limits, ...); they
-    are not part of the stable API.
+    That is all of it: the in-memory chain and its JSON-RPC front are held
+    inside, not inherited, so nothing else is public.
     """
+
+    # The JSON-RPC front it holds; this project's own tests put a subclass
+    # with more knobs here (tests/fakenode.py).
+    _rpc_type: ClassVar[type[_fakerpc.FakeRpc]] = _fakerpc.FakeRpc
 
     def __init__(
         self,
@@ -102,10 +104,8 @@ class FakeNode(_fakerpc.FakeRpc):
     ) -> None:
         played = _chain.ChainConfig.get_current_chain() if chain is None else _chain.parse_chain(chain)
         if not isinstance(start_block, int) or isinstance(start_block, bool) or start_block < 0:
-            raise _errors.InvalidArgumentError(
-                f"start_block must be a block number >= 0, got {start_block!r}"
-            )
-        super().__init__(
+            raise _types.InvalidArgumentError(f"start_block must be a block number >= 0, got {start_block!r}")
+        self._rpc = self._rpc_type(
             url=f"http://fakenode-{next(_NODE_NUMBERS)}.invalid"
             if url is None
             else _chain.validate_rpc_url(url),
@@ -113,14 +113,42 @@ class FakeNode(_fakerpc.FakeRpc):
             nexus=_chain.ChainConfig.get_contract_address("NEXUS", played),
             start_block=start_block,
         )
-        self.chain = played
+        self._played = played
         # A chain asked for is made current while active; otherwise the current one is left alone.
         self._pin_chain = chain is not None
         # Mining wakes the streams that follow this node (see _chain_moved).
-        self.wake_streams = True
-        self._awake_until: weakref.WeakKeyDictionary[_hub.Hub, int] = weakref.WeakKeyDictionary()
-        self._transport = _Transport(self)
-        self._saved: tuple[_chain.ChainId | None, str | None] | None = None
+        self._wake_streams = True
+        self._awake_until: dict[_control.RunningStream, int] = {}
+        self._transport: httpx.AsyncBaseTransport = _Transport(self)
+        self._saved: _chain.ConfigSnapshot | None = None
+        self._rpc.on_change = self._chain_moved
+
+    # --- where it is ---
+
+    @property
+    def url(self) -> str:
+        """The URL it answers at while active."""
+        return self._rpc.url
+
+    @property
+    def chain(self) -> _chain.ChainId:
+        """The chain it plays."""
+        return self._played
+
+    @property
+    def chain_id(self) -> int:
+        """The chain id it reports (``eth_chainId``)."""
+        return self._rpc.chain_id
+
+    @property
+    def nexus(self) -> str:
+        """The Nexus address of :attr:`chain`, where :meth:`emit` puts the logs."""
+        return self._rpc.nexus
+
+    @property
+    def head(self) -> int:
+        """The number of the newest block."""
+        return self._rpc.head
 
     # --- building the chain ---
 
@@ -165,9 +193,7 @@ class FakeNode(_fakerpc.FakeRpc):
         logs = [
             _fakelogs.encode_fields(name, fields, self.nexus) for name, fields in _pairs(events, "emit_many")
         ]
-        block = self._seal(logs)
-        self._chain_moved()
-        return _fakelogs.decoded([block])
+        return _fakelogs.decoded([self._rpc.mine_block(logs)])
 
     def reorg(
         self,
@@ -203,9 +229,11 @@ class FakeNode(_fakerpc.FakeRpc):
             ]
             for offset, items in by_offset.items()
         }
-        return _fakelogs.decoded(self.replace_blocks(depth, logs, length))
+        return _fakelogs.decoded(self._rpc.replace_blocks(depth, logs, length))
 
-    # mine(count=1) and head come from the chain: see their docstrings.
+    def mine(self, count: int = 1) -> int:
+        """Mine ``count`` empty blocks; return the new head."""
+        return self._rpc.mine(count)
 
     # --- faults ---
 
@@ -215,7 +243,7 @@ class FakeNode(_fakerpc.FakeRpc):
         The stream's next poll gets "filter not found"; it installs a new
         filter and reads the gap with ``eth_getLogs``, losing nothing.
         """
-        self.forget_filters()
+        self._rpc.forget_filters()
 
     def without_filters(self: _F) -> _F:
         """From now on, have no log filters at all (method not found), like many public endpoints.
@@ -223,11 +251,38 @@ class FakeNode(_fakerpc.FakeRpc):
         The stream then follows the node with ``eth_getLogs`` every tick.
         Returns the node, so ``with FakeNode().without_filters() as node:`` reads well.
         """
-        self.filters_supported = False
-        self.forget_filters()
+        self._rpc.filters_supported = False
+        self._rpc.forget_filters()
         return self
 
-    # fail_next(status=503, times=1) and lose_next_answer() come from the node front.
+    def fail_next(self, *answers: _fakerpc.HttpFault, status: int | None = None, times: int = 1) -> None:
+        """Fail the next ``times`` HTTP requests: with HTTP ``status`` (default 503), or with ``answers``.
+
+        Each of ``answers`` is an ``httpx.Response`` to give, an exception to
+        raise as a transport would (``httpx.ConnectError("refused")``), or a
+        function of the ``httpx.Request`` returning a response; they are used
+        in turn, ``times`` over. The node never sees a request failed this way.
+        """
+        self._rpc.fail_next(*answers, status=status, times=times)
+
+    def lose_next_answer(self) -> None:
+        """Process the next request as usual, then lose the answer on the way back (a read timeout).
+
+        Before the stream's first answer, this is a node that never answers,
+        and the watcher raises ``RpcTransportError`` as it would in production.
+        """
+        self._rpc.lose_next_answer()
+
+    # --- what it was asked ---
+
+    def count(self, method: str) -> int:
+        """How many calls of ``method`` the node received (inside batches too)."""
+        return self._rpc.count(method)
+
+    @property
+    def requests(self) -> list[list[str]]:
+        """The JSON-RPC methods of each HTTP request it got, in order (a batch: several)."""
+        return self._rpc.requests
 
     # --- waiting ---
 
@@ -242,7 +297,7 @@ class FakeNode(_fakerpc.FakeRpc):
                 seconds (not started, failed, or pointed at another URL).
         """
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise _errors.InvalidArgumentError(f"count must be an int >= 1, got {count!r}")
+            raise _types.InvalidArgumentError(f"count must be an int >= 1, got {count!r}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while (following := self._following()) < count:
@@ -253,13 +308,7 @@ class FakeNode(_fakerpc.FakeRpc):
             await asyncio.sleep(0.001)
 
     def _following(self) -> int:
-        return sum(
-            1
-            for hub in _hub.hubs_at(self.url)
-            for lane in hub.lanes.values()
-            for sub in lane.subscriptions()
-            if sub.join_cursor is not None
-        )
+        return sum(stream.ready_watchers for stream in _control.streams_at(self.url))
 
     def _chain_moved(self) -> None:
         # A stream sleeping out its poll interval would see the new block
@@ -267,27 +316,26 @@ class FakeNode(_fakerpc.FakeRpc):
         # not always enough (a range ends at the lower of the last two heads
         # seen; a lost filter is refilled in the tick after), so it is kept
         # awake for a few more ticks, woken at each request it sends.
-        if self.wake_streams:
-            for hub in _hub.hubs_at(self.url):
-                self._awake_until[hub] = hub.ticks + _AWAKE_TICKS
-                hub.poll_now()
+        if self._wake_streams:
+            for stream in _control.streams_at(self.url):
+                self._awake_until[stream] = stream.polls + _AWAKE_TICKS
+                stream.wake()
 
     def _answered(self) -> None:
         """After each request served: keep the streams woken by a change ticking."""
-        for hub, until in list(self._awake_until.items()):
-            if hub.ticks < until:
-                hub.poll_now()
+        for stream, until in list(self._awake_until.items()):
+            if stream.polls < until:
+                stream.wake()
             else:
-                del self._awake_until[hub]
+                del self._awake_until[stream]
 
     # --- being the node ogpu talks to ---
 
     def __enter__(self: _F) -> _F:
         if self._saved is not None:
             raise RuntimeError(f"the FakeNode at {self.url} is already active")
-        # Private to ChainConfig, but the only way to know whether the chain
-        # was set in code at all (rather than by OGPU_CHAIN) and restore that.
-        self._saved = (_chain.ChainConfig._current, _chain.ChainConfig._rpc_overrides.get(self.chain))
+        # Whether the chain was set in code at all (rather than by OGPU_CHAIN) is put back too.
+        self._saved = _chain.ChainConfig.snapshot()
         _rpc.FAKE_TRANSPORTS[self.url] = self._transport
         if self._pin_chain:
             _chain.ChainConfig.set_chain(self.chain)
@@ -319,16 +367,13 @@ class FakeNode(_fakerpc.FakeRpc):
 
     def _leave(self) -> list[asyncio.Task[None]]:
         """Stop the streams bound to this node and put the configuration back; return their tasks."""
-        stopped = [hub.abandon(f"the FakeNode at {self.url} was closed") for hub in _hub.hubs_at(self.url)]
+        reason = f"the FakeNode at {self.url} was closed"
+        stopped = [stream.stop(reason) for stream in _control.streams_at(self.url)]
+        self._awake_until.clear()
         _rpc.FAKE_TRANSPORTS.pop(self.url, None)
         if self._saved is not None:
-            current, rpc = self._saved
+            _chain.ChainConfig.restore(self._saved)
             self._saved = None
-            _chain.ChainConfig._current = current
-            if rpc is None:
-                _chain.ChainConfig.reset_rpc(self.chain)
-            else:
-                _chain.ChainConfig.set_rpc(rpc, self.chain)
         return [task for task in stopped if task is not None]
 
 
@@ -343,7 +388,7 @@ class _Transport(httpx.AsyncBaseTransport):
         # Real I/O lets other tasks run: a stream looping over requests must stay cancellable.
         await asyncio.sleep(0)
         try:
-            return self._node(request)
+            return self._node._rpc(request)
         finally:
             self._node._answered()
 
@@ -351,10 +396,10 @@ class _Transport(httpx.AsyncBaseTransport):
 def _pairs(items: Sequence[_fakelogs.EventItem], caller: str) -> list[_fakelogs.EventItem]:
     """``items`` checked to be ``(event, {fields})`` pairs, so a mistake names what was wrong."""
     if isinstance(items, str | Mapping) or not isinstance(items, Sequence):
-        raise _errors.InvalidArgumentError(
+        raise _types.InvalidArgumentError(
             f"{caller}() takes a list of (event, {{fields}}) pairs, got {items!r}"
         )
     for item in items:
         if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Mapping)):
-            raise _errors.InvalidArgumentError(f"{caller}() takes (event, {{fields}}) pairs, got {item!r}")
+            raise _types.InvalidArgumentError(f"{caller}() takes (event, {{fields}}) pairs, got {item!r}")
     return list(items)

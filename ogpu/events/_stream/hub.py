@@ -62,7 +62,7 @@ from ogpu.events._stream.lane import Lane, Subscription
 from ogpu.events._stream.livefilter import LiveFilter
 from ogpu.events._stream.screen import first_contradicted, triage
 
-__all__ = ["Hub", "active_hubs", "hub_for", "hubs_at"]
+__all__ = ["Hub", "active_hubs", "every_hub", "hub_for", "hubs_at"]
 
 log = logging.getLogger("ogpu.events")
 
@@ -132,6 +132,11 @@ class Hub:
     @property
     def filter_id(self) -> str | None:
         return self.filter.id
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error the poll loop is retrying now; None once a poll succeeds."""
+        return self._retrier.failure
 
     @property
     def steady(self) -> bool:
@@ -670,6 +675,11 @@ def hub_for(url: str, nexus: str) -> Hub:
 def hubs_at(url: str) -> list[Hub]:
     """Hubs following ``url``, on every event loop (``ogpu.events.testing`` wakes and stops them)."""
     return [hub for registry in list(_HUBS.values()) for hub in registry.values() if hub.url == url]
+
+
+def every_hub() -> list[Hub]:
+    """Hubs of every event loop: ``ogpu.events.health()`` may be asked from any thread."""
+    return [hub for registry in list(_HUBS.values()) for hub in list(registry.values())]
 
 
 def active_hubs() -> list[Hub]:
