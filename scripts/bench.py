@@ -46,13 +46,14 @@ from ogpu.events._codec.abi import EVENTS, RawLog  # noqa: E402
 from ogpu.events._codec.address import checksum_address  # noqa: E402
 from ogpu.events._devnode.nodes import ANVIL_VERSION, Anvil, event_calldata  # noqa: E402
 from ogpu.events._net.answers import filter_changes  # noqa: E402
+from ogpu.events._net.headers import Header  # noqa: E402
 from ogpu.events._net.ranges import CHUNK_LOGS, READ_AHEAD_CHUNKS, LogRangeReader  # noqa: E402
 from ogpu.events._net.rpc import RpcClient  # noqa: E402
-from ogpu.events._stream.chain import ChainView, Header  # noqa: E402
+from ogpu.events._stream.chain import ChainView  # noqa: E402
 from ogpu.events._stream.hub import Hub, active_hubs  # noqa: E402
 from ogpu.events._stream.lane import Lane, Subscription  # noqa: E402
 from ogpu.events._stream.screen import triage  # noqa: E402
-from ogpu.events._stream.watch import follow  # noqa: E402
+from ogpu.events._watch.watchers import follow  # noqa: E402
 from ogpu.events.testing import FakeNode  # noqa: E402
 from ogpu.types import TaskStatus  # noqa: E402
 from tests.support.capping import BLOCK_CAPS, UNNAMED_CAPS, CappingProvider  # noqa: E402

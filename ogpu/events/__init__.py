@@ -75,9 +75,9 @@ from ogpu.events._codec.models import (
     TaskStatusChangedEvent,
 )
 from ogpu.events._codec.position import EventPosition
-from ogpu.events._stream.control import health
-from ogpu.events._stream.health import EndpointHealth, StreamHealth
-from ogpu.events._stream.watch import (
+from ogpu.events._watch.control import health
+from ogpu.events._watch.health import EndpointHealth, StreamHealth
+from ogpu.events._watch.watchers import (
     _SHARED_DOC,
     watch_attempted,
     watch_nexus,

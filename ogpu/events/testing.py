@@ -53,7 +53,7 @@ from ogpu import types as _types
 from ogpu.events._fake import logs as _fakelogs
 from ogpu.events._fake import rpc as _fakerpc
 from ogpu.events._net import rpc as _rpc
-from ogpu.events._stream import control as _control
+from ogpu.events._watch import control as _control
 
 __all__ = ["FakeNode"]
 

@@ -2,13 +2,13 @@
 
 ``from ogpu.events.watchers import watch_attempted`` and ``from ogpu.events
 import watch_attempted`` name the same function; the watchers live in
-``ogpu.events._stream.watch``. They take 0.2's keyword names too
+``ogpu.events._watch.watchers``. They take 0.2's keyword names too
 (``task_address=``, ``source_address=``, ``response_address=``).
 """
 
 from __future__ import annotations
 
-from ogpu.events._stream.watch import (
+from ogpu.events._watch.watchers import (
     watch_attempted,
     watch_nexus,
     watch_registered,

@@ -24,7 +24,7 @@ from ogpu.events._codec import abi as _abi
 from ogpu.events._codec.abi import EVENTS
 from ogpu.events._net import faults as _faults
 from ogpu.events._stream.hub import active_hubs
-from ogpu.events._stream.watch import SCOPED_WATCHERS
+from ogpu.events._watch.watchers import SCOPED_WATCHERS
 from ogpu.types import (
     ChainNotSupportedError,
     InvalidAddressError,

@@ -53,7 +53,7 @@ from ogpu.events import watch_attempted, watch_nexus
 from ogpu.events._codec.abi import EVENTS, RawLog
 from ogpu.events._net import faults as _faults
 from ogpu.events._stream.hub import active_hubs
-from ogpu.events._stream.watch import After
+from ogpu.events._watch.watchers import After
 from tests.support.fakenode import NEXUS, FakeNode, http_response, raw_log
 
 __all__ = ["FAULTS", "SoakResult", "run_seed"]

@@ -7,17 +7,8 @@ import logging
 import pytest
 
 from ogpu.events._net.answers import filter_changes, logs_in_range
-from ogpu.events._stream.chain import (
-    SPIKE,
-    WINDOW,
-    ChainView,
-    Fork,
-    HeadAnswer,
-    Header,
-    LaggingBackend,
-    LogPlace,
-    parse_header,
-)
+from ogpu.events._net.headers import Header, parse_header
+from ogpu.events._stream.chain import SPIKE, WINDOW, ChainView, Fork, HeadAnswer, LaggingBackend, LogPlace
 from ogpu.events._stream.screen import triage
 from ogpu.types import RpcProtocolError
 

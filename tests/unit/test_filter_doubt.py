@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ogpu.events._stream.chain import ChainView, Header
+from ogpu.events._net.headers import Header
+from ogpu.events._stream.chain import ChainView
 from ogpu.events._stream.doubt import FilterDoubt
 from ogpu.events._stream.screen import first_contradicted
 

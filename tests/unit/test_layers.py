@@ -26,45 +26,34 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 EVENTS = "ogpu.events"
-LAYERS = ("_codec", "_net", "_stream", "_checkpoint", "_cli", "_fake", "_devnode")
+LAYERS = ("_codec", "_net", "_stream", "_checkpoint", "_watch", "_cli", "_fake", "_devnode")
 PUBLIC = ("ogpu.events", "ogpu.events.types", "ogpu.events.watchers")
 
-# What each layer may import besides itself and ogpu's base modules.
+# What each layer may import besides itself and ogpu's base modules. The
+# stream sees only the network and the codec; the watchers put the stream and
+# the checkpoints together; the command, the demo and the kit go through the
+# watchers' seam (``_watch.control``), never into the stream.
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "_codec": frozenset(),
     "_net": frozenset({"_codec"}),
     "_stream": frozenset({"_net", "_codec"}),
-    "_checkpoint": frozenset({"_stream", "_net", "_codec"}),
+    "_checkpoint": frozenset({"_net", "_codec"}),
+    "_watch": frozenset({"_stream", "_checkpoint", "_net", "_codec"}),
     "_fake": frozenset({"_codec"}),
     "_devnode": frozenset({"_codec"}),
-    # The command (and its demo) may use anything except the in-memory node and the kit.
-    "_cli": frozenset({"_codec", "_net", "_stream", "_checkpoint", "_devnode", "public"}),
-    "public": frozenset({"_stream", "_codec", "_checkpoint"}),
-    "testing": frozenset({"_fake", "_stream", "_net", "_codec"}),
+    # The command (and its demo) may use anything but the stream's insides, the in-memory node and the kit.
+    "_cli": frozenset({"_codec", "_net", "_watch", "_checkpoint", "_devnode", "public"}),
+    "public": frozenset({"_watch", "_codec", "_checkpoint"}),
+    "testing": frozenset({"_fake", "_watch", "_net", "_codec"}),
     # ``ogpu`` itself offers ``ogpu.events`` as an attribute (imported when first used).
     "base": frozenset({"public"}),
 }
-
-# Wrong arrows in the tree today, tolerated here and reported to the maintainers
-# (not required: the test passes once they are gone; then delete the entry).
-#   _net/ranges.py reads logs_in_range from _stream/screen.py;
-#   _stream/watch.py imports _checkpoint/store.py (inside the function behind checkpoint=).
-KNOWN_WRONG: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("ogpu.events._net.ranges", "ogpu.events._stream.screen"),
-        ("ogpu.events._stream.watch", "ogpu.events._checkpoint.store"),
-    }
-)
-
 
 # Imports inside a function that close a circle, allowed (not required) here.
 LAZY_BACK_EDGES: frozenset[tuple[str, str]] = frozenset(
     {
         # By design: the Postgres backend (and psycopg) loads only for a postgresql:// URL.
         ("ogpu.events._checkpoint.store", "ogpu.events._checkpoint.postgres"),
-        # The circle issue 17 names (_errors masks URLs with ogpu.chain's mask_url):
-        # tolerated until the branch that breaks it lands; then delete this entry.
-        ("ogpu._errors", "ogpu.chain.config"),
     }
 )
 
@@ -218,7 +207,7 @@ def test_every_module_is_in_a_layer_and_the_checker_sees_the_tree() -> None:
 
 
 def test_no_layer_imports_a_layer_above_it() -> None:
-    wrong = [a for a in wrong_arrows(import_arrows(ROOT)) if (a.source, a.target) not in KNOWN_WRONG]
+    wrong = wrong_arrows(import_arrows(ROOT))
     assert not wrong, "\n".join(_describe(a) for a in wrong)
 
 
@@ -236,16 +225,20 @@ def test_no_import_circle_even_through_imports_inside_functions() -> None:
 CLEAN = {
     "ogpu/__init__.py": "",
     "ogpu/_errors.py": "",
-    "ogpu/events/__init__.py": "from ogpu.events._stream.watch import watch\n",
+    "ogpu/events/__init__.py": "from ogpu.events._watch.watchers import watch\n",
     "ogpu/events/testing.py": "from ogpu.events._fake import rpc\n",
     "ogpu/events/_codec/__init__.py": "",
     "ogpu/events/_codec/abi.py": "from ogpu._errors import *\n",
     "ogpu/events/_net/__init__.py": "",
     "ogpu/events/_net/rpc.py": "from ogpu.events._codec import abi\n",
     "ogpu/events/_stream/__init__.py": "",
-    "ogpu/events/_stream/watch.py": "from ..._errors import *\nfrom .._net.rpc import *\n",
+    "ogpu/events/_stream/hub.py": "from ..._errors import *\nfrom .._net.rpc import *\n",
     "ogpu/events/_checkpoint/__init__.py": "",
-    "ogpu/events/_checkpoint/store.py": "from ogpu.events._stream import watch\n",
+    "ogpu/events/_checkpoint/store.py": "from ogpu.events._net import rpc\n",
+    "ogpu/events/_watch/__init__.py": "",
+    "ogpu/events/_watch/watchers.py": (
+        "from ogpu.events._stream import hub\nfrom ogpu.events._checkpoint import store\n"
+    ),
     "ogpu/events/_fake/__init__.py": "",
     "ogpu/events/_fake/rpc.py": "import ogpu.events._codec.abi\n",
     "ogpu/events/_devnode/__init__.py": "",
@@ -253,10 +246,6 @@ CLEAN = {
     "ogpu/events/_cli/__init__.py": "",
     "ogpu/events/_cli/demo.py": "from ogpu.events._devnode import nodes\nfrom ogpu.events import watch\n",
 }
-
-
-LAZY_CHECKPOINT = "def f():\n    import ogpu.events._checkpoint.store\n"
-GUARDED_STREAM = "try:\n    from ogpu.events._stream import watch\nexcept ImportError:\n    pass\n"
 
 
 def plant(tmp_path: Path, changes: dict[str, str]) -> Path:
@@ -269,7 +258,7 @@ def plant(tmp_path: Path, changes: dict[str, str]) -> Path:
 
 def test_a_clean_planted_tree_passes(tmp_path: Path) -> None:
     arrows = import_arrows(plant(tmp_path, {}))
-    assert len(arrows) == 10
+    assert len(arrows) == 12
     assert wrong_arrows(arrows) == []
     assert circles(arrows) == []
 
@@ -277,19 +266,19 @@ def test_a_clean_planted_tree_passes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "text", "wrong"),
     [
-        ("_codec/abi.py", "from ogpu.events._stream import watch\n", "ogpu.events._stream.watch"),
+        ("_codec/abi.py", "from ogpu.events._stream import hub\n", "ogpu.events._stream.hub"),
         ("_codec/abi.py", "from .._net.rpc import call\n", "ogpu.events._net.rpc"),  # relative
-        ("_stream/watch.py", "from ogpu.events._cli import demo\n", "ogpu.events._cli.demo"),
-        ("_stream/watch.py", "from ogpu.events import testing\n", "ogpu.events.testing"),
+        ("_stream/hub.py", "from ogpu.events._cli import demo\n", "ogpu.events._cli.demo"),
+        ("_stream/hub.py", "from ogpu.events import testing\n", "ogpu.events.testing"),
         (
-            "_stream/watch.py",
+            "_stream/hub.py",
             "def f():\n    import ogpu.events._checkpoint.store\n",
             "ogpu.events._checkpoint.store",
         ),
         (
             "_net/rpc.py",
-            "try:\n    from ogpu.events._stream import watch\nexcept ImportError:\n    pass\n",
-            "ogpu.events._stream.watch",
+            "try:\n    from ogpu.events._stream import hub\nexcept ImportError:\n    pass\n",
+            "ogpu.events._stream.hub",
         ),
         ("_fake/rpc.py", "from ogpu.events._net import rpc\n", "ogpu.events._net.rpc"),
         ("_devnode/nodes.py", "from ogpu.events._fake import rpc\n", "ogpu.events._fake.rpc"),
@@ -297,6 +286,8 @@ def test_a_clean_planted_tree_passes(tmp_path: Path) -> None:
         ("__init__.py", "from ogpu.events._cli import demo\n", "ogpu.events._cli.demo"),
         ("testing.py", "from ogpu.events._devnode import nodes\n", "ogpu.events._devnode.nodes"),
         ("_checkpoint/store.py", "from ogpu.events._fake import rpc\n", "ogpu.events._fake.rpc"),
+        ("_checkpoint/store.py", "from ogpu.events._watch import watchers\n", "ogpu.events._watch.watchers"),
+        ("_cli/demo.py", "from ogpu.events._stream import hub\n", "ogpu.events._stream.hub"),  # past the seam
     ],
 )
 def test_a_planted_wrong_arrow_is_reported(tmp_path: Path, module: str, text: str, wrong: str) -> None:

@@ -51,10 +51,10 @@ from ogpu._errors import (
     CheckpointUrlError,
     CheckpointVersionError,
     InvalidArgumentError,
-    RpcError,
 )
 from ogpu.chain import mask_url
 from ogpu.events._codec.position import EventPosition
+from ogpu.events._net.faults import Retrier
 
 __all__ = ["FORMAT", "Backend", "Checkpoint", "StreamId", "checkpointed", "is_checkpoint_url"]
 
@@ -706,22 +706,19 @@ class Checkpoint:
 
 async def _chain_identity(url: str) -> tuple[int, str]:
     """The node's chain id and block 0's hash, retried like the stream's first calls."""
-    from ogpu.events._net.faults import Fault, Retrier, classify
+    # Loaded here: a Checkpoint made only to read or reset a table needs no HTTP client.
+    from ogpu.events._net.headers import parse_header
     from ogpu.events._net.rpc import RpcClient
-    from ogpu.events._stream.chain import parse_header
 
     client = RpcClient(url)
     retrier = Retrier(lambda: client.ever_answered, client.masked_url)
+
+    async def ask() -> tuple[Any, Any]:
+        chain = await client.call("eth_chainId", [])
+        return chain, await client.call("eth_getBlockByNumber", ["0x0", False])
+
     try:
-        while True:
-            try:
-                chain = await client.call("eth_chainId", [])
-                block0 = await client.call("eth_getBlockByNumber", ["0x0", False])
-                break
-            except RpcError as exc:
-                if classify(exc) is not Fault.TRANSIENT:
-                    raise
-                await retrier.pause(exc, "reading the chain id for the checkpoint")
+        chain, block0 = await retrier.run(ask, "reading the chain id for the checkpoint")
         header = parse_header(block0, "eth_getBlockByNumber(0x0)")
         if header is None:
             raise CheckpointError(f"the node at {client.masked_url} has no block 0 to tell its chain by")

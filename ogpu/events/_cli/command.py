@@ -35,7 +35,7 @@ from ogpu.events._cli.versions import version_lines
 from ogpu.events._codec.abi import EVENTS, EventSpec, event_named, snake_case, spelling_key
 from ogpu.events._codec.address import normalize_address
 from ogpu.events._net.faults import STARTUP_RETRY, Fault, Retrier, classify
-from ogpu.events._stream.control import (
+from ogpu.events._watch.control import (
     SCOPED_WATCHERS,
     failing_now,
     health,

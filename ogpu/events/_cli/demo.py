@@ -31,7 +31,7 @@ from ogpu.events import (
 from ogpu.events._cli.output import human_line
 from ogpu.events._codec.address import checksum_address
 from ogpu.events._devnode.nodes import ANVIL_VERSION, Anvil
-from ogpu.events._stream.control import running_streams
+from ogpu.events._watch.control import running_streams
 from ogpu.types import Environment, ResponseStatus, TaskStatus
 
 __all__ = ["run_demo"]

@@ -24,25 +24,18 @@ with tables of headers (``tests/unit/test_chain_view.py``).
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from ogpu._errors import RpcProtocolError, RpcResponseError
+from ogpu.events._net.headers import Header
 
 __all__ = [
     "WINDOW",
     "ChainView",
     "Fork",
     "HeadAnswer",
-    "Header",
     "LaggingBackend",
     "LogPlace",
-    "header_calls",
-    "header_of",
-    "headers_by_number",
-    "maybe_header",
-    "parse_header",
 ]
 
 # Blocks kept by hash, counted back from the believed head; the view fills
@@ -60,58 +53,6 @@ SPIKE = 64
 _HEAD_MISSING_TICKS = 5
 # Unverified log hashes checked per tick, lowest first: a bound on the batch.
 _CLAIMS_PER_TICK = 16
-
-
-@dataclass(frozen=True, slots=True)
-class Header:
-    number: int
-    hash: str
-    parent_hash: str
-
-
-def parse_header(answer: Any, method: str = "eth_getBlockByNumber") -> Header | None:
-    """A block header from a node's answer; ``None`` when the node does not have the block."""
-    if answer is None:
-        return None
-    try:
-        number = int(answer["number"], 16)
-        block_hash = str(answer["hash"]).lower()
-        parent = str(answer["parentHash"]).lower()
-    except (KeyError, TypeError, ValueError):
-        raise RpcProtocolError(f"{method} answered {answer!r:.200}, not a block header") from None
-    if not (block_hash.startswith("0x") and len(block_hash) == 66 and number >= 0):
-        raise RpcProtocolError(f"{method} answered a header with hash {block_hash!r:.80}")
-    return Header(number, block_hash, parent)
-
-
-def header_of(answer: Any, which: str) -> Header:
-    """The header the node gave for ``which``; a missing or failed answer is raised."""
-    if isinstance(answer, BaseException):
-        raise answer
-    header = parse_header(answer, f"eth_getBlockByNumber({which})")
-    if header is None:
-        raise RpcProtocolError(f"eth_getBlockByNumber({which}) answered null")
-    return header
-
-
-def maybe_header(answer: Any, which: str) -> Header | None:
-    """A header, or ``None`` where the node does not have (or will not give) that block."""
-    if isinstance(answer, RpcResponseError):
-        return None  # some nodes answer "header not found" instead of null
-    if isinstance(answer, BaseException):
-        raise answer
-    return parse_header(answer, f"eth_getBlockByNumber({which})")
-
-
-def header_calls(numbers: Iterable[int]) -> list[tuple[str, list[Any]]]:
-    """The JSON-RPC calls that ask for the headers of blocks ``numbers``, for one batch."""
-    return [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
-
-
-def headers_by_number(numbers: Sequence[int], answers: Sequence[Any]) -> dict[int, Header | None]:
-    """What a batch of :func:`header_calls` for ``numbers`` answered: each header, or ``None``
-    where the node does not have (or will not give) that block."""
-    return {n: maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
 
 
 class HeadAnswer(enum.Enum):

@@ -13,9 +13,10 @@ from collections.abc import Callable
 
 from ogpu._errors import RpcError
 from ogpu.events._codec.abi import RawLog
+from ogpu.events._net.headers import header_calls, headers_by_number
 from ogpu.events._net.ranges import LogRangeReader
 from ogpu.events._net.rpc import RpcClient
-from ogpu.events._stream.chain import ChainView, header_calls, headers_by_number
+from ogpu.events._stream.chain import ChainView
 from ogpu.events._stream.lane import Lane
 from ogpu.events._stream.screen import uncontradicted
 

@@ -44,18 +44,10 @@ from ogpu._errors import (
 )
 from ogpu.events._codec.abi import EventSpec, RawLog
 from ogpu.events._net.faults import Fault, Retrier, classify
+from ogpu.events._net.headers import Header, header_calls, header_of, headers_by_number, maybe_header
 from ogpu.events._net.ranges import LogRangeReader, ProgressCallback
 from ogpu.events._net.rpc import Call, RpcClient
-from ogpu.events._stream.chain import (
-    ChainView,
-    HeadAnswer,
-    Header,
-    LaggingBackend,
-    header_calls,
-    header_of,
-    headers_by_number,
-    maybe_header,
-)
+from ogpu.events._stream.chain import ChainView, HeadAnswer, LaggingBackend
 from ogpu.events._stream.depth import RangeFollower
 from ogpu.events._stream.history import read_history
 from ogpu.events._stream.lane import Lane, Subscription

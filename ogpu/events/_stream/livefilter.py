@@ -20,9 +20,10 @@ from ogpu._errors import RpcError, RpcResponseError
 from ogpu.events._codec.abi import RawLog
 from ogpu.events._net.answers import chain_order, filter_changes, logs_in_range
 from ogpu.events._net.faults import Backoff, Fault, classify
+from ogpu.events._net.headers import header_calls, headers_by_number
 from ogpu.events._net.ranges import LogRangeReader
 from ogpu.events._net.rpc import RpcClient
-from ogpu.events._stream.chain import SPIKE, ChainView, header_calls, headers_by_number
+from ogpu.events._stream.chain import SPIKE, ChainView
 from ogpu.events._stream.doubt import FilterDoubt
 from ogpu.events._stream.lane import Lane
 from ogpu.events._stream.screen import uncontradicted

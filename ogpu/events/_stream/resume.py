@@ -29,8 +29,8 @@ from ogpu._errors import RpcError, RpcResponseError
 from ogpu.events._codec.abi import EventSpec
 from ogpu.events._codec.position import EventPosition
 from ogpu.events._net.faults import Backoff, Retrier
+from ogpu.events._net.headers import Header, header_calls, maybe_header, parse_header
 from ogpu.events._net.rpc import RpcClient
-from ogpu.events._stream.chain import Header, header_calls, maybe_header, parse_header
 from ogpu.events._stream.screen import WatcherMatch
 
 __all__ = ["ResumePoint", "resume_point"]

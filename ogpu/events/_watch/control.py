@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from ogpu.chain import ChainConfig, ChainId, mask_url
 from ogpu.events._net.faults import current_failures, startup_deadline_within
-from ogpu.events._stream.chain import maybe_header
-from ogpu.events._stream.health import EndpointHealth, StreamHealth, endpoint_state
-from ogpu.events._stream.watch import SCOPED_WATCHERS, follow
+from ogpu.events._net.headers import maybe_header
+from ogpu.events._watch.health import EndpointHealth, StreamHealth, endpoint_state
+from ogpu.events._watch.watchers import SCOPED_WATCHERS, follow
 
 if TYPE_CHECKING:
     from ogpu.events._codec.abi import EventSpec

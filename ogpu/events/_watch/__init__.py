@@ -1,0 +1,1 @@
+"""The watchers users call, and the one seam the command, the demo and the kit open streams by."""
