@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncGenerator, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from ogpu.chain import ChainConfig, ChainId, mask_url
 from ogpu.events._net.faults import current_failures, startup_deadline_within
@@ -26,8 +26,6 @@ from ogpu.events._watch.health import EndpointHealth, StreamHealth, endpoint_sta
 from ogpu.events._watch.watchers import SCOPED_WATCHERS, follow
 
 if TYPE_CHECKING:
-    from ogpu.events._codec.abi import EventSpec
-    from ogpu.events._net.ranges import ProgressCallback
     from ogpu.events._stream.hub import Hub
 
 __all__ = [
@@ -46,40 +44,10 @@ __all__ = [
 _READ_TRIES = 5
 
 
-def open_stream(
-    specs: tuple[EventSpec, ...],
-    field: str | None,
-    scope: str | None,
-    from_block: Any,
-    poll_interval: Any,
-    confirmations: Any,
-    *,
-    label: str,
-    progress: ProgressCallback | None = None,
-    after: object = None,
-    checkpoint: object = None,
-    auto_commit: bool = True,
-) -> AsyncGenerator[Any, None]:
-    """A watcher of ``specs`` (scoped by ``field`` = ``scope``, or all of them), as the public ones are built.
-
-    Beyond what the public watchers take: ``progress`` is told how a
-    history read goes (the command's catch-up line), and ``auto_commit=False``
-    leaves a checkpoint's commits to the caller. Options are checked here,
-    the node is first asked at the first ``__anext__``.
-    """
-    return follow(
-        specs,
-        field,
-        scope,
-        from_block,
-        poll_interval,
-        confirmations,
-        label=label,
-        progress=progress,
-        after=after,
-        checkpoint=checkpoint,
-        auto_commit=auto_commit,
-    )
+# A watcher of some events (scoped by ``field`` = ``scope``, or all of them),
+# as the public ones are built; ``progress`` and ``auto_commit`` are what the
+# command needs beyond them. See ``follow``'s docstring.
+open_stream = follow
 
 
 @contextlib.contextmanager
