@@ -365,14 +365,7 @@ async def _head(client: RpcClient) -> int:
 async def _ask_number(client: RpcClient, method: str, doing: str) -> int:
     """A number the node answers ``method`` with, retried until the startup deadline."""
     retrier = Retrier(lambda: client.ever_answered, client.masked_url)
-    while True:
-        try:
-            answer = await client.call(method)
-            break
-        except RpcError as exc:
-            if classify(exc) is not Fault.TRANSIENT:
-                raise
-            await retrier.pause(exc, doing)
+    answer = await retrier.run(lambda: client.call(method), doing)
     try:
         return int(answer, 16)
     except (TypeError, ValueError):
