@@ -42,6 +42,8 @@ class RangeFollower:
         self._reader = reader
         self._chain = chain
         self._deliver = deliver
+        # (lane depth, block) of breaks already warned of: a break is told once, not every tick.
+        self._breaks_told: set[tuple[int, int]] = set()
 
     async def follow(self, lane: Lane, target: int) -> None:
         """Read ``eth_getLogs`` from the lane's cursor up to ``target``, each chunk checked by headers."""
@@ -53,23 +55,28 @@ class RangeFollower:
         first = lane.cursor + 1
         async with contextlib.aclosing(self._reader.read(first, target)) as chunks:
             async for end, logs in chunks:
-                confirmed = await self._confirmed(logs, first, end)
-                if confirmed is None:
+                checked = await self._confirmed(lane, logs, first, end)
+                if checked is None:
                     return  # the node does not have ``end`` yet: the next tick goes on from here
+                confirmed, end_hash = checked
+                last = end
                 # A chunk served by a chain that moved under the stream counts
                 # only below the move; the tick's reorg check follows the move.
                 confirmed, end, moved = uncontradicted(self._chain, confirmed, end)
                 if end < first:
                     return
                 self._deliver(lane, confirmed)
-                lane.covered(first, end)
+                lane.covered(first, end, end_hash if end == last else None)
                 lane.advance(end)
                 if moved is not None:
                     return
                 first = end + 1
 
-    async def _confirmed(self, logs: list[RawLog], first: int, last: int) -> list[RawLog] | None:
-        """``logs`` of ``first..last`` once headers show them on the chain; ``None`` if ``last`` is not.
+    async def _confirmed(
+        self, lane: Lane, logs: list[RawLog], first: int, last: int
+    ) -> tuple[list[RawLog], str] | None:
+        """``logs`` of ``first..last`` and block ``last``'s hash, once headers show them on the chain
+        the lane's reads stand on; ``None`` if ``last`` is not there yet, or the chain moved below.
 
         A lane that moves its cursor over a block must know the block exists:
         a head from a backend ahead, or a glitch, can name a block the node
@@ -93,6 +100,19 @@ class RangeFollower:
                 return None
             if below is not None and not self._chain.holds(below, headers[below]):
                 return None  # the next tick finds where the chains part, and reads from there
+            under = headers[below] if below is not None else None
+            if below is not None and under is not None and not lane.continues(below, under.hash):
+                # No pin there for the chain view to see the move by: wait for
+                # the stream's reorg check to find it, and say so once.
+                if (lane.confirmations, below) not in self._breaks_told:
+                    self._breaks_told.add((lane.confirmations, below))
+                    log.warning(
+                        "block %d is not the one the reads at %d confirmation(s) reached (the node's chain "
+                        "moved?); reading on once the stream has followed the move",
+                        below,
+                        lane.confirmations,
+                    )
+                return None
             pinned = self._chain.pinned(last)
             changed = [
                 n
@@ -102,7 +122,7 @@ class RangeFollower:
                 or (n == last and pinned is not None and pinned != header.hash)
             ]
             if not changed:
-                return logs
+                return logs, end.hash
             log.warning(
                 "blocks %s changed since their logs were read (reorg); reading %d..%d again",
                 changed,

@@ -158,6 +158,9 @@ class Lane:
         # The highest block up to which reads recorded by ``covered`` reach,
         # contiguously from the cursor: the cursor never moves beyond it.
         self.read_through = -1
+        # The hash of block ``read_through`` as the read that reached it saw
+        # it, when that read showed it: the next read must stand on it.
+        self._through_hash: str | None = None
         # The block of the newest log delivered: above the cursor while a
         # filter's logs run ahead of what reads have covered. Not a cursor:
         # a watcher joining now reads history up to it (see _attach).
@@ -248,6 +251,7 @@ class Lane:
         heads = [s.head_at_join for s in self._pending if s.from_block is None and s.head_at_join is not None]
         self.cursor = min([cursor, *heads])
         self.read_through = self.cursor
+        self._through_hash = None
         for sub in self._pending:
             self._attach(sub, head)
         self._pending.clear()
@@ -271,15 +275,29 @@ class Lane:
         else:
             sub.live_from = max(sub.from_block, joined + 1)
 
-    def covered(self, first: int, last: int) -> None:
+    def covered(self, first: int, last: int, last_hash: str | None = None) -> None:
         """Record a read that returned every log of ``first..last`` (checked by hash where it was delivered).
 
         The one rule every path obeys: the cursor passes a block only once
         a read that covers it was recorded here (see :meth:`advance`).
+        ``last_hash``: block ``last`` as the read's headers showed it, which
+        the next read must stand on (see :meth:`continues`).
         """
         if self.cursor is None or first > self.cursor + 1 or last <= self.read_through:
             return
         self.read_through = last
+        self._through_hash = last_hash
+
+    def continues(self, below: int, below_hash: str) -> bool:
+        """Whether a read of the blocks above ``below`` stands on the block the lane's reads reached.
+
+        The chain view pins a window of blocks, not every block a lane has
+        read; the lane keeps the hash of the block its reads reached, so a
+        read served by a chain that changed below it (a node restarted with
+        another chain, another endpoint) is never stitched onto the old one.
+        Where the lane knows no hash for ``below``, this says nothing.
+        """
+        return below != self.read_through or self._through_hash in (None, below_hash)
 
     def advance(self, block: int) -> None:
         """Record that every log up to ``block`` has been delivered."""
@@ -319,7 +337,9 @@ class Lane:
         """
         if self.cursor is not None and self.cursor > fork:
             self.cursor = fork
-        self.read_through = min(self.read_through, fork)
+        if self.read_through > fork:
+            self.read_through = fork
+            self._through_hash = None
         self.newest_log_block = min(self.newest_log_block, fork)
         for sub in self._members:
             sub.fork_below = fork if sub.fork_below is None else min(sub.fork_below, fork)
