@@ -58,6 +58,10 @@ HOLE_SEEDS = {
     # A getLogs lane read blocks 28..29 of a restarted node's new chain and
     # stitched them onto the old chain's block 27, which no pin covered.
     4306: "getLogs lane across a replaced chain",
+    # A stream that had just started pinned only its first head's parent and
+    # took a three-block reorg for a replaced chain: an after= watcher got the
+    # chain again from block 1.
+    4505: "reorg right after a stream's start",
 }
 
 

@@ -252,6 +252,37 @@ def test_no_common_block_is_a_replaced_chain(genesis_branch: str, fork: int) -> 
     assert view.checks() == [3]
 
 
+@pytest.mark.parametrize(
+    ("below", "pinned_down_to"),
+    [
+        ({n: header(n) for n in range(80, 100)}, 79),  # each linked to the one above: all pinned, parents too
+        # Moved while asked: 96 pinned its parent 95, whose header is another block; nothing lower.
+        ({**{n: header(n) for n in range(80, 100)}, 95: header(95, "b")}, 95),
+        ({**{n: header(n) for n in range(80, 100)}, 97: None}, 97),  # a block the node did not give: stop
+    ],
+)
+def test_blocks_below_the_first_head_are_pinned_while_they_link_down(
+    below: dict[int, Header | None], pinned_down_to: int
+) -> None:
+    view = ChainView()
+    view.observe(header(100), {})
+    view.pin_below(below)
+    assert min(n for n in range(1, 101) if view.pinned(n) is not None) == pinned_down_to
+    assert all(view.pinned(n) == h(n) for n in range(pinned_down_to, 101))
+
+
+def test_a_reorg_below_the_first_head_is_found_once_blocks_below_it_are_pinned() -> None:
+    # A stream started at head 100 that pinned only its head's parent took a
+    # three-block reorg right after the start for a replaced chain and read
+    # everything again from block 1.
+    view = ChainView()
+    view.observe(header(100), {})
+    view.pin_below({n: header(n) for n in range(84, 100)})
+    new_chain = {n: (header(n) if n <= 97 else header(n, "b", "b" if n > 98 else "a")) for n in range(0, 102)}
+    headers = {n: new_chain[n] for n in view.fork_queries()}
+    assert view.locate_fork(headers) == Fork(97)
+
+
 def test_the_window_is_bounded() -> None:
     view = following(*range(1, 5 * WINDOW))
     assert len(view.fork_queries()) <= 2 * WINDOW + 2

@@ -278,6 +278,19 @@ class ChainView:
         self._believe(latest)
         return HeadAnswer.NEW
 
+    def pin_below(self, headers: Mapping[int, Header | None]) -> None:
+        """Pin blocks below the believed head from one batch of their headers, top down.
+
+        Each header counts only where the pin above it named it by its parent
+        hash; the first that does not (the chain moved while they were asked)
+        ends it. A stream that has just started then knows blocks below its
+        first head, and a reorg below that head is not taken for a replaced chain.
+        """
+        for number, header in sorted(headers.items(), reverse=True):
+            if header is None or number <= 0 or self._pinned.get(number) != header.hash:
+                return
+            self._verify(header)
+
     def place_log(self, number: int, block_hash: str) -> LogPlace:
         """Where a log's block stands; an OK log's hash becomes a claim to verify later."""
         head = self.head

@@ -65,6 +65,8 @@ _DELIVERED_HEIGHTS = 128
 _REPLACED_KEPT = 4_096
 # Logs that left the chain named per WARNING line (every one is named).
 _NAMED_PER_LINE = 10
+# Blocks below the first head whose headers come with the start-up check of that head.
+_PINNED_AT_START = 16
 # A tick that fails for any of these is tried again after a pause: the lost
 # filter and the too-wide range are met inside the tick, by the next one.
 _TICK_RETRIED = (Fault.TRANSIENT, Fault.FILTER_LOST, Fault.RANGE_TOO_LARGE)
@@ -551,16 +553,18 @@ class Hub:
             for lane in self.lanes.values():
                 lane.note_head(head)
 
-    async def _first_contact(self, latest: Header) -> None:
+    async def _first_contact(self, latest: Header) -> dict[int, Header | None]:
         """Believe the first head only once the node shows the same block at that height again.
 
         Later heads are judged against the ones before them; the first has
         nothing to be judged against, and lanes start from it: a glitched
         first answer would put every cursor where the chain is not.
         """
-        again = maybe_header(
-            await self.client.call("eth_getBlockByNumber", [hex(latest.number), False]), hex(latest.number)
-        )
+        # The blocks below come in the same request: pinned at once, they let a
+        # reorg right after the start find the blocks in common.
+        numbers = list(range(latest.number, max(0, latest.number - _PINNED_AT_START) - 1, -1))
+        headers = headers_by_number(numbers, await self.client.batch(header_calls(numbers)))
+        again = headers.pop(latest.number)
         if again is None or again.hash != latest.hash:
             raise RpcProtocolError(
                 f"the node's head answers disagree: block {latest.number} is {latest.hash}, then "
@@ -568,13 +572,15 @@ class Hub:
                 url=self.client.masked_url,
                 method="eth_getBlockByNumber",
             )
+        return headers
 
     async def _read_head(self) -> int:
         """The latest block number, through the chain view (used outside the tick's batch)."""
         latest = header_of(await self.client.call("eth_getBlockByNumber", ["latest", False]), "latest")
         if self.chain.head is None:
-            await self._first_contact(latest)
+            below = await self._first_contact(latest)
             self.chain.observe(latest, {})
+            self.chain.pin_below(below)
             self._note_head()
         self._answered_head = latest.number if self._answered_head is None else self._answered_head
         return latest.number
