@@ -62,6 +62,10 @@ HOLE_SEEDS = {
     # took a three-block reorg for a replaced chain: an after= watcher got the
     # chain again from block 1.
     4505: "reorg right after a stream's start",
+    # after= on a node that keeps no side blocks: events handled in old blocks
+    # below the position's were not named, the fork known (5611) or not (3226).
+    3226: "after= naming, fork unknown",
+    5611: "after= naming, fork known",
 }
 
 

@@ -31,6 +31,7 @@ from ogpu.events._codec.position import EventPosition
 from ogpu.events._net.faults import Backoff, Retrier
 from ogpu.events._net.headers import Header, header_calls, maybe_header, parse_header
 from ogpu.events._net.rpc import RpcClient
+from ogpu.events._stream.chain import WINDOW
 from ogpu.events._stream.screen import WatcherMatch
 
 __all__ = ["ResumePoint", "resume_point"]
@@ -155,6 +156,20 @@ async def resume_point(
         known = [f for h in (after.block_hash, *(b.hash for b in old)) if (f := known_fork(h)) is not None]
         fork = min(known, default=None)
     handled = await _handled_on(asker, old, after, specs, field, scope, nexus)
+    # Old blocks below the lowest one the node still showed left the chain too,
+    # though their events cannot be listed: they are named by range.
+    first_old = old[-1].number if old else after.block_number
+    if fork is not None and fork + 1 < first_old:
+        handled.insert(0, f"every event in blocks {fork + 1}..{first_old - 1}")
+    elif fork is None and first_old > 0:
+        # Where the chains part is unknown, so is which of them left: every
+        # block a reorg the stream would find (WINDOW deep) is named, for the
+        # user to check against the chain.
+        handled.insert(
+            0,
+            f"possibly every event in blocks {max(0, first_old - WINDOW)}..{first_old - 1} "
+            "(where the chains part is unknown)",
+        )
     named = ", ".join(handled[:_NAMED])
     if fork is not None:
         start = fork + 1
