@@ -66,6 +66,10 @@ HOLE_SEEDS = {
     # below the position's were not named, the fork known (5611) or not (3226).
     3226: "after= naming, fork unknown",
     5611: "after= naming, fork known",
+    # A reorg between the after= check and the read of the blocks below the
+    # position: the new branch's blocks were taken for the position's and its
+    # events below the position were never read.
+    7288: "reorg between the after= check and the branch read",
 }
 
 

@@ -29,7 +29,7 @@ from ogpu._errors import RpcError, RpcResponseError
 from ogpu.events._codec.abi import EventSpec
 from ogpu.events._codec.position import EventPosition
 from ogpu.events._net.faults import Backoff, Retrier
-from ogpu.events._net.headers import Header, header_calls, maybe_header, parse_header
+from ogpu.events._net.headers import Header, header_calls, headers_by_number, parse_header
 from ogpu.events._net.rpc import RpcClient
 from ogpu.events._stream.chain import WINDOW
 from ogpu.events._stream.screen import WatcherMatch
@@ -48,6 +48,8 @@ _NAMING_TRIES = 3
 # Blocks below the position a resumed watcher reads again (matched by hash):
 # a reorg this deep below the position still reaches it.
 _BRANCH_DEPTH = 32
+# Checks of the position's block when the chain keeps moving between the check and the branch read.
+_BRANCH_TRIES = 3
 # How long a node whose head is below the position's block is waited for.
 _REACH_WAIT = 30.0
 
@@ -126,9 +128,16 @@ async def resume_point(
         # yet, or a chain that ended below it. The first is waited for; only
         # a node whose head has reached the height can say the block left.
         now = await _when_reached(asker, after.block_number, label)
-    if now is not None and now.hash == after.block_hash:
+    for _ in range(_BRANCH_TRIES):
+        if now is None or now.hash != after.block_hash:
+            break
         branch = await _branch_below(asker, now)
-        return ResumePoint(min(branch), after, branch)
+        if branch is not None:
+            return ResumePoint(min(branch), after, branch)
+        # The chain moved between the check and the branch read: check again.
+        now = await asker.header("eth_getBlockByNumber", hex(after.block_number))
+    if now is not None and now.hash == after.block_hash:
+        return ResumePoint(after.block_number, after, {now.number: now.hash})
 
     # The old branch, from the position's block down, while the node still has it.
     old: list[Header] = []
@@ -195,8 +204,8 @@ async def resume_point(
         log.warning("%s: also handled on the old branch: %s", label, ", ".join(handled[at : at + _NAMED]))
     # The common part below the fork, by hash: a later stream that takes a
     # deep reorg for a replaced chain must not hand its events out again.
-    branch = await _branch_below(asker, fork_header) if fork_header is not None else {}
-    return ResumePoint(start, None, branch)
+    branch = await _branch_below(asker, fork_header) if fork_header is not None else None
+    return ResumePoint(start, None, branch or {})
 
 
 async def _handled_on(
@@ -248,24 +257,28 @@ async def _handled_on(
     return found or [_position_in_words(after)]
 
 
-async def _branch_below(asker: _Asker, top: Header) -> dict[int, str]:
+async def _branch_below(asker: _Asker, top: Header) -> dict[int, str] | None:
     """``top`` and up to ``_BRANCH_DEPTH`` blocks below it, linked by parent hash, in one batch.
 
     The resumed watcher reads history from the lowest of them: a reorg below
     the position, before or after it joins, then reaches it (its events are
     not covered, their hashes differ), instead of passing under its live_from.
+    ``top`` is asked for again in the same batch: ``None`` when it is not
+    there any more (the chain moved since it was read), since the blocks
+    below would then be the new branch's, taken for the position's.
     """
-    numbers = list(range(top.number - 1, max(-1, top.number - 1 - _BRANCH_DEPTH), -1))
-    branch = {top.number: top.hash}
-    if not numbers:
-        return branch
+    numbers = list(range(top.number, max(-1, top.number - 1 - _BRANCH_DEPTH), -1))
     try:
         answers = await asker.client.batch(header_calls(numbers))
     except RpcError:
-        return branch  # the position's block alone, as before: history reads from it
+        return {top.number: top.hash}  # the position's block alone, as before: history reads from it
+    headers = headers_by_number(numbers, answers)
+    again = headers.pop(top.number)
+    if again is None or again.hash != top.hash:
+        return None
+    branch = {top.number: top.hash}
     parent = top.parent_hash
-    for number, answer in zip(numbers, answers, strict=True):
-        header = maybe_header(answer, hex(number))
+    for number, header in sorted(headers.items(), reverse=True):
         if header is None or header.hash != parent:
             break
         branch[number] = header.hash
