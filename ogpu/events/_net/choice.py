@@ -88,18 +88,19 @@ class EndpointChooser:
         self,
         names: list[str],
         *,
-        max_lag: int = MAX_LAG,
-        stall_after: float = STALL_AFTER,
-        probe_every: int = PROBE_EVERY,
-        probe_period: float = PROBE_PERIOD,
+        max_lag: int | None = None,
+        stall_after: float | None = None,
+        probe_every: int | None = None,
+        probe_period: float | None = None,
     ) -> None:
         if not names:
             raise ValueError("an endpoint chooser needs at least one endpoint")
         self.endpoints = [EndpointState(i, name) for i, name in enumerate(names)]
-        self.max_lag = max_lag
-        self.stall_after = stall_after
-        self.probe_every = probe_every
-        self.probe_period = probe_period
+        # The module's values, read now (not at import) so a test can set them.
+        self.max_lag = MAX_LAG if max_lag is None else max_lag
+        self.stall_after = STALL_AFTER if stall_after is None else stall_after
+        self.probe_every = PROBE_EVERY if probe_every is None else probe_every
+        self.probe_period = PROBE_PERIOD if probe_period is None else probe_period
         self.active_index: int | None = None
         self._requests_since_probe = 0
         self._last_probe_at: float | None = None

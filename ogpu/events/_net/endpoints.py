@@ -58,6 +58,8 @@ _FILTER_METHODS = ("eth_getFilterChanges", "eth_uninstallFilter")
 # A refused connection or a 5xx is asked once more, this much later, before
 # the request moves on: a blip should not cost a switch and a refill.
 _SHORT_RETRY = 0.1
+# How long closing waits for an endpoint that failed to take back its filters.
+_CLOSING_UNINSTALL = 1.0
 _RATE_WORDS = ("rate limit", "rate-limit", "too many requests", "throttl")
 
 
@@ -92,6 +94,8 @@ class EndpointPool:
         # Pool filter id -> (endpoint, the node's own id).
         self._owners: dict[str, tuple[int, str]] = {}
         self._lost: set[str] = set()
+        # Node filter ids to uninstall once their endpoint answers again (it was failing).
+        self._orphans: dict[int, set[str]] = {}
         self._probes: dict[int, asyncio.Task[None]] = {}
         self._serving: int | None = None  # the endpoint that answered last
         self.switches = 0
@@ -122,8 +126,20 @@ class EndpointPool:
             task.cancel()
         if probes:
             await asyncio.wait(probes)
-        for client in self.clients:
-            await client.aclose()
+        try:
+            for i in list(self._orphans):
+                try:
+                    await asyncio.wait_for(self._uninstall_orphans(i), _CLOSING_UNINSTALL)
+                except (RpcError, asyncio.TimeoutError):
+                    for raw in self._orphans.pop(i, set()):
+                        log.warning(
+                            "could not uninstall filter %s at %s; the node expires it",
+                            raw,
+                            self.clients[i].masked_url,
+                        )
+        finally:
+            for client in self.clients:
+                await client.aclose()
 
     # --- requests ---
 
@@ -229,15 +245,36 @@ class EndpointPool:
         return logs
 
     async def _uninstall(self, params: Sequence[Any]) -> Any:
-        """To the filter's owner, whatever its state: a filter is removed where it was made."""
+        """At the filter's owner: a filter is removed where it was made.
+
+        An owner that is failing (cooling, a Retry-After running) is not
+        pressed: the filter is uninstalled when it answers again, or when the
+        pool closes. The stream is told it is done either way.
+        """
         pool_id = str(params[0]) if params else ""
-        owner = self._owners.get(pool_id)
+        owner = self._owners.pop(pool_id, None)
+        self._lost.discard(pool_id)
         if owner is None:
             return False
-        answer = await self.clients[owner[0]].call("eth_uninstallFilter", [owner[1], *params[1:]])
-        self._owners.pop(pool_id, None)
-        self._lost.discard(pool_id)
-        return answer
+        i, raw = owner
+        if not self.chooser.healthy(i, self._clock(), lag=None) and not self.chooser.endpoints[i].proven:
+            self._orphans.setdefault(i, set()).add(raw)
+            return True
+        try:
+            return await self.clients[i].call("eth_uninstallFilter", [raw, *params[1:]])
+        except RpcError as exc:
+            if not _endpoint_fault(exc):
+                raise
+            self._failed(i, exc)
+            self._orphans.setdefault(i, set()).add(raw)
+            return True
+
+    async def _uninstall_orphans(self, i: int) -> None:
+        """The filters endpoint ``i`` still holds from before it failed, now that it answers."""
+        for raw in sorted(self._orphans.get(i, set())):
+            await self.clients[i].call("eth_uninstallFilter", [raw])
+            self._orphans[i].discard(raw)
+        self._orphans.pop(i, None)
 
     def _not_found(self, method: str, pool_id: str, i: int) -> Any:
         if method == "eth_uninstallFilter":
@@ -318,6 +355,8 @@ class EndpointPool:
             self.chooser.answered(i, self._clock(), self._clock() - started)
             if isinstance(latest, dict):
                 self._saw_head(i, latest)
+            if self._orphans.get(i):
+                await self._uninstall_orphans(i)
         except RpcError as exc:
             self._failed(i, exc)
             log.debug("probe of %s failed: %s", self.clients[i].masked_url, describe(exc))
