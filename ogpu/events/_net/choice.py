@@ -26,9 +26,10 @@ The rules, in order of preference of the endpoints as the user listed them:
   seconds, whichever comes first): with a 2 s poll that is one probe per
   ten ticks, whatever the number of endpoints, and a stream with three
   endpoints sends at most 1.1 requests per tick. An endpoint whose cool-down
-  just ended, or never verified, is probed at once; so are all standbys when
-  the active head has not moved for ``stall_after`` (the stall rule needs a
-  fresh head to compare).
+  just ended, or never verified, is probed at once. The stall rule compares
+  with these regular probes' heads: a stalled active is found within
+  ``stall_after`` plus one round of probes, and a quiet chain (every head
+  still) costs no extra probe.
 """
 
 from __future__ import annotations
@@ -105,7 +106,6 @@ class EndpointChooser:
         self._requests_since_probe = 0
         self._last_probe_at: float | None = None
         self._next_standby = 0  # round robin over standbys for steady-state probes
-        self._stall_probed_at: float | None = None
 
     # --- observations ---
 
@@ -294,16 +294,6 @@ class EndpointChooser:
                 continue
             if not e.verified or (not e.proven and (e.probed_at is None or e.probed_at < e.cool_until)):
                 due.append(e.index)  # never verified, or cooled off and not yet asked again
-        if active is not None:
-            a = self.endpoints[active]
-            stalled_since = None if a.moved_at is None else now - a.moved_at
-            if (
-                stalled_since is not None
-                and stalled_since >= self.stall_after
-                and (self._stall_probed_at is None or now - self._stall_probed_at >= self.stall_after)
-            ):
-                self._stall_probed_at = now
-                due.extend(e.index for e in others if self.usable(e.index, now) and e.index not in due)
         if due:
             return sorted(set(due))
         regular = self._requests_since_probe >= self.probe_every or (
