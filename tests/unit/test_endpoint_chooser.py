@@ -36,7 +36,10 @@ def exclude(i: int) -> Step:
 
 
 def choose(at: float) -> Step:
-    return lambda c: c.choose(at) and None
+    def step(c: EndpointChooser) -> None:
+        c.choose(at)
+
+    return step
 
 
 @dataclass
