@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ogpu.events import watch_attempted
+from ogpu.events import health, watch_attempted
 from ogpu.events._net import choice as _choice
 from ogpu.events._stream.hub import Hub, active_hubs
 from ogpu.types import RpcTransportError
@@ -135,12 +135,16 @@ async def test_a_429_cools_only_that_endpoint_and_the_next_one_is_asked_at_once(
         await ticks(hub, 20)
         # Nothing went back to the rate-limited endpoint during its Retry-After.
         assert a.requests == asked
-        assert hub.pool is not None
-        states = {e.name: state.value for e, state in hub.pool.endpoint_states()}
-        assert states == {a.url: "cooling", b.url: "active"}
+        [stream] = health()
         a.status = None
         await watcher.close()
     assert watcher.got == [0, 1, 2, 3]
+    # The one in use first; the cooling one says why.
+    assert [(e.url, e.state) for e in stream.endpoints] == [(b.url, "active"), (a.url, "cooling")]
+    assert stream.endpoints[1].last_error == "HTTP 429 Too Many Requests"
+    assert stream.endpoints[0].last_error is None
+    assert stream.endpoints[0].head == stream.head == node.head
+    assert stream.cursor == node.head and stream.lag_blocks == 0
     # The stream itself never waited: no retry line, only the switch.
     assert "retrying in" not in caplog.text
     assert f"switched from endpoint {a.url} to {b.url}: HTTP 429" in caplog.text
@@ -213,16 +217,16 @@ async def test_an_endpoint_of_another_chain_is_excluded_and_never_followed(
         other.restart()  # a dev node of its own: same chain id, another block 0
     with fronts(node, 3) as (a, b, c), caplog.at_level(logging.WARNING, "ogpu.events"):
         b.node = other
-        watcher, hub = await started(node)
+        watcher, _hub = await started(node)
         a.down = True
         emit(node, 1, 2)
         await watcher.until(3)
-        assert hub.pool is not None
-        states = {e.name: state.value for e, state in hub.pool.endpoint_states()}
+        [stream] = health()
+        states = {e.url: e.state for e in stream.endpoints}
         a.down = False
         await watcher.close()
     assert watcher.got == [0, 1, 2]
-    assert states[b.url] == "excluded"
+    assert states == {a.url: "cooling", b.url: "excluded", c.url: "active"}
     assert f"endpoint {b.url} excluded" in caplog.text
     assert b.served(*STREAM_METHODS) == 0
     assert c.served("eth_newFilter") >= 1

@@ -77,7 +77,7 @@ class EndpointState:
     failures: int = 0  # in a row
     proven: bool = True  # False from a failure until an answer
     latency_s: float | None = None
-    last_error: str | None = None
+    last_error: str | None = None  # while failing (or why excluded); None once it answers
     answered: int = 0  # answers received (requests and probes)
     probed_at: float | None = None
 
@@ -124,6 +124,7 @@ class EndpointChooser:
         e.answered += 1
         e.failures = 0
         e.proven = True
+        e.last_error = None
         e.server_cooled = False
         e.cool_until = min(e.cool_until, now)
         if latency is not None:

@@ -111,6 +111,12 @@ class EndpointPool:
         return any(client.ever_answered for client in self.clients)
 
     @property
+    def latency_s(self) -> float | None:
+        """The last request's time at the endpoint that answers now."""
+        serving = self._serving
+        return None if serving is None else self.clients[serving].latency_s
+
+    @property
     def serving(self) -> int | None:
         """The endpoint that answered the latest request."""
         return self._serving
