@@ -80,14 +80,15 @@ class EndpointPool:
         self,
         urls: Sequence[str],
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         chooser: EndpointChooser | None = None,
     ) -> None:
         self.urls = tuple(urls)
         self.clients = [RpcClient(url) for url in self.urls]
         self.masked_url = ", ".join(client.masked_url for client in self.clients)
         self.chooser = chooser or EndpointChooser([client.masked_url for client in self.clients])
-        self._clock = clock
+        # Looked up here, not at import: the simulation runs the pool on virtual time.
+        self._clock = clock if clock is not None else time.monotonic
         # (chain id, block 0 hash) of the first endpoint verified: every other must match.
         self._pin: tuple[int, str] | None = None
         self._pinned_by: int | None = None
@@ -398,6 +399,10 @@ class EndpointPool:
         self._start_probes()
 
     def _failed(self, i: int, exc: RpcError) -> None:
+        # An endpoint that failed may come back restarted, its filters gone
+        # (and some nodes then answer [] for them, not "not found"): the
+        # stream's filters there are not polled again; new ones refill.
+        self._lost.update(pool_id for pool_id, (owner, _) in self._owners.items() if owner == i)
         retry_after = None
         if isinstance(exc, RpcHttpError) and exc.status == 429:
             retry_after = exc.retry_after if exc.retry_after is not None else 1.0
