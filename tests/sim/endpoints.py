@@ -108,10 +108,11 @@ class SimFront(httpx.AsyncBaseTransport):
         if self.down == "silent":
             await asyncio.sleep(self._net.uniform(1.0, 10.0))
             raise httpx.ReadTimeout("the answer never arrived", request=request)
-        if self.status is not None:
+        status = self.status  # as the request arrived: the fault may end while it is answered
+        if status is not None:
             await asyncio.sleep(self._net.uniform(*node.latency))
-            headers = {"Retry-After": str(self.retry_after)} if self.status == 429 else {}
-            return httpx.Response(self.status, text="unavailable", headers=headers)
+            headers = {"Retry-After": str(self.retry_after)} if status == 429 else {}
+            return httpx.Response(status, text="unavailable", headers=headers)
         try:
             response = self._serve(request, json.loads(body))
         except httpx.TimeoutException:
@@ -138,7 +139,8 @@ class SimFront(httpx.AsyncBaseTransport):
         answers: list[Any] = []
         if forward:
             sent = forward if isinstance(body, list) else forward[0]
-            lag = self.lag + self.backend_lag[backend]
+            # Never below block 0: a young chain is simply not reached yet.
+            lag = min(self.lag + self.backend_lag[backend], self.node.head)
             if lag:
                 self.node.behind(lag, 1)  # this request only: it is served right here
             inner = httpx.Request("POST", request.url, content=json.dumps(sent).encode())
@@ -220,8 +222,14 @@ def throw(
     kind: str, fronts: list[SimFront], rng: random.Random, later: Callable[[float, Callable[[], None]], None]
 ) -> str:
     """One endpoint fault on one front (roles make some fronts likelier); returns what was done."""
-    weights = [3 if _suits(front.role, kind) else 1 for front in fronts]
-    front = rng.choices(fronts, weights=weights)[0]
+    # One endpoint at least stays healthy: with every one failing, a stream
+    # that starts meanwhile is rightly taken for misconfigured (README), and
+    # the family is about switching, not about that.
+    healthy = [front for front in fronts if front.down is None and front.status is None]
+    if len(healthy) < 2:
+        return f"{kind}: skipped, one healthy endpoint left"
+    weights = [3 if _suits(front.role, kind) else 1 for front in healthy]
+    front = rng.choices(healthy, weights=weights)[0]
     lasting = rng.uniform(1.0, 25.0)
     if kind == "endpoint-down":
         front.down = rng.choice(["refused", "refused", "silent"])

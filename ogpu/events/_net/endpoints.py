@@ -367,6 +367,10 @@ class EndpointPool:
         except RpcError as exc:
             self._failed(i, exc)
             log.debug("probe of %s failed: %s", self.clients[i].masked_url, describe(exc))
+        except Exception as exc:
+            # Nobody awaits a probe: what escapes here would vanish unseen.
+            log.warning("probe of %s failed unexpectedly: %r", self.clients[i].masked_url, exc)
+            self.chooser.failed(i, self._clock(), describe(exc))
         finally:
             self._probes.pop(i, None)
 
