@@ -75,7 +75,10 @@ class SimFront(httpx.AsyncBaseTransport):
         self.backend_lag = [0, 0] if role != "balanced" else [0, net.choice([1, 2])]
         # filter id -> the backend that made it: a filter lives where it was made.
         self.filters: dict[str, int] = {}
+        # Filters whose eth_uninstallFilter the stream sent while this endpoint
+        # refused everything (down, 429, 503): it asked; the endpoint expires them.
         self.misrouted_uninstalls: set[str] = set()
+        self.refused_uninstalls: set[str] = set()
 
     # --- what the schedule does to it ---
 
@@ -99,6 +102,8 @@ class SimFront(httpx.AsyncBaseTransport):
         body = await request.aread()
         await asyncio.sleep(self._net.uniform(*node.latency))
         node.transcript.append(f"{node._clock():.6f} {self.url} ".encode() + body)
+        if self.down is not None or self.status is not None:
+            self._note_refused_uninstalls(json.loads(body))
         if self.down == "refused":
             await asyncio.sleep(self._net.uniform(*node.latency))
             try:
@@ -164,6 +169,13 @@ class SimFront(httpx.AsyncBaseTransport):
         if isinstance(body, list):
             return httpx.Response(200, json=merged)
         return httpx.Response(200, json=merged[0])
+
+    def _note_refused_uninstalls(self, body: Any) -> None:
+        for item in body if isinstance(body, list) else [body]:
+            if isinstance(item, dict) and item.get("method") == "eth_uninstallFilter":
+                filter_id = str((item.get("params") or [""])[0])
+                if filter_id in self.filters:
+                    self.refused_uninstalls.add(filter_id)
 
     def _unknown_filter(self, item: dict[str, Any]) -> dict[str, Any]:
         envelope: dict[str, Any] = {"jsonrpc": "2.0", "id": item.get("id")}

@@ -837,7 +837,10 @@ class _Sim:
     def leaked(self) -> list[str]:
         # A balancer that sent the stream's eth_uninstallFilter to a backend
         # that never had the filter: the stream asked, the endpoint lost it.
-        misrouted = {fid for front in self.fronts for fid in front.misrouted_uninstalls}
+        # The same for one that refused every request (down, 429, 503) when asked.
+        misrouted = {
+            fid for front in self.fronts for fid in front.misrouted_uninstalls | front.refused_uninstalls
+        }
         problems = [
             f"filter {fid} left installed on the node"
             for fid in sorted(self.node.filters)

@@ -97,6 +97,7 @@ class EndpointPool:
         self._lost: set[str] = set()
         # Node filter ids to uninstall once their endpoint answers again (it was failing).
         self._orphans: dict[int, set[str]] = {}
+        self._creating: set[asyncio.Future[list[Any]]] = set()
         self._probes: dict[int, asyncio.Task[None]] = {}
         self._serving: int | None = None  # the endpoint that answered last
         self.switches = 0
@@ -133,6 +134,9 @@ class EndpointPool:
             task.cancel()
         if probes:
             await asyncio.wait(probes)
+        if self._creating:
+            # A filter being made for a caller that left: its id, then its uninstall.
+            await asyncio.wait(list(self._creating), timeout=_CLOSING_UNINSTALL)
         try:
             for i in list(self._orphans):
                 try:
@@ -160,10 +164,34 @@ class EndpointPool:
             return answer
         if method == "eth_getLogs" and params and _numbered_end(params[0]) is not None:
             return await self._on_some_endpoint(lambda i: self._logs_at(i, params[0]), method)
-        answers = await self._on_some_endpoint(lambda i: self._batch_at(i, [(method, params)]), method)
+        ask = self._on_some_endpoint(lambda i: self._batch_at(i, [(method, params)]), method)
+        answers = await (self._create_filter(ask) if method == "eth_newFilter" else ask)
         if isinstance(answers[0], RpcResponseError):
             raise answers[0]
         return answers[0]
+
+    async def _create_filter(self, ask: Awaitable[list[Any]]) -> list[Any]:
+        """eth_newFilter that, if its caller gives up, still ends with the filter uninstalled.
+
+        Failing over can make a creation slow (an endpoint that never answers
+        costs a timeout before the next is asked): a stream closing meanwhile
+        must not leave behind the filter the next endpoint then makes.
+        """
+        task = asyncio.ensure_future(ask)
+        self._creating.add(task)
+        task.add_done_callback(self._creating.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(self._orphan_created)
+            raise
+
+    def _orphan_created(self, task: asyncio.Future[list[Any]]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        owner = self._owners.pop(str(task.result()[0]), None)
+        if owner is not None:
+            self._orphans.setdefault(owner[0], set()).add(owner[1])
 
     async def batch(self, calls: Sequence[Call]) -> list[Any]:
         return await self._on_some_endpoint(lambda i: self._batch_at(i, calls), batch_label(calls))
