@@ -137,6 +137,9 @@ class EndpointPool:
         if self._creating:
             # A filter being made for a caller that left: its id, then its uninstall.
             await asyncio.wait(list(self._creating), timeout=_CLOSING_UNINSTALL)
+        # Whatever is still installed is polled by no one from here.
+        for pool_id in list(self._owners):
+            self._orphan(pool_id)
         try:
             for i in list(self._orphans):
                 try:
@@ -189,9 +192,7 @@ class EndpointPool:
     def _orphan_created(self, task: asyncio.Future[list[Any]]) -> None:
         if task.cancelled() or task.exception() is not None:
             return
-        owner = self._owners.pop(str(task.result()[0]), None)
-        if owner is not None:
-            self._orphans.setdefault(owner[0], set()).add(owner[1])
+        self._orphan(str(task.result()[0]))
 
     async def batch(self, calls: Sequence[Call]) -> list[Any]:
         return await self._on_some_endpoint(lambda i: self._batch_at(i, calls), batch_label(calls))
@@ -287,22 +288,33 @@ class EndpointPool:
         pool closes. The stream is told it is done either way.
         """
         pool_id = str(params[0]) if params else ""
-        owner = self._owners.pop(pool_id, None)
-        self._lost.discard(pool_id)
+        owner = self._owners.get(pool_id)
         if owner is None:
             return False
         i, raw = owner
-        if not self.chooser.healthy(i, self._clock(), lag=None) and not self.chooser.endpoints[i].proven:
-            self._orphans.setdefault(i, set()).add(raw)
+        if not self.chooser.endpoints[i].proven:
+            self._orphan(pool_id)
             return True
         try:
-            return await self.clients[i].call("eth_uninstallFilter", [raw, *params[1:]])
+            answer = await self.clients[i].call("eth_uninstallFilter", [raw, *params[1:]])
         except RpcError as exc:
             if not _endpoint_fault(exc):
                 raise
             self._failed(i, exc)
-            self._orphans.setdefault(i, set()).add(raw)
+            self._orphan(pool_id)
             return True
+        # Forgotten only now: a caller cancelled during the call (a time box)
+        # leaves it to the next try, or to aclose.
+        self._owners.pop(pool_id, None)
+        self._lost.discard(pool_id)
+        return answer
+
+    def _orphan(self, pool_id: str) -> None:
+        """No stream polls this filter again: uninstalled when its endpoint answers, or at close."""
+        owner = self._owners.pop(pool_id, None)
+        self._lost.discard(pool_id)
+        if owner is not None:
+            self._orphans.setdefault(owner[0], set()).add(owner[1])
 
     async def _uninstall_orphans(self, i: int) -> None:
         """The filters endpoint ``i`` still holds from before it failed, now that it answers."""
