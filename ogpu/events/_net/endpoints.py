@@ -55,6 +55,7 @@ log = logging.getLogger("ogpu.events")
 
 _T = TypeVar("_T")
 _FILTER_METHODS = ("eth_getFilterChanges", "eth_uninstallFilter")
+_BLOCK_LOOKUPS = ("eth_getBlockByNumber", "eth_getBlockByHash")
 # A refused connection or a 5xx is asked once more, this much later, before
 # the request moves on: a blip should not cost a switch and a refill.
 _SHORT_RETRY = 0.1
@@ -171,7 +172,29 @@ class EndpointPool:
         answers = await (self._create_filter(ask) if method == "eth_newFilter" else ask)
         if isinstance(answers[0], RpcResponseError):
             raise answers[0]
+        if answers[0] is None and method in _BLOCK_LOOKUPS and params and params[0] != "latest":
+            return await self._found_elsewhere(method, params)
         return answers[0]
+
+    async def _found_elsewhere(self, method: str, params: Sequence[Any]) -> Any:
+        """A block one endpoint lacks (null), from another that has it, if any does.
+
+        A block by hash is the same block wherever it is found, and one by
+        number is judged against the pinned chain by its caller: asking the
+        others only spares a caller (an after= check) from taking a lagging
+        endpoint's "not there" for "no longer on the chain".
+        """
+        now = self._clock()
+        for i in self.chooser.order(now):
+            if i == self._serving or not self.chooser.endpoints[i].verified:
+                continue
+            try:
+                answer = await self.clients[i].call(method, list(params))
+            except RpcError:
+                continue
+            if answer is not None:
+                return answer
+        return None
 
     async def _create_filter(self, ask: Awaitable[list[Any]]) -> list[Any]:
         """eth_newFilter that, if its caller gives up, still ends with the filter uninstalled.
