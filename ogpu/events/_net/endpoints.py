@@ -64,10 +64,14 @@ _CLOSING_UNINSTALL = 1.0
 _RATE_WORDS = ("rate limit", "rate-limit", "too many requests", "throttl")
 
 
-def open_client(urls: str | Sequence[str]) -> JsonRpc:
-    """A client for one URL, a pool for several (one URL behaves exactly as before pools existed)."""
+def open_client(urls: str | Sequence[str], *, announce: bool = True) -> JsonRpc:
+    """A client for one URL, a pool for several (one URL behaves exactly as before pools existed).
+
+    ``announce=False``: a side client (the command's own few calls beside
+    the stream) that leaves telling of switches to the stream's pool.
+    """
     urls = (urls,) if isinstance(urls, str) else tuple(urls)
-    return RpcClient(urls[0]) if len(urls) == 1 else EndpointPool(urls)
+    return RpcClient(urls[0]) if len(urls) == 1 else EndpointPool(urls, announce=announce)
 
 
 class _NotReached(Exception):
@@ -83,6 +87,7 @@ class EndpointPool:
         *,
         clock: Callable[[], float] | None = None,
         chooser: EndpointChooser | None = None,
+        announce: bool = True,
     ) -> None:
         self.urls = tuple(urls)
         self.clients = [RpcClient(url) for url in self.urls]
@@ -102,6 +107,7 @@ class EndpointPool:
         self._probes: dict[int, asyncio.Task[None]] = {}
         self._serving: int | None = None  # the endpoint that answered last
         self.switches = 0
+        self._announce = announce  # log switches at WARNING/INFO (else DEBUG)
 
     # --- what the hub reads of a client ---
 
@@ -399,6 +405,14 @@ class EndpointPool:
         name = self.clients[i].masked_url
         if self._pin is None:
             self._pin, self._pinned_by = actual, i
+            # What -v shows of the endpoints (the command logs INFO there).
+            log.info(
+                "following chain %d through %d endpoints, in order of preference: %s (chain pinned by %s)",
+                actual[0],
+                len(self.clients),
+                self.masked_url,
+                name,
+            )
         elif actual != self._pin:
             assert self._pinned_by is not None
             pinned = self.clients[self._pinned_by].masked_url
@@ -455,14 +469,30 @@ class EndpointPool:
         now = self._clock()
         self.chooser.answered(i, now, latency)
         previous, self._serving = self._serving, i
+        loud = logging.WARNING if self._announce else logging.DEBUG
+        if previous is None and i != 0:
+            # Not a switch, but the user listed another endpoint first: say why it is not used.
+            first = self.chooser.endpoints[0]
+            log.log(
+                loud,
+                "using endpoint %s: %s %s",
+                self.clients[i].masked_url,
+                first.name,
+                "is excluded" if first.excluded else f"failed ({first.last_error or 'no answer'})",
+            )
         if previous is not None and previous != i:
             self.switches += 1
             old, new = self.clients[previous].masked_url, self.clients[i].masked_url
             if i < previous:
-                log.info("switched back to endpoint %s from %s: it is healthy and current again", new, old)
+                log.log(
+                    logging.INFO if self._announce else logging.DEBUG,
+                    "switched back to endpoint %s from %s: it is healthy and current again",
+                    new,
+                    old,
+                )
             else:
                 why = self.chooser.why_not(previous, now)
-                log.warning("switched from endpoint %s to %s: %s", old, new, why)
+                log.log(loud, "switched from endpoint %s to %s: %s", old, new, why)
         self._start_probes()
 
     def _failed(self, i: int, exc: RpcError) -> None:
