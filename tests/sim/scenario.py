@@ -332,6 +332,8 @@ class _Sim:
         # The multi-endpoint family (tests/sim/endpoints.py): drawn last, so the
         # schedule of every other seed stays what it was.
         self.fronts: list[SimFront] = make_fronts(self.node, seed, rng) if is_endpoint_seed(seed) else []
+        for front in self.fronts:
+            front.answered = self._answered
         if self.fronts:
             self.settings = ", ".join(
                 filter(None, [self.settings, "endpoints " + "/".join(f.role for f in self.fronts)])
