@@ -217,10 +217,10 @@ def replay_command(seed: int) -> str:
 KNOWN_FAILURES_FILE = Path(__file__).with_name("known_failures.txt")
 
 
-def known_failures() -> set[int]:
-    if not KNOWN_FAILURES_FILE.exists():
+def known_failures(path: Path = KNOWN_FAILURES_FILE) -> set[int]:
+    if not path.exists():
         return set()
-    words = (line.split("#", 1)[0].split() for line in KNOWN_FAILURES_FILE.read_text().splitlines())
+    words = (line.split("#", 1)[0].split() for line in path.read_text().splitlines())
     return {int(word) for line in words for word in line}
 
 
