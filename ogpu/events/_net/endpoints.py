@@ -130,6 +130,23 @@ class EndpointPool:
         """The endpoint that answered the latest request."""
         return self._serving
 
+    def serving_lags(self, height: int) -> bool:
+        """Whether the endpoint answering now has not shown ``height``, which another (of this chain) has."""
+        serving = self._serving
+        if serving is None:
+            return False
+        own = self.chooser.endpoints[serving].head
+        if own is None or own >= height:
+            return False
+        return any(
+            e.index != serving
+            and e.verified
+            and e.excluded is None
+            and e.head is not None
+            and e.head >= height
+            for e in self.chooser.endpoints
+        )
+
     def endpoint_states(self) -> list[tuple[EndpointState, State]]:
         """Each endpoint's record and state, in order of preference (for ``health()``)."""
         now = self._clock()
