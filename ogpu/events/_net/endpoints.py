@@ -207,9 +207,15 @@ class EndpointPool:
         endpoint's "not there" for "no longer on the chain".
         """
         now = self._clock()
-        for i in self.chooser.order(now):
-            if i == self._serving or not self.chooser.endpoints[i].verified:
-                continue
+        serving = self._serving
+        tries = [i for i in self.chooser.order(now) if i != serving and self.chooser.endpoints[i].verified]
+        if serving is not None and method == "eth_getBlockByNumber" and str(params[0]).startswith("0x"):
+            top = self.chooser.endpoints[serving].top
+            if top is not None and top >= int(str(params[0]), 16):
+                # It showed a head at or above that block: a balancer's backend
+                # behind answered. Asked again, another backend may answer.
+                tries = [serving, serving, *tries]
+        for i in tries:
             try:
                 answer = await self.clients[i].call(method, list(params))
             except RpcError:
