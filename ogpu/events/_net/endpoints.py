@@ -59,6 +59,9 @@ _BLOCK_LOOKUPS = ("eth_getBlockByNumber", "eth_getBlockByHash")
 # A refused connection or a 5xx is asked once more, this much later, before
 # the request moves on: a blip should not cost a switch and a refill.
 _SHORT_RETRY = 0.1
+# How recently another endpoint must have shown a block for its absence at
+# the answering one to be a lag rather than a chain that ended lower.
+_SHOWN_LATELY = 30.0
 # How long closing waits for an endpoint that failed to take back its filters.
 _CLOSING_UNINSTALL = 1.0
 _RATE_WORDS = ("rate limit", "rate-limit", "too many requests", "throttl")
@@ -132,7 +135,7 @@ class EndpointPool:
         return self._serving
 
     def serving_lags(self, height: int) -> bool:
-        """Whether the endpoint answering now has not shown ``height``, which another (of this chain) has."""
+        """Whether the endpoint answering lacks ``height``, which an endpoint of this chain showed lately."""
         serving = self._serving
         if serving is None:
             return False
@@ -141,8 +144,14 @@ class EndpointPool:
             return False
         # Any endpoint of this chain, this one included: a balancer whose
         # backends differ showed the block before, from its other backend.
+        # Lately: a chain replaced by a shorter one (a development node
+        # restarted) must not be taken for a lag for ever.
+        since = self._clock() - _SHOWN_LATELY
         return any(
-            e.verified and e.excluded is None and (e.top if e.top is not None else -1) >= height
+            e.verified
+            and e.excluded is None
+            and (e.top if e.top is not None else -1) >= height
+            and (e.top_at if e.top_at is not None else since - 1) >= since
             for e in self.chooser.endpoints
         )
 
