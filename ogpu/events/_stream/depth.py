@@ -15,7 +15,7 @@ from ogpu._errors import RpcError
 from ogpu.events._codec.abi import RawLog
 from ogpu.events._net.headers import header_calls, headers_by_number
 from ogpu.events._net.ranges import LogRangeReader
-from ogpu.events._net.rpc import RpcClient
+from ogpu.events._net.rpc import JsonRpc
 from ogpu.events._stream.chain import ChainView
 from ogpu.events._stream.lane import Lane
 from ogpu.events._stream.screen import uncontradicted
@@ -33,7 +33,7 @@ class RangeFollower:
 
     def __init__(
         self,
-        client: RpcClient,
+        client: JsonRpc,
         reader: LogRangeReader,
         chain: ChainView,
         deliver: Callable[[Lane, list[RawLog]], object],

@@ -22,7 +22,7 @@ from ogpu.events._net.answers import chain_order, filter_changes, logs_in_range
 from ogpu.events._net.faults import Backoff, Fault, classify
 from ogpu.events._net.headers import header_calls, headers_by_number
 from ogpu.events._net.ranges import LogRangeReader
-from ogpu.events._net.rpc import RpcClient
+from ogpu.events._net.rpc import JsonRpc
 from ogpu.events._stream.chain import SPIKE, ChainView
 from ogpu.events._stream.doubt import FilterDoubt
 from ogpu.events._stream.lane import Lane
@@ -53,7 +53,7 @@ class LiveFilter:
 
     def __init__(
         self,
-        client: RpcClient,
+        client: JsonRpc,
         reader: LogRangeReader,
         chain: ChainView,
         nexus: str,
@@ -230,7 +230,11 @@ class LiveFilter:
         headers = headers_by_number(numbers, await self._client.batch(header_calls(numbers)))
         if headers[last] is None:
             return False  # the answering backend lacks it: read again later
-        if not self._chain.holds(first - 1, headers.get(first - 1)):
+        # The last block too, where pinned: a read retried after the chain was
+        # replaced (another endpoint, a restarted node) may span heights no
+        # header pinned below it, and only the top shows the move.
+        below_ok = self._chain.holds(first - 1, headers.get(first - 1))
+        if not below_ok or not self._chain.holds(last, headers[last]):
             log.info("blocks below %d..%d changed while it was read; read again once followed", first, last)
             return False
         return True

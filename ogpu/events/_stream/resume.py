@@ -30,7 +30,7 @@ from ogpu.events._codec.abi import EventSpec
 from ogpu.events._codec.position import EventPosition
 from ogpu.events._net.faults import Backoff, Retrier
 from ogpu.events._net.headers import Header, header_calls, headers_by_number, parse_header
-from ogpu.events._net.rpc import RpcClient
+from ogpu.events._net.rpc import JsonRpc
 from ogpu.events._stream.chain import WINDOW
 from ogpu.events._stream.screen import WatcherMatch
 
@@ -103,7 +103,7 @@ class ResumePoint:
 
 
 async def resume_point(
-    client: RpcClient,
+    client: JsonRpc,
     after: EventPosition,
     specs: Sequence[EventSpec],
     field: str | None,
@@ -329,7 +329,7 @@ def _position_in_words(after: EventPosition) -> str:
 class _Asker:
     """Single calls retried like the stream's own (transient faults, with a WARNING each)."""
 
-    def __init__(self, client: RpcClient, answered: Callable[[], bool]) -> None:
+    def __init__(self, client: JsonRpc, answered: Callable[[], bool]) -> None:
         self.client = client
         self.retrier = Retrier(lambda: client.ever_answered or answered(), client.masked_url)
 

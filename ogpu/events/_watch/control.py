@@ -26,6 +26,7 @@ from ogpu.events._watch.health import EndpointHealth, StreamHealth, endpoint_sta
 from ogpu.events._watch.watchers import SCOPED_WATCHERS, follow
 
 if TYPE_CHECKING:
+    from ogpu.events._net.endpoints import EndpointPool
     from ogpu.events._stream.hub import Hub
 
 __all__ = [
@@ -120,12 +121,13 @@ class RunningStream:
             last_error=None if failure is None else str(failure),
             answered=hub.client.ever_answered,
         )
+        pool = hub.pool
         cursors = [lane.cursor for lane in list(hub.lanes.values()) if lane.cursor is not None]
         cursor = min(cursors, default=None)
         head = hub.head
         return StreamHealth(
             chain_id=hub.chain.chain_id if hub.chain.chain_id is not None else _chain_of(hub.nexus),
-            endpoints=(endpoint,),
+            endpoints=(endpoint,) if pool is None else _endpoints_of(pool),
             cursor=cursor,
             head=head,
             lag_blocks=None if cursor is None or head is None else max(0, head - cursor),
@@ -178,6 +180,22 @@ def health() -> tuple[StreamHealth, ...]:
     README "Health" for what a readiness check may look at.
     """
     return tuple(stream.health() for stream in running_streams())
+
+
+def _endpoints_of(pool: EndpointPool) -> tuple[EndpointHealth, ...]:
+    """A stream's several endpoints, the one in use first, then by preference."""
+    rows = [
+        EndpointHealth(
+            url=e.name,
+            state=state.value,
+            head=e.head,
+            latency_s=e.latency_s,
+            last_error=e.last_error,
+            answered=e.answered > 0,
+        )
+        for e, state in pool.endpoint_states()
+    ]
+    return tuple(sorted(rows, key=lambda row: row.state != "active"))
 
 
 def _stream_started() -> bool:
