@@ -384,9 +384,10 @@ class Hub:
             }
             if self.chain.chain_id is None and not isinstance(answers[-1], BaseException):
                 self.chain.chain_id = _quantity(answers[-1], "eth_chainId")
-            if self.chain.head is None:
-                await self._first_contact(latest)
+            below = await self._first_contact(latest) if self.chain.head is None else None
             verdict = self.chain.observe(latest, checked)
+            if below is not None:
+                self.chain.pin_below(below)
             if verdict is HeadAnswer.DIVERGED:
                 verdict = await self._reconcile(latest)
         except Exception as exc:
@@ -586,7 +587,15 @@ class Hub:
         # The blocks below come in the same request: pinned at once, they let a
         # reorg right after the start find the blocks in common.
         numbers = list(range(latest.number, max(0, latest.number - _PINNED_AT_START) - 1, -1))
-        headers = headers_by_number(numbers, await self.client.batch(header_calls(numbers)))
+        answers = await self.client.batch(header_calls(numbers))
+        refused = [n for n, a in zip(numbers, answers, strict=True) if isinstance(a, RpcResponseError)]
+        if refused:
+            log.info(
+                "could not check blocks %s below the first head (%s); the blocks above them are pinned",
+                refused,
+                answers[numbers.index(refused[0])],
+            )
+        headers = headers_by_number(numbers, answers)
         again = headers.pop(latest.number)
         if again is None or again.hash != latest.hash:
             raise RpcProtocolError(
