@@ -266,13 +266,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", dest="verbose_top", action="store_true", help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = _common_options()
-    watch = commands.add_parser(
+
+    def following(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        # The two commands that follow events share the options and the examples.
+        return commands.add_parser(
+            name,
+            parents=[common],
+            help=summary,
+            description=description,
+            epilog=_EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    watch = following(
         "watch",
-        parents=[common],
-        help="one of the six scoped watchers",
-        description="Run one scoped watcher: events of KIND whose scoping address is ADDRESS.",
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "one of the six scoped watchers",
+        "Run one scoped watcher: events of KIND whose scoping address is ADDRESS.",
     )
     watch.add_argument(
         "kind",
@@ -281,13 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
         + " (any spelling: Attempted, task_published)",
     )
     watch.add_argument("address", metavar="ADDRESS", help="the task, source or response address")
-    tail = commands.add_parser(
-        "tail",
-        parents=[common],
-        help="every Nexus event, unscoped",
-        description="Follow every Nexus event, or only the EVENT kinds named.",
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    tail = following(
+        "tail", "every Nexus event, unscoped", "Follow every Nexus event, or only the EVENT kinds named."
     )
     tail.add_argument(
         "events",
