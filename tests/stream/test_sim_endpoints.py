@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.sim.endpoints import ENDPOINT_SEEDS_FROM
 from tests.sim.runner import run_results
 from tests.sim.scenario import known_failures, run_seed
@@ -17,6 +19,8 @@ SLICE = range(ENDPOINT_SEEDS_FROM, ENDPOINT_SEEDS_FROM + 150)
 KNOWN = Path(__file__).resolve().parents[1] / "sim" / "known_endpoint_failures.txt"
 
 
+@pytest.mark.nodes  # the seeds run in two processes
+@pytest.mark.slow
 def test_multi_endpoint_seeds_fail_only_where_known() -> None:
     known = known_failures(KNOWN)
     results = run_results(SLICE, jobs=2)
