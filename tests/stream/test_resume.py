@@ -16,6 +16,7 @@ import pytest
 
 from ogpu import ChainConfig
 from ogpu.events import EventPosition, watch_attempted, watch_nexus
+from ogpu.events._stream import memory
 from ogpu.events._stream.resume import ResumePoint
 from ogpu.types import InvalidArgumentError
 from tests.support.fakenode import FakeNode, mounted
@@ -150,9 +151,8 @@ async def test_a_reorg_that_removed_the_after_block_resumes_from_the_fork_and_na
         assert event.transaction_hash in warning
 
 
-async def test_a_node_that_forgot_the_old_block_resumes_from_its_height_and_says_so(
-    node: FakeNode, caplog: pytest.LogCaptureFixture
-) -> None:
+def forgotten_branch(node: FakeNode) -> tuple[str, int]:
+    """A node that keeps no side blocks, and a task with two events in the block a watcher resumes from."""
     node.orphans_by_hash = False
     task = address()
     node.mine(2)
@@ -160,8 +160,40 @@ async def test_a_node_that_forgot_the_old_block_resumes_from_its_height_and_says
     node.add_log("Attempted", task, address(), 2)
     block = node.mine()
     node.mine(2)
+    return task, block
+
+
+async def test_a_node_that_forgot_the_old_block_is_helped_by_what_this_process_followed(
+    node: FakeNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    task, block = forgotten_branch(node)
     first = await first_events(watch_attempted(task, from_block=block, poll_interval=FAST), 1)
     node.reorg(4, {0: [("Attempted", task, address(), 20)], 1: [("Attempted", task, address(), 21)]})
+
+    with caplog.at_level(logging.WARNING, logger="ogpu.events"):
+        got = await _resumed(
+            node, lambda: watch_attempted(task, after=first[0], poll_interval=FAST), task, []
+        )
+
+    # The stream that yielded the first event pinned the old branch's blocks:
+    # the highest of them still on the chain is where the chains part, and the
+    # new branch is read from there, payment 20 included.
+    assert got == [20, 21, SENTINEL]
+    [warning] = [r.getMessage() for r in caplog.records if "after= names" in r.getMessage()]
+    assert f"the chains part after block {block - 2}: resuming from block {block - 1}" in warning
+    assert f"every event in blocks {block - 1}..{block - 1}" in warning
+    assert f"block {block} index 0" in warning
+
+
+async def test_a_node_and_a_process_that_forgot_the_old_block_resume_from_its_height_and_say_so(
+    node: FakeNode, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task, block = forgotten_branch(node)
+    first = await first_events(watch_attempted(task, from_block=block, poll_interval=FAST), 1)
+    node.reorg(4, {0: [("Attempted", task, address(), 20)], 1: [("Attempted", task, address(), 21)]})
+    # As in another process: nothing of the old branch is remembered.
+    monkeypatch.setattr(memory, "_pins", {})
+    monkeypatch.setattr(memory, "_replaced", {})
 
     with caplog.at_level(logging.WARNING, logger="ogpu.events"):
         got = await _resumed(

@@ -70,6 +70,10 @@ HOLE_SEEDS = {
     # position: the new branch's blocks were taken for the position's and its
     # events below the position were never read.
     7288: "reorg between the after= check and the branch read",
+    # after= on a node that keeps no side blocks, after the stream that had
+    # followed the old branch stopped: the new branch below the position was
+    # not read. The process now remembers the blocks its streams pinned.
+    2116: "after= with the fork known only to a stopped stream",
 }
 
 

@@ -144,6 +144,10 @@ class ChainView:
     def pinned(self, number: int) -> str | None:
         return self._pinned.get(number)
 
+    def pins(self) -> dict[int, str]:
+        """Every block hash pinned, by height (a copy)."""
+        return dict(self._pinned)
+
     def holds(self, number: int, header: Header | None) -> bool:
         """Whether ``header``, asked for after a read above ``number``, is the block pinned there.
 

@@ -48,6 +48,7 @@ from ogpu.events._net.faults import Fault, Retrier, classify
 from ogpu.events._net.headers import Header, header_calls, header_of, headers_by_number, maybe_header
 from ogpu.events._net.ranges import LogRangeReader, ProgressCallback
 from ogpu.events._net.rpc import Call, JsonRpc
+from ogpu.events._stream import memory
 from ogpu.events._stream.chain import ChainView, HeadAnswer, LaggingBackend
 from ogpu.events._stream.depth import RangeFollower
 from ogpu.events._stream.history import read_history
@@ -197,6 +198,7 @@ class Hub:
         if self._closed:
             return
         self._closed = True
+        memory.remember(self.urls, self.chain.pins(), self.replaced)
         if self._registry.get((self.urls, self.nexus)) is self:
             del self._registry[(self.urls, self.nexus)]
         task = self._task
@@ -225,6 +227,7 @@ class Hub:
         if self._closed:
             return task
         self._fail_everyone(OGPUError(reason))
+        memory.remember(self.urls, self.chain.pins(), self.replaced)
         self._closed = True  # so the cancelled loop does not report its own cancellation too
         if task is not None:
             task.cancel()

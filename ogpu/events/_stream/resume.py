@@ -50,6 +50,8 @@ _NAMING_TRIES = 3
 _BRANCH_DEPTH = 32
 # Checks of the position's block when the chain keeps moving between the check and the branch read.
 _BRANCH_TRIES = 3
+# Remembered heights asked for at most when the node cannot say where an old branch parted.
+_REMEMBERED_ASKED = 128
 # How long a node whose head is below the position's block is waited for.
 _REACH_WAIT = 30.0
 
@@ -112,6 +114,7 @@ async def resume_point(
     label: str,
     answered: Callable[[], bool] = lambda: False,
     known_fork: Callable[[str], int | None] = lambda _: None,
+    known_branch: Callable[[int, str], Mapping[int, str]] = lambda _number, _hash: {},
 ) -> ResumePoint:
     """Check ``after`` against the node and say where the watcher resumes.
 
@@ -159,11 +162,17 @@ async def resume_point(
             break
         wanted = block.parent_hash
 
+    common: dict[int, str] = {}
     if fork is None:
         # The node no longer has the old block; a reorg this process followed
         # may still know where the chains part.
         known = [f for h in (after.block_hash, *(b.hash for b in old)) if (f := known_fork(h)) is not None]
         fork = min(known, default=None)
+    if fork is None:
+        # Or it pinned the old branch's blocks: the highest of them the node
+        # still has at its height is where the chains part.
+        common = await _common_from_memory(asker, known_branch(after.block_number, after.block_hash), after)
+        fork = max(common, default=None)
     handled = await _handled_on(asker, old, after, specs, field, scope, nexus)
     # Old blocks below the lowest one the node still showed left the chain too,
     # though their events cannot be listed: they are named by range.
@@ -205,7 +214,26 @@ async def resume_point(
     # The common part below the fork, by hash: a later stream that takes a
     # deep reorg for a replaced chain must not hand its events out again.
     branch = await _branch_below(asker, fork_header) if fork_header is not None else None
-    return ResumePoint(start, None, branch or {})
+    return ResumePoint(start, None, branch or common)
+
+
+async def _common_from_memory(
+    asker: _Asker, branch: Mapping[int, str], after: EventPosition
+) -> dict[int, str]:
+    """The blocks below ``after`` the node still has with the hashes ``branch`` remembers there.
+
+    Blocks are linked by their parents' hashes, so the highest of them is
+    where the chains part, and they are the common part a resumed watcher
+    must not yield again.
+    """
+    heights = sorted((n for n in branch if n < after.block_number), reverse=True)[:_REMEMBERED_ASKED]
+    if not heights:
+        return {}
+    try:
+        headers = headers_by_number(heights, await asker.client.batch(header_calls(heights)))
+    except RpcError:
+        return {}
+    return {n: branch[n] for n in heights if (h := headers[n]) is not None and h.hash == branch[n]}
 
 
 async def _handled_on(

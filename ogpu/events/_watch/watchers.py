@@ -672,6 +672,7 @@ async def _resume_point(
     # A client of its own: the check runs before the watcher joins the shared
     # stream, and a failure here must leave no stream behind.
     from ogpu.events._net.endpoints import open_client
+    from ogpu.events._stream import memory
     from ogpu.events._stream.hub import active_hubs
     from ogpu.events._stream.resume import resume_point
 
@@ -679,14 +680,24 @@ async def _resume_point(
         return any(hub.client.ever_answered for hub in active_hubs() if hub.urls == urls)
 
     def known_fork(block_hash: str) -> int | None:
-        # A reorg the running stream followed knows where the chains part.
+        # A reorg a stream of this process followed, running or stopped, knows where the chains part.
         forks = [hub.replaced[block_hash] for hub in active_hubs() if block_hash in hub.replaced]
+        if (remembered := memory.fork_of(urls, block_hash)) is not None:
+            forks.append(remembered)
         return min(forks, default=None)
+
+    def known_branch(number: int, block_hash: str) -> dict[int, str]:
+        # The blocks a stream of this process pinned on the position's branch, running or stopped.
+        branch = memory.known_branch(urls, number, block_hash)
+        for hub in active_hubs():
+            if hub.urls == urls and hub.chain.pinned(number) == block_hash:
+                branch.update(hub.chain.pins())
+        return branch
 
     client = open_client(urls)
     try:
         return await resume_point(
-            client, after, specs, sub.field, sub.scope, nexus, sub.label, answered, known_fork
+            client, after, specs, sub.field, sub.scope, nexus, sub.label, answered, known_fork, known_branch
         )
     finally:
         await client.aclose()
