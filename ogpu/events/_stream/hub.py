@@ -198,7 +198,7 @@ class Hub:
         if self._closed:
             return
         self._closed = True
-        memory.remember(self.urls, self.chain.pins(), self.replaced)
+        memory.remember(self.urls, self.blocks_seen(), self.replaced)
         if self._registry.get((self.urls, self.nexus)) is self:
             del self._registry[(self.urls, self.nexus)]
         task = self._task
@@ -210,6 +210,20 @@ class Hub:
             await asyncio.wait([task])
         elif task is None:
             await self.client.aclose()
+
+    def blocks_seen(self) -> dict[int, str]:
+        """Block hashes by height as this stream knows them: pinned, or its delivered logs' blocks.
+
+        The pins are a window; the blocks of delivered logs reach further
+        down, and are what a watcher handled (for ``after=``, see memory.py).
+        """
+        seen: dict[int, str] = {}
+        for lane in self.lanes.values():
+            for number, hashes in lane.delivered_hashes(_DELIVERED_HEIGHTS).items():
+                if len(hashes) == 1:
+                    seen[number] = next(iter(hashes))
+        seen.update(self.chain.pins())
+        return seen
 
     def poll_now(self) -> None:
         """Cut the current sleep short: the next tick starts at once (a fake node just mined)."""
@@ -227,7 +241,7 @@ class Hub:
         if self._closed:
             return task
         self._fail_everyone(OGPUError(reason))
-        memory.remember(self.urls, self.chain.pins(), self.replaced)
+        memory.remember(self.urls, self.blocks_seen(), self.replaced)
         self._closed = True  # so the cancelled loop does not report its own cancellation too
         if task is not None:
             task.cancel()

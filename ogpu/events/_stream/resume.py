@@ -162,7 +162,8 @@ async def resume_point(
             break
         wanted = block.parent_hash
 
-    common: dict[int, str] = {}
+    # Blocks up to the position that a stream of this process pinned on its branch.
+    remembered: dict[int, str] = {}
     if fork is None:
         # The node no longer has the old block; a reorg this process followed
         # may still know where the chains part.
@@ -171,8 +172,9 @@ async def resume_point(
     if fork is None:
         # Or it pinned the old branch's blocks: the highest of them the node
         # still has at its height is where the chains part.
-        common = await _common_from_memory(asker, known_branch(after.block_number, after.block_hash), after)
-        fork = max(common, default=None)
+        position_branch = known_branch(after.block_number, after.block_hash)
+        remembered = {n: h for n, h in position_branch.items() if n <= after.block_number}
+        fork = max(await _common_from_memory(asker, remembered, after), default=None)
     handled = await _handled_on(asker, old, after, specs, field, scope, nexus)
     # Old blocks below the lowest one the node still showed left the chain too,
     # though their events cannot be listed: they are named by range.
@@ -214,7 +216,9 @@ async def resume_point(
     # The common part below the fork, by hash: a later stream that takes a
     # deep reorg for a replaced chain must not hand its events out again.
     branch = await _branch_below(asker, fork_header) if fork_header is not None else None
-    return ResumePoint(start, None, branch or common)
+    # Or the remembered blocks: an event of one of them was handled (it is at
+    # or below the position, on its branch), wherever the chains part.
+    return ResumePoint(start, None, branch or remembered)
 
 
 async def _common_from_memory(

@@ -690,8 +690,8 @@ async def _resume_point(
         # The blocks a stream of this process pinned on the position's branch, running or stopped.
         branch = memory.known_branch(urls, number, block_hash)
         for hub in active_hubs():
-            if hub.urls == urls and hub.chain.pinned(number) == block_hash:
-                branch.update(hub.chain.pins())
+            if hub.urls == urls and (seen := hub.blocks_seen()).get(number) == block_hash:
+                branch.update(seen)
         return branch
 
     client = open_client(urls)
