@@ -193,7 +193,6 @@ async def test_a_node_and_a_process_that_forgot_the_old_block_resume_from_its_he
     node.reorg(4, {0: [("Attempted", task, address(), 20)], 1: [("Attempted", task, address(), 21)]})
     # As in another process: nothing of the old branch is remembered.
     monkeypatch.setattr(memory, "_pins", {})
-    monkeypatch.setattr(memory, "_replaced", {})
 
     with caplog.at_level(logging.WARNING, logger="ogpu.events"):
         got = await _resumed(

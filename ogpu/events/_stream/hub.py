@@ -198,7 +198,7 @@ class Hub:
         if self._closed:
             return
         self._closed = True
-        memory.remember(self.urls, self.blocks_seen(), self.replaced)
+        memory.remember(self.urls, self.blocks_seen())
         if self._registry.get((self.urls, self.nexus)) is self:
             del self._registry[(self.urls, self.nexus)]
         task = self._task
@@ -212,14 +212,14 @@ class Hub:
             await self.client.aclose()
 
     def blocks_seen(self) -> dict[int, str]:
-        """Block hashes by height as this stream knows them: pinned, or its delivered logs' blocks.
+        """Block hashes by height as this stream knows them: pinned, or blocks of the logs it handed out.
 
         The pins are a window; the blocks of delivered logs reach further
         down, and are what a watcher handled (for ``after=``, see memory.py).
         """
         seen: dict[int, str] = {}
         for lane in self.lanes.values():
-            for number, hashes in lane.delivered_hashes(_DELIVERED_HEIGHTS).items():
+            for number, hashes in lane.blocks_handed_out().items():
                 if len(hashes) == 1:
                     seen[number] = next(iter(hashes))
         seen.update(self.chain.pins())
@@ -241,7 +241,7 @@ class Hub:
         if self._closed:
             return task
         self._fail_everyone(OGPUError(reason))
-        memory.remember(self.urls, self.blocks_seen(), self.replaced)
+        memory.remember(self.urls, self.blocks_seen())
         self._closed = True  # so the cancelled loop does not report its own cancellation too
         if task is not None:
             task.cancel()
@@ -510,7 +510,9 @@ class Hub:
         old_head = self.chain.head
         # Remembered for after=: a node that keeps no side blocks cannot say
         # where a replaced block's chain parted from its own; this stream can.
-        for old_hash in self.chain.above(fork.number).values():
+        # Its delivered logs' blocks too: the pins are a window with gaps.
+        seen_above = [h for n, h in self.blocks_seen().items() if n > fork.number]
+        for old_hash in [*seen_above, *self.chain.above(fork.number).values()]:
             self.replaced[old_hash] = fork.number
         while len(self.replaced) > _REPLACED_KEPT:
             del self.replaced[next(iter(self.replaced))]

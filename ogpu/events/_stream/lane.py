@@ -376,6 +376,16 @@ class Lane:
                 found.setdefault(block, set()).add(key[0])
         return {n: found[n] for n in sorted(found)[-limit:]}
 
+    def blocks_handed_out(self) -> dict[int, set[str]]:
+        """Block hashes, by height, of logs this lane delivered or its watchers read from history lately."""
+        found: dict[int, set[str]] = {}
+        for block, key in self._seen_order:
+            if key in self._seen:
+                found.setdefault(block, set()).add(key[0])
+        for block_hash, (block, _) in self._from_history.items():
+            found.setdefault(block, set()).add(block_hash)
+        return found
+
     def heights_above(self, fork: int) -> set[int]:
         """Heights above ``fork`` of the logs this lane delivered or its watchers got from history."""
         delivered = {block for block, _ in self._seen_order if block > fork}

@@ -680,10 +680,8 @@ async def _resume_point(
         return any(hub.client.ever_answered for hub in active_hubs() if hub.urls == urls)
 
     def known_fork(block_hash: str) -> int | None:
-        # A reorg a stream of this process followed, running or stopped, knows where the chains part.
+        # A reorg the running stream followed knows where the chains part.
         forks = [hub.replaced[block_hash] for hub in active_hubs() if block_hash in hub.replaced]
-        if (remembered := memory.fork_of(urls, block_hash)) is not None:
-            forks.append(remembered)
         return min(forks, default=None)
 
     def known_branch(number: int, block_hash: str) -> dict[int, str]:
