@@ -77,6 +77,10 @@ HOLE_SEEDS = {
     # The same, with the stream's pins missing blocks its watcher had handled
     # logs of: one of them was yielded again. Delivered logs' blocks count too.
     1854: "after= with pins missing handled blocks",
+    # A reorg below the fork after the after= check found it, before any
+    # stream ran to see it: history now reads from below the fork, by hash.
+    8848: "reorg below the fork right after the after= check",
+    6665: "after= resumed from the fork alone",
 }
 
 

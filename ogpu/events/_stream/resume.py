@@ -115,6 +115,7 @@ async def resume_point(
     answered: Callable[[], bool] = lambda: False,
     known_fork: Callable[[str], int | None] = lambda _: None,
     known_branch: Callable[[int, str], Mapping[int, str]] = lambda _number, _hash: {},
+    tries: int = _BRANCH_TRIES,
 ) -> ResumePoint:
     """Check ``after`` against the node and say where the watcher resumes.
 
@@ -175,6 +176,14 @@ async def resume_point(
         position_branch = known_branch(after.block_number, after.block_hash)
         remembered = {n: h for n, h in position_branch.items() if n <= after.block_number}
         fork = max(await _common_from_memory(asker, remembered, after), default=None)
+    # The common part below the fork, by hash: a later stream that takes a
+    # deep reorg for a replaced chain must not hand its events out again.
+    branch = await _branch_below(asker, fork_header) if fork_header is not None else None
+    if fork_header is not None and branch is None and tries > 1:
+        # The chain moved again below the fork since it was found: look again.
+        return await resume_point(
+            client, after, specs, field, scope, nexus, label, answered, known_fork, known_branch, tries - 1
+        )
     handled = await _handled_on(asker, old, after, specs, field, scope, nexus)
     # Old blocks below the lowest one the node still showed left the chain too,
     # though their events cannot be listed: they are named by range.
@@ -213,12 +222,14 @@ async def resume_point(
     # The rest, ten to a line: every handled event that left the chain is named.
     for at in range(_NAMED, len(handled), _NAMED):
         log.warning("%s: also handled on the old branch: %s", label, ", ".join(handled[at : at + _NAMED]))
-    # The common part below the fork, by hash: a later stream that takes a
-    # deep reorg for a replaced chain must not hand its events out again.
-    branch = await _branch_below(asker, fork_header) if fork_header is not None else None
     # Or the remembered blocks: an event of one of them was handled (it is at
     # or below the position, on its branch), wherever the chains part.
-    return ResumePoint(start, None, branch or remembered)
+    covered = branch or remembered
+    # History is read from the lowest of them (at most _BRANCH_DEPTH below
+    # the start): a reorg below the fork after this check, which no stream
+    # may see, then brings its new branch (other hashes) instead of passing under it.
+    reread = [n for n in covered if start - _BRANCH_DEPTH <= n < start]
+    return ResumePoint(min([start, *reread]), None, covered)
 
 
 async def _common_from_memory(
