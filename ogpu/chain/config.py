@@ -1,8 +1,10 @@
 """Which chain the SDK talks to: chain ids, default RPC URLs, contract addresses.
 
-Precedence for the RPC URL of a chain: ``ChainConfig.set_rpc`` in code, then
-``OGPU_RPC_URL`` in the environment (for the current chain only), then the
-chain's public default. The current chain is ``set_chain`` in code, then
+Precedence for the RPC URLs of a chain: ``ChainConfig.set_rpc`` in code, then
+``OGPU_RPC_URL`` in the environment (for the current chain only; several
+URLs comma separated), then the chain's public default. A chain has one or
+more URLs in order of preference; ``get_rpc`` answers the first, as the
+``ogpu`` package 0.2 did, and ``get_rpcs`` all of them. The current chain is ``set_chain`` in code, then
 ``OGPU_CHAIN`` (``mainnet``, ``testnet`` or a chain id), then mainnet.
 The environment is read when asked, not at import, so a service can set it
 up before first use.
@@ -15,14 +17,22 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from enum import IntEnum
 from typing import ClassVar
 from urllib.parse import urlsplit
 
 from ogpu._errors import ChainNotSupportedError, InvalidRpcUrlError, UnknownContractError
 
-__all__ = ["CHAIN_RPC_URLS", "ChainConfig", "ChainId", "mask_url", "parse_chain", "validate_rpc_url"]
+__all__ = [
+    "CHAIN_RPC_URLS",
+    "ChainConfig",
+    "ChainId",
+    "mask_url",
+    "parse_chain",
+    "validate_rpc_url",
+    "validate_rpc_urls",
+]
 
 
 class ChainId(IntEnum):
@@ -125,6 +135,48 @@ def validate_rpc_url(url: object) -> str:
     return url
 
 
+def validate_rpc_urls(urls: object) -> tuple[str, ...]:
+    """Return one URL or a list/tuple of URLs as a tuple, each checked by ``validate_rpc_url``.
+
+    An empty list, a URL listed twice or a URL of the wrong form is refused
+    with ``InvalidRpcUrlError`` naming the entry (masked): a typo in the
+    third of three endpoints must not wait for the day the first two fail.
+    """
+    if isinstance(urls, str):
+        return (validate_rpc_url(urls),)
+    if not isinstance(urls, list | tuple):
+        raise InvalidRpcUrlError(
+            f"RPC URLs must be a string or a list or tuple of strings, got {type(urls).__name__}"
+        )
+    if not urls:
+        raise InvalidRpcUrlError("the list of RPC URLs is empty: give at least one")
+    seen: dict[tuple[str, ...], int] = {}
+    for number, url in enumerate(urls, start=1):
+        try:
+            validate_rpc_url(url)
+        except InvalidRpcUrlError as exc:
+            raise InvalidRpcUrlError(f"RPC URL {number} of {len(urls)}: {exc}", url=url) from None
+        key = _same_endpoint_key(url)
+        if key in seen:
+            raise InvalidRpcUrlError(
+                f"RPC URL {number} of {len(urls)} ({mask_url(url)!r}) repeats URL {seen[key]}: "
+                "list each endpoint once",
+                url=url,
+            )
+        seen[key] = number
+    return tuple(urls)
+
+
+def _same_endpoint_key(url: str) -> tuple[str, ...]:
+    """The same endpoint however spelled: scheme and host in any case, a default port, a final slash."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    host = (parts.hostname or "").lower()
+    user = f"{parts.username or ''}:{parts.password or ''}"
+    return (scheme, user, host, str(port), parts.path.rstrip("/"), parts.query)
+
+
 def _looks_like_key(segment: str) -> bool:
     """A path segment that may be an API key: long, or letters mixed with digits."""
     if len(segment) >= 16:
@@ -167,7 +219,7 @@ class ChainConfig:
     """Process-wide chain selection, compatible with the existing ``ogpu`` API."""
 
     _current: ClassVar[ChainId | None] = None
-    _rpc_overrides: ClassVar[dict[ChainId, str]] = {}
+    _rpc_overrides: ClassVar[dict[ChainId, tuple[str, ...]]] = {}
 
     # Parameter names are those of the ogpu package 0.2 (chain_id,
     # contract_name, chain), so its callers' keyword arguments still work.
@@ -188,18 +240,25 @@ class ChainConfig:
         return cls.get_current_chain() if chain is None else parse_chain(chain)
 
     @classmethod
-    def set_rpc(cls, url: str, chain: ChainId | int | str | None = None) -> None:
-        cls._rpc_overrides[cls._resolve(chain)] = validate_rpc_url(url)
+    def set_rpc(cls, url: str | Sequence[str], chain: ChainId | int | str | None = None) -> None:
+        """Use ``url`` for ``chain`` (default: the current one): a URL, or a list/tuple by preference."""
+        cls._rpc_overrides[cls._resolve(chain)] = validate_rpc_urls(url)
 
     @classmethod
     def get_rpc(cls, chain: ChainId | int | str | None = None) -> str:
+        """The preferred (first) RPC URL of ``chain``: the one URL 0.2 code knows about."""
+        return cls.get_rpcs(chain)[0]
+
+    @classmethod
+    def get_rpcs(cls, chain: ChainId | int | str | None = None) -> tuple[str, ...]:
+        """Every RPC URL of ``chain`` (default: the current chain), in order of preference."""
         target = cls._resolve(chain)
         if target in cls._rpc_overrides:
             return cls._rpc_overrides[target]
         env = os.environ.get("OGPU_RPC_URL", "").strip()
         if env and target == cls.get_current_chain():
-            return validate_rpc_url(env)
-        return _DEFAULT_RPC[target]
+            return validate_rpc_urls([entry.strip() for entry in env.split(",")])
+        return (_DEFAULT_RPC[target],)
 
     @classmethod
     def reset_rpc(cls, chain: ChainId | int | str | None = None) -> None:

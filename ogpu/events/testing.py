@@ -120,7 +120,7 @@ class FakeNode(_fakerpc.FakeRpc):
         self.wake_streams = True
         self._awake_until: weakref.WeakKeyDictionary[_hub.Hub, int] = weakref.WeakKeyDictionary()
         self._transport = _Transport(self)
-        self._saved: tuple[_chain.ChainId | None, str | None] | None = None
+        self._saved: tuple[_chain.ChainId | None, tuple[str, ...] | None] | None = None
 
     # --- building the chain ---
 

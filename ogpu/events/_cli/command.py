@@ -136,7 +136,7 @@ exit codes:
   143 terminated (SIGTERM)
 
 environment:
-  OGPU_RPC_URL, OGPU_CHAIN   defaults for --rpc and --chain
+  OGPU_RPC_URL, OGPU_CHAIN   defaults for --rpc (several: comma separated) and --chain
   OGPU_STARTUP_DEADLINE      at most this many seconds of retrying a node
                              that has never answered (default: 10; refused
                              connections give up after 1.5 s, answers that
@@ -184,7 +184,11 @@ def _common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("connection")
     group.add_argument(
-        "--rpc", metavar="URL", help="JSON-RPC endpoint (default: $OGPU_RPC_URL, else the chain's)"
+        "--rpc",
+        metavar="URL",
+        action="append",
+        help="JSON-RPC endpoint; repeat for several, in order of preference "
+        "(default: $OGPU_RPC_URL, comma separated, else the chain's)",
     )
     group.add_argument(
         "--chain",
@@ -331,7 +335,7 @@ def _target(args: argparse.Namespace) -> tuple[tuple[EventSpec, ...], str | None
 def _configure_chain(args: argparse.Namespace) -> str:
     if args.chain is not None:
         ChainConfig.set_chain(parse_chain(args.chain))
-    if args.rpc is not None:
+    if args.rpc is not None:  # a list: --rpc may be given several times
         ChainConfig.set_rpc(args.rpc)
     return validate_rpc_url(ChainConfig.get_rpc())
 
@@ -818,12 +822,14 @@ def _describe(exc: BaseException) -> tuple[str, int]:
 
 
 def _scrub(message: str) -> str:
-    """Mask the configured URL wherever a lower layer quoted it verbatim."""
+    """Mask the configured URLs wherever a lower layer quoted one verbatim."""
     try:
-        url = ChainConfig.get_rpc()
+        urls = ChainConfig.get_rpcs()
     except OGPUError:
         return message
-    return message.replace(url, mask_url(url)) if url in message else message
+    for url in urls:
+        message = message.replace(url, mask_url(url))
+    return message
 
 
 async def _run(args: argparse.Namespace, gate: _LogGate) -> int:
