@@ -1,0 +1,186 @@
+"""Failover on real nodes (issue 18): one anvil behind several endpoints with faults of their own.
+
+Each scenario runs ``watch_attempted`` over two or three endpoints, in
+order of preference, while an emitter sends events straight to the node,
+switches a fault on at one endpoint mid-stream, and checks what a user
+would see: every event exactly once and in chain order, the stream on the
+endpoint it should be on (``ogpu.events.health()``), the switch said in one
+log line naming both endpoints masked, no endpoint's key in clear anywhere,
+and no filter left installed on the node.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from ogpu.events._devnode.nodes import Anvil
+from tests.conftest import NEXUS
+from tests.failover_helpers import (
+    Run,
+    endpoints,
+    foreign_anvil,
+    leaked_filters,
+    names_switch,
+    said,
+    secrets_shown,
+    state_of,
+    wait_state,
+)
+from tests.faultproxy import Fault, Rule
+
+pytestmark = pytest.mark.anyio
+
+_CHANGES = frozenset({"eth_getFilterChanges"})
+
+
+@pytest.fixture(autouse=True)
+def _info_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ogpu.events")
+
+
+async def test_primary_killed_mid_stream_then_back(
+    shared_anvil: Anvil, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with endpoints(shared_anvil.url, "primary", "secondary") as (primary, secondary):
+        async with Run(shared_anvil, [primary, secondary]) as run:
+            await run.more(5)
+            # The preferred endpoint follows the stream; the other is only probed for its head.
+            assert state_of(primary) == "active" and state_of(secondary) == "standby"
+            assert primary.polls > 0 and secondary.polls == 0
+
+            await primary.proxy.kill()
+            await run.more(10)
+            assert state_of(secondary) == "active"
+            assert state_of(primary) != "active"
+            assert secondary.polls > 0
+
+            await primary.proxy.revive()
+            # Back and current: the stream returns to the endpoint it prefers.
+            await wait_state(primary, "active", timeout=30.0)
+            polled = primary.polls
+            await run.more(5)
+            assert primary.polls > polled
+            assert state_of(secondary) == "standby"
+            delivered, sent = await run.finish()
+        leaked = await leaked_filters(shared_anvil.url, [primary.proxy, secondary.proxy])
+
+    assert delivered == list(range(sent))
+    lines = said(caplog)
+    assert len([line for line in lines if names_switch(line, primary, secondary)]) == 1, lines
+    assert len([line for line in lines if names_switch(line, secondary, primary)]) == 1, lines
+    assert not secrets_shown(lines, [primary, secondary])
+    assert not leaked, "a filter was left installed"
+
+
+async def test_primary_lagging_five_blocks_is_left(
+    shared_anvil: Anvil, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with endpoints(shared_anvil.url, "primary", "secondary") as (primary, secondary):
+        async with Run(shared_anvil, [primary, secondary]) as run:
+            await run.more(5)
+            assert state_of(primary) == "active"
+
+            primary.proxy.lag = 5
+            await wait_state(secondary, "active")
+            assert state_of(primary) == "lagging"
+            polled = secondary.polls
+            await run.more(10)
+            # Still behind: the stream stays away from it.
+            assert secondary.polls > polled and state_of(primary) == "lagging"
+            delivered, sent = await run.finish()
+        leaked = await leaked_filters(shared_anvil.url, [primary.proxy, secondary.proxy])
+
+    assert delivered == list(range(sent))
+    lines = said(caplog)
+    assert len([line for line in lines if names_switch(line, primary, secondary)]) == 1, lines
+    assert not secrets_shown(lines, [primary, secondary])
+    assert not leaked, "a filter was left installed"
+
+
+async def test_rate_limited_primary_is_left_at_once_and_cools_down(
+    shared_anvil: Anvil, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with endpoints(shared_anvil.url, "primary", "secondary") as (primary, secondary):
+        async with Run(shared_anvil, [primary, secondary]) as run:
+            await run.more(5)
+            limit = Rule(Fault.RATE_LIMIT, retry_after="30")
+            primary.proxy.add(limit)
+            # Well within the 30 s the primary asked for: the stream did not sit it out.
+            await run.more(10, timeout=8.0)
+            assert state_of(primary) == "cooling" and state_of(secondary) == "active"
+            # One answer of 429 was enough to leave, and the cool-down is honoured:
+            # nothing more was sent to the primary (no retry, no probe).
+            assert limit.fired == 1
+            primary.proxy.clear()  # let the filter left on it be uninstalled when the stream ends
+            delivered, sent = await run.finish()
+        leaked = await leaked_filters(shared_anvil.url, [primary.proxy, secondary.proxy])
+
+    assert delivered == list(range(sent))
+    lines = said(caplog)
+    assert len([line for line in lines if names_switch(line, primary, secondary)]) == 1, lines
+    assert not secrets_shown(lines, [primary, secondary])
+    assert not leaked, "a filter was left installed"
+
+
+@pytest.mark.parametrize("answer", ["error", "empty"], ids=["filter-not-found", "empty-like-erigon"])
+async def test_filter_poll_on_a_backend_that_never_saw_the_filter(
+    shared_anvil: Anvil, caplog: pytest.LogCaptureFixture, answer: str
+) -> None:
+    async with endpoints(shared_anvil.url, "balanced", "secondary") as (balanced, secondary):
+        async with Run(shared_anvil, [balanced, secondary]) as run:
+            await run.more(3)
+            # Every third poll goes to a backend of the same URL that never saw the filter.
+            stranger = Rule(Fault.UNKNOWN_FILTER, _CHANGES, every=3, times=5, style=answer)
+            balanced.proxy.add(stranger)
+            await run.more(15)
+            delivered, sent = await run.finish()
+        leaked = await leaked_filters(shared_anvil.url, [balanced.proxy, secondary.proxy])
+
+    assert stranger.fired > 0, "the fault never fired, so this run proves nothing"
+    assert delivered == list(range(sent))
+    assert not secrets_shown(said(caplog), [balanced, secondary])
+    assert not leaked, "a filter was left installed"
+
+
+async def test_another_chain_with_the_same_chain_id_is_excluded(
+    shared_anvil: Anvil, caplog: pytest.LogCaptureFixture
+) -> None:
+    stranger_node = foreign_anvil(chain_id=int(shared_anvil.rpc("eth_chainId"), 16))
+    try:
+        stranger_node.install_emitter(NEXUS)
+        # Ahead of the real chain, so a stream that picks the highest head would pick it.
+        stranger_node.mine(shared_anvil.block_number() + 500)
+        async with (
+            endpoints(shared_anvil.url, "primary", "backup") as (primary, backup),
+            endpoints(stranger_node.url, "stranger") as (stranger,),
+        ):
+            async with Run(shared_anvil, [primary, stranger, backup]) as run:
+                # The same task's events on the other chain: never to be delivered.
+                for n in range(3):
+                    stranger_node.emit(NEXUS, "Attempted", run.task, NEXUS, 10**9 + n)
+                await run.more(5)
+                await wait_state(stranger, "excluded")
+                # With the primary gone, the stream goes to the backup, not to the stranger.
+                await primary.proxy.kill()
+                await run.more(10)
+                for n in range(3, 6):
+                    stranger_node.emit(NEXUS, "Attempted", run.task, NEXUS, 10**9 + n)
+                await run.more(5)
+                assert state_of(backup) == "active" and state_of(stranger) == "excluded"
+                delivered, sent = await run.finish()
+            # The primary died holding a filter nobody can reach; the others' are gone.
+            leaked = await leaked_filters(shared_anvil.url, [backup.proxy])
+    finally:
+        stranger_node.stop()
+
+    assert delivered == list(range(sent)), "lost, repeated or foreign events"
+    # Never followed: asked for its head and blocks only, never for logs or a filter.
+    assert stranger.polls == 0 and not stranger.proxy.installed
+    warnings = [line for line in said(caplog, logging.WARNING) if stranger.masked in line]
+    assert len(warnings) == 1, said(caplog, logging.WARNING)
+    lines = said(caplog)
+    assert len([line for line in lines if names_switch(line, primary, backup)]) == 1, lines
+    assert not secrets_shown(lines, [primary, backup, stranger])
+    assert not leaked, "a filter was left installed"
