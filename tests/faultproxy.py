@@ -36,6 +36,7 @@ import enum
 import json
 import random
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -183,6 +184,8 @@ class FaultProxy:
         self.hang = False
         # Be a node this many blocks behind the real one (0: current).
         self.lag = 0
+        # Called with the methods of each JSON-RPC request as it arrives (a benchmark's clock).
+        self.on_request: Callable[[list[str]], None] | None = None
         # Filter changes a lagging node has not reached yet, by filter id.
         self._held: dict[str, list[dict[str, Any]]] = {}
         self._alive = False
@@ -332,6 +335,8 @@ class FaultProxy:
             return await self._forward_raw(body)  # not JSON-RPC: let the node say what it thinks
         methods = [c.get("method") for c in calls]
         self.calls.update(str(m) for m in methods)
+        if self.on_request is not None:
+            self.on_request([str(m) for m in methods])
         if self.hang:
             raise _Hang
 
