@@ -38,10 +38,10 @@ __all__ = [
     "endpoints",
     "foreign_anvil",
     "leaked_filters",
-    "names_switch",
     "said",
     "secrets_shown",
     "state_of",
+    "switches",
     "wait_state",
 ]
 
@@ -103,11 +103,9 @@ def said(caplog: pytest.LogCaptureFixture, level: int = logging.INFO) -> list[st
     return [r.getMessage() for r in caplog.records if r.name == "ogpu.events" and r.levelno >= level]
 
 
-def names_switch(line: str, left: Endpoint, joined: Endpoint) -> bool:
-    """Whether ``line`` reads as a switch from ``left`` to ``joined``: both named masked, in that order."""
-    return (
-        left.masked in line and joined.masked in line and line.index(left.masked) < line.index(joined.masked)
-    )
+def switches(lines: Sequence[str], one: Endpoint, other: Endpoint) -> list[str]:
+    """The lines that name both endpoints (masked): a switch between them, either way."""
+    return [line for line in lines if one.masked in line and other.masked in line]
 
 
 def secrets_shown(lines: Sequence[str], ends: Iterable[Endpoint]) -> list[str]:

@@ -17,7 +17,7 @@ from ogpu.events._devnode.nodes import Anvil
 from tests.anvil_helpers import Emitter, random_address
 from tests.cli_helpers import CLI, env
 from tests.conftest import NEXUS
-from tests.failover_helpers import EMIT_EVERY, endpoints, leaked_filters, names_switch, secrets_shown
+from tests.failover_helpers import EMIT_EVERY, endpoints, leaked_filters, secrets_shown, switches
 
 pytestmark = pytest.mark.anyio
 
@@ -65,7 +65,7 @@ async def test_cli_with_two_rpcs_and_the_first_killed_prints_every_event_once(sh
     records = [json.loads(line) for line in [*lines, *rest.splitlines()]]
     assert [r["suggested_payment"] for r in records] == list(range(EVENTS))
     said = stderr.splitlines()
-    assert len([line for line in said if names_switch(line, first, second)]) == 1, stderr
+    assert len(switches(said, first, second)) == 1, stderr
     assert "Traceback" not in stderr
     assert not secrets_shown(said, [first, second])
     assert second.polls > 0
