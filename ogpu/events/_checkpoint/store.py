@@ -704,13 +704,13 @@ class Checkpoint:
             self._in_use = False
 
 
-async def _chain_identity(url: str) -> tuple[int, str]:
+async def _chain_identity(url: str | tuple[str, ...]) -> tuple[int, str]:
     """The node's chain id and block 0's hash, retried like the stream's first calls."""
+    from ogpu.events._net.endpoints import open_client
     from ogpu.events._net.faults import Fault, Retrier, classify
-    from ogpu.events._net.rpc import RpcClient
     from ogpu.events._stream.chain import parse_header
 
-    client = RpcClient(url)
+    client = open_client(url)
     retrier = Retrier(lambda: client.ever_answered, client.masked_url)
     try:
         while True:
@@ -766,7 +766,7 @@ async def _until_lost(inner: AsyncGenerator[Any, None], checkpoint: Checkpoint) 
 async def checkpointed(
     checkpoint: Checkpoint,
     make: Callable[[EventPosition | None], AsyncGenerator[Any, None]],
-    url: str,
+    url: str | tuple[str, ...],
     nexus: str,
     events: tuple[str, ...],
     field: str | None,

@@ -35,7 +35,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from ogpu._errors import RpcProtocolError, RpcResponseError, UnsupportedNodeError
 from ogpu.events._codec.abi import RawLog
 from ogpu.events._net.faults import Fault, Retrier, classify, describe, suggested_span
-from ogpu.events._net.rpc import RpcClient
+from ogpu.events._net.rpc import JsonRpc
 from ogpu.events._stream.screen import logs_in_range
 
 __all__ = ["CHUNK_LOGS", "READ_AHEAD_CHUNKS", "LogRangeReader", "ProgressCallback"]
@@ -77,7 +77,7 @@ class LogRangeReader:
     shared by every range it reads.
     """
 
-    def __init__(self, client: RpcClient, address: str) -> None:
+    def __init__(self, client: JsonRpc, address: str) -> None:
         self._client = client
         self._address = address.lower()
         self.span = INITIAL_SPAN

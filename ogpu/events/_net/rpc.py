@@ -19,7 +19,7 @@ import re
 import socket
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -32,7 +32,7 @@ from ogpu._errors import (
 from ogpu.chain import mask_url
 from ogpu.events._net.faults import Fault, classify
 
-__all__ = ["Call", "RpcClient", "batch_label"]
+__all__ = ["Call", "JsonRpc", "RpcClient", "batch_label"]
 
 log = logging.getLogger("ogpu.events")
 
@@ -131,6 +131,25 @@ def _retry_after(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+class JsonRpc(Protocol):
+    """What the stream needs of a JSON-RPC endpoint: one ``RpcClient``, or an ``EndpointPool`` of several."""
+
+    @property
+    def masked_url(self) -> str: ...
+
+    @property
+    def ever_answered(self) -> bool: ...
+
+    @property
+    def requests_sent(self) -> int: ...
+
+    async def call(self, method: str, params: Sequence[Any] = ()) -> Any: ...
+
+    async def batch(self, calls: Sequence[Call]) -> list[Any]: ...
+
+    async def aclose(self) -> None: ...
 
 
 class RpcClient:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from ogpu._errors import RpcError
 from ogpu.events._codec.abi import RawLog
 from ogpu.events._net.ranges import LogRangeReader
-from ogpu.events._net.rpc import RpcClient
+from ogpu.events._net.rpc import JsonRpc
 from ogpu.events._stream.chain import ChainView, maybe_header
 from ogpu.events._stream.lane import Lane
 from ogpu.events._stream.screen import first_contradicted
@@ -32,7 +32,7 @@ class RangeFollower:
 
     def __init__(
         self,
-        client: RpcClient,
+        client: JsonRpc,
         reader: LogRangeReader,
         chain: ChainView,
         deliver: Callable[[Lane, list[RawLog]], object],

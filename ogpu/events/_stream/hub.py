@@ -1,4 +1,4 @@
-"""The shared stream: one filter and one poll loop per (event loop, RPC URL, Nexus).
+"""The shared stream: one filter and one poll loop per (event loop, RPC URLs, Nexus).
 
 Every watcher in a process rides the same hub, so the node sees one HTTP
 request per tick however many watchers run: a JSON-RPC batch of the latest
@@ -54,9 +54,10 @@ from ogpu._errors import (
     UnsupportedNodeError,
 )
 from ogpu.events._codec.abi import EventSpec, RawLog
+from ogpu.events._net.endpoints import EndpointPool, open_client
 from ogpu.events._net.faults import Fault, Retrier, classify
 from ogpu.events._net.ranges import LogRangeReader, ProgressCallback
-from ogpu.events._net.rpc import Call, RpcClient
+from ogpu.events._net.rpc import Call, JsonRpc
 from ogpu.events._stream.chain import ChainView, Header, Seen, header_of, maybe_header
 from ogpu.events._stream.depth import RangeFollower
 from ogpu.events._stream.history import read_history
@@ -77,13 +78,19 @@ _REPLACED_KEPT = 4_096
 _NAMED_PER_LINE = 10
 
 
-class Hub:
-    """One shared, exactly-once stream of Nexus logs for one endpoint."""
+_Key = tuple[tuple[str, ...], str]
 
-    def __init__(self, url: str, nexus: str, registry: dict[tuple[str, str], Hub]) -> None:
-        self.url = url
+
+class Hub:
+    """One shared, exactly-once stream of Nexus logs over one endpoint or several of one chain."""
+
+    def __init__(self, urls: tuple[str, ...], nexus: str, registry: dict[_Key, Hub]) -> None:
+        self.urls = urls
+        self.url = urls[0]
         self.nexus = nexus
-        self.client = RpcClient(url)
+        # Several URLs: a pool that answers as one client and fails over
+        # between them (see ``_net/endpoints.py``); one URL: the client itself.
+        self.client: JsonRpc = open_client(urls)
         self.reader = LogRangeReader(self.client, nexus)
         self.chain = ChainView()
         self.lanes: dict[int, Lane] = {}
@@ -112,6 +119,11 @@ class Hub:
         self._error: BaseException | None = None
         self._registry = registry
         self._closed = False
+
+    @property
+    def pool(self) -> EndpointPool | None:
+        """The endpoints and their states, when the stream has several (None for one URL)."""
+        return self.client if isinstance(self.client, EndpointPool) else None
 
     @property
     def head(self) -> int | None:
@@ -181,8 +193,8 @@ class Hub:
         if self._closed:
             return
         self._closed = True
-        if self._registry.get((self.url, self.nexus)) is self:
-            del self._registry[(self.url, self.nexus)]
+        if self._registry.get((self.urls, self.nexus)) is self:
+            del self._registry[(self.urls, self.nexus)]
         task = self._task
         if task is not None and not task.done():
             task.cancel()
@@ -298,8 +310,8 @@ class Hub:
 
     def _fail_everyone(self, exc: BaseException) -> None:
         self._error = exc
-        if self._registry.get((self.url, self.nexus)) is self:
-            del self._registry[(self.url, self.nexus)]
+        if self._registry.get((self.urls, self.nexus)) is self:
+            del self._registry[(self.urls, self.nexus)]
         for lane in self.lanes.values():
             for sub in lane.subscriptions():
                 sub.fail(exc)
@@ -649,23 +661,26 @@ def _answer_may_be_lost(exc: RpcError) -> bool:
     return True  # garbled body: the node may well have answered
 
 
-_HUBS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Hub]] = (
-    weakref.WeakKeyDictionary()
-)
+_HUBS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Key, Hub]] = weakref.WeakKeyDictionary()
 
 
-def hub_for(url: str, nexus: str) -> Hub:
-    """The hub of this event loop for ``(url, nexus)``, created on first use."""
+def hub_for(urls: str | tuple[str, ...], nexus: str) -> Hub:
+    """The hub of this event loop for ``(urls, nexus)``, created on first use.
+
+    Keyed by the whole tuple, in order: the same URLs in another order of
+    preference are another stream.
+    """
+    key = ((urls,) if isinstance(urls, str) else tuple(urls), nexus)
     registry = _HUBS.setdefault(asyncio.get_running_loop(), {})
-    hub = registry.get((url, nexus))
+    hub = registry.get(key)
     if hub is None:
-        hub = registry[(url, nexus)] = Hub(url, nexus, registry)
+        hub = registry[key] = Hub(key[0], nexus, registry)
     return hub
 
 
 def hubs_at(url: str) -> list[Hub]:
-    """Hubs following ``url``, on every event loop (``ogpu.events.testing`` wakes and stops them)."""
-    return [hub for registry in list(_HUBS.values()) for hub in registry.values() if hub.url == url]
+    """Hubs following ``url`` among their URLs, on every event loop (``ogpu.events.testing`` stops them)."""
+    return [hub for registry in list(_HUBS.values()) for hub in registry.values() if url in hub.urls]
 
 
 def active_hubs() -> list[Hub]:

@@ -20,7 +20,7 @@ from ogpu._errors import RpcError, RpcResponseError
 from ogpu.events._codec.abi import RawLog
 from ogpu.events._net.faults import Backoff, Fault, classify
 from ogpu.events._net.ranges import LogRangeReader
-from ogpu.events._net.rpc import RpcClient
+from ogpu.events._net.rpc import JsonRpc
 from ogpu.events._stream.chain import SPIKE, ChainView, maybe_header
 from ogpu.events._stream.doubt import FilterDoubt
 from ogpu.events._stream.lane import Lane
@@ -51,7 +51,7 @@ class LiveFilter:
 
     def __init__(
         self,
-        client: RpcClient,
+        client: JsonRpc,
         reader: LogRangeReader,
         chain: ChainView,
         nexus: str,

@@ -29,7 +29,7 @@ from ogpu._errors import RpcError, RpcResponseError
 from ogpu.events._codec.abi import EventSpec
 from ogpu.events._codec.position import EventPosition
 from ogpu.events._net.faults import Backoff, Fault, Retrier, classify
-from ogpu.events._net.rpc import RpcClient
+from ogpu.events._net.rpc import JsonRpc
 from ogpu.events._stream.chain import Header, maybe_header, parse_header
 
 __all__ = ["ResumePoint", "resume_point"]
@@ -99,7 +99,7 @@ class ResumePoint:
 
 
 async def resume_point(
-    client: RpcClient,
+    client: JsonRpc,
     after: EventPosition,
     specs: Sequence[EventSpec],
     field: str | None,
@@ -300,7 +300,7 @@ def _describe(after: EventPosition) -> str:
 class _Asker:
     """Single calls retried like the stream's own (transient faults, with a WARNING each)."""
 
-    def __init__(self, client: RpcClient, answered: Callable[[], bool]) -> None:
+    def __init__(self, client: JsonRpc, answered: Callable[[], bool]) -> None:
         self.client = client
         self.retrier = Retrier(lambda: client.ever_answered or answered(), client.masked_url)
 

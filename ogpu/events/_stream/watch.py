@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ogpu._errors import InvalidAddressError, InvalidArgumentError
-from ogpu.chain import ChainConfig, validate_rpc_url
+from ogpu.chain import ChainConfig
 from ogpu.events._codec.abi import EVENTS, EventSpec, event_named
 from ogpu.events._codec.address import normalize_address
 from ogpu.events._codec.models import (
@@ -546,7 +546,7 @@ def follow(
                 f"from_block={from_block!r}): after= already says where to start"
             )
         position = position_of(after)
-    url = validate_rpc_url(ChainConfig.get_rpc())
+    urls = ChainConfig.get_rpcs()
     nexus = ChainConfig.get_contract_address("NEXUS")
     sub = Subscription(
         tuple(spec.name for spec in specs),
@@ -557,7 +557,7 @@ def follow(
         confirmations=confirmations,
         label=label,
     )
-    return _follow(specs, sub, url, nexus, progress, position)
+    return _follow(specs, sub, urls, nexus, progress, position)
 
 
 def _checkpointed(
@@ -598,16 +598,16 @@ def _checkpointed(
             after=position,
         )
 
-    url = validate_rpc_url(ChainConfig.get_rpc())
+    urls = ChainConfig.get_rpcs()
     nexus = ChainConfig.get_contract_address("NEXUS")
     names = tuple(spec.name for spec in specs)
-    return checkpointed(checkpoint, make, url, nexus, names, field, scope, label, auto_commit=auto_commit)
+    return checkpointed(checkpoint, make, urls, nexus, names, field, scope, label, auto_commit=auto_commit)
 
 
 async def _follow(
     specs: tuple[EventSpec, ...],
     sub: Subscription,
-    url: str,
+    urls: tuple[str, ...],
     nexus: str,
     progress: ProgressCallback | None,
     after: EventPosition | None = None,
@@ -619,10 +619,10 @@ async def _follow(
 
     resume = None
     if after is not None:
-        resume = await _resume_point(specs, sub, url, nexus, after)
+        resume = await _resume_point(specs, sub, urls, nexus, after)
         sub.from_block = resume.from_block
         sub.resumed = True
-    hub = hub_for(url, nexus)
+    hub = hub_for(urls, nexus)
 
     def resumed_on_new_branch(event: Any) -> None:
         nonlocal resume
@@ -703,23 +703,23 @@ class _Yielded:
 
 
 async def _resume_point(
-    specs: tuple[EventSpec, ...], sub: Subscription, url: str, nexus: str, after: EventPosition
+    specs: tuple[EventSpec, ...], sub: Subscription, urls: tuple[str, ...], nexus: str, after: EventPosition
 ) -> ResumePoint:
     # A client of its own: the check runs before the watcher joins the shared
     # stream, and a failure here must leave no stream behind.
-    from ogpu.events._net.rpc import RpcClient
+    from ogpu.events._net.endpoints import open_client
     from ogpu.events._stream.hub import active_hubs
     from ogpu.events._stream.resume import resume_point
 
     def answered() -> bool:
-        return any(hub.client.ever_answered for hub in active_hubs() if hub.url == url)
+        return any(hub.client.ever_answered for hub in active_hubs() if hub.urls == urls)
 
     def known_fork(block_hash: str) -> int | None:
         # A reorg the running stream followed knows where the chains part.
         forks = [hub.replaced[block_hash] for hub in active_hubs() if block_hash in hub.replaced]
         return min(forks, default=None)
 
-    client = RpcClient(url)
+    client = open_client(urls)
     try:
         return await resume_point(
             client, after, specs, sub.field, sub.scope, nexus, sub.label, answered, known_fork

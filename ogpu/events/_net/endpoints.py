@@ -1,0 +1,434 @@
+"""Several endpoints of one chain behind the interface of one ``RpcClient``.
+
+The hub talks to an ``EndpointPool`` exactly as to a client (``call``,
+``batch``, ``aclose``); the pool sends each request to ONE endpoint, the
+active one, and moves on to the next at once when that endpoint fails. What
+"active" means, when to switch and when to go back are decided without I/O
+by ``EndpointChooser`` (``_net/choice.py``); this module only moves bytes
+and reports what it saw.
+
+What keeps a switch from losing or repeating an event:
+
+* A request is answered whole by one endpoint: a tick's head, checks and
+  cover read come from the same node, so the stream's rule that an
+  ``eth_getLogs`` answer covers only blocks the same request showed by
+  header holds per endpoint.
+* A lone ``eth_getLogs`` (a refill, a confirmed range) is sent with the
+  header of its last block in front of it, to the same endpoint: an endpoint
+  that lacks that block (a lagging replacement answers ``[]`` for blocks it
+  has not reached) is skipped for the next one, never believed.
+* A filter belongs to the endpoint that created it. The pool hands out its
+  own ids (``<node id>@<endpoint>``), sends polls and uninstalls to the
+  owner, and answers a poll of a filter whose owner is not the endpoint
+  serving the request with "filter not found": the stream's lost-filter path
+  then installs a filter on the new endpoint and reads the gap by
+  ``eth_getLogs`` from its cursor. A poll whose answer may have been
+  consumed and lost is never asked again: that filter is "not found" from
+  then on.
+* Before an endpoint is used, its ``eth_chainId`` and block 0 must match the
+  pinned chain's (the first endpoint verified); one that does not is
+  excluded, with a WARNING naming it (masked), and never followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from ogpu._errors import (
+    RpcError,
+    RpcHttpError,
+    RpcProtocolError,
+    RpcResponseError,
+    RpcTransportError,
+)
+from ogpu.events._net.choice import EndpointChooser, EndpointState, State
+from ogpu.events._net.faults import describe
+from ogpu.events._net.rpc import Call, JsonRpc, RpcClient, batch_label
+
+__all__ = ["EndpointPool", "open_client"]
+
+log = logging.getLogger("ogpu.events")
+
+_T = TypeVar("_T")
+_FILTER_METHODS = ("eth_getFilterChanges", "eth_uninstallFilter")
+# A refused connection or a 5xx is asked once more, this much later, before
+# the request moves on: a blip should not cost a switch and a refill.
+_SHORT_RETRY = 0.1
+_RATE_WORDS = ("rate limit", "rate-limit", "too many requests", "throttl")
+
+
+def open_client(urls: str | Sequence[str]) -> JsonRpc:
+    """A client for one URL, a pool for several (one URL behaves exactly as before pools existed)."""
+    urls = (urls,) if isinstance(urls, str) else tuple(urls)
+    return RpcClient(urls[0]) if len(urls) == 1 else EndpointPool(urls)
+
+
+class _NotReached(Exception):
+    """The endpoint lacks the last block of an eth_getLogs range: try another, blame nobody."""
+
+
+class EndpointPool:
+    """One stream's endpoints, in order of preference; an ``RpcClient`` to the hub."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        chooser: EndpointChooser | None = None,
+    ) -> None:
+        self.urls = tuple(urls)
+        self.clients = [RpcClient(url) for url in self.urls]
+        self.masked_url = ", ".join(client.masked_url for client in self.clients)
+        self.chooser = chooser or EndpointChooser([client.masked_url for client in self.clients])
+        self._clock = clock
+        # (chain id, block 0 hash) of the first endpoint verified: every other must match.
+        self._pin: tuple[int, str] | None = None
+        self._pinned_by: int | None = None
+        # Pool filter id -> (endpoint, the node's own id).
+        self._owners: dict[str, tuple[int, str]] = {}
+        self._lost: set[str] = set()
+        self._probes: dict[int, asyncio.Task[None]] = {}
+        self._serving: int | None = None  # the endpoint that answered last
+        self.switches = 0
+
+    # --- what the hub reads of a client ---
+
+    @property
+    def requests_sent(self) -> int:
+        return sum(client.requests_sent for client in self.clients)
+
+    @property
+    def ever_answered(self) -> bool:
+        return any(client.ever_answered for client in self.clients)
+
+    @property
+    def serving(self) -> int | None:
+        """The endpoint that answered the latest request."""
+        return self._serving
+
+    def endpoint_states(self) -> list[tuple[EndpointState, State]]:
+        """Each endpoint's record and state, in order of preference (for ``health()``)."""
+        now = self._clock()
+        return [(e, self.chooser.state(e.index, now)) for e in self.chooser.endpoints]
+
+    async def aclose(self) -> None:
+        probes = list(self._probes.values())
+        for task in probes:
+            task.cancel()
+        if probes:
+            await asyncio.wait(probes)
+        for client in self.clients:
+            await client.aclose()
+
+    # --- requests ---
+
+    async def call(self, method: str, params: Sequence[Any] = ()) -> Any:
+        if method == "eth_uninstallFilter":
+            return await self._uninstall(params)
+        if method == "eth_getFilterChanges":
+            answer = (await self.batch([(method, params)]))[0]
+            if isinstance(answer, RpcResponseError):
+                raise answer
+            return answer
+        if method == "eth_getLogs" and params and _numbered_end(params[0]) is not None:
+            return await self._on_some_endpoint(lambda i: self._logs_at(i, params[0]), method)
+        answers = await self._on_some_endpoint(lambda i: self._batch_at(i, [(method, params)]), method)
+        if isinstance(answers[0], RpcResponseError):
+            raise answers[0]
+        return answers[0]
+
+    async def batch(self, calls: Sequence[Call]) -> list[Any]:
+        return await self._on_some_endpoint(lambda i: self._batch_at(i, calls), batch_label(calls))
+
+    async def _on_some_endpoint(self, send: Callable[[int], Awaitable[_T]], label: str) -> _T:
+        """``send`` to the active endpoint; on an endpoint's fault, to the next, at once."""
+        errors: list[tuple[int, RpcError]] = []
+        lacking: list[int] = []
+        for i in self.chooser.order(self._clock()):
+            if not await self._ready(i, errors):
+                continue
+            for attempt in range(2):
+                started = self._clock()
+                self.chooser.request_sent()
+                try:
+                    result = await send(i)
+                except _NotReached:
+                    lacking.append(i)
+                    break
+                except RpcError as exc:
+                    if not _endpoint_fault(exc):
+                        raise
+                    if attempt == 0 and _worth_asking_again(exc):
+                        await asyncio.sleep(_SHORT_RETRY)
+                        continue
+                    self._failed(i, exc)
+                    errors.append((i, exc))
+                    break
+                self._answered(i, self._clock() - started)
+                return result
+        if lacking and not errors:
+            names = ", ".join(self.chooser.endpoints[i].name for i in lacking)
+            raise RpcResponseError(
+                "block not found yet at any endpoint (each lags the range asked)",
+                code=-32000,
+                url=names,
+                method=label,
+            )
+        raise self._all_failed(errors, label)
+
+    async def _batch_at(self, i: int, calls: Sequence[Call]) -> list[Any]:
+        """``calls`` at endpoint ``i``; polls of filters it does not own are answered "not found" here."""
+        out: list[Any] = [None] * len(calls)
+        sent: list[Call] = []
+        where: list[int] = []
+        polled: list[str] = []
+        for k, (method, params) in enumerate(calls):
+            if method in _FILTER_METHODS:
+                pool_id = str(params[0]) if params else ""
+                owner = self._owners.get(pool_id)
+                if owner is None or owner[0] != i or pool_id in self._lost:
+                    out[k] = self._not_found(method, pool_id, i)
+                    continue
+                params = [owner[1], *params[1:]]
+                polled.append(pool_id)
+            sent.append((method, params))
+            where.append(k)
+        try:
+            answers = await self.clients[i].batch(sent) if sent else []
+        except RpcError as exc:
+            if polled and _may_be_consumed(exc):
+                # The node may have handed over (and forgotten) these changes:
+                # asking the filter again would skip them. A new one refills.
+                self._lost.update(polled)
+            raise
+        for k, (method, params), answer in zip(where, sent, answers, strict=True):
+            if method == "eth_newFilter" and isinstance(answer, str):
+                pool_id = f"{answer}@{i}"
+                self._owners[pool_id] = (i, answer)
+                answer = pool_id
+            elif _is_latest(method, params) and isinstance(answer, dict):
+                self._saw_head(i, answer)
+            out[k] = answer
+        return out
+
+    async def _logs_at(self, i: int, query: dict[str, Any]) -> Any:
+        """eth_getLogs with the header of its last block asked first, from the same endpoint."""
+        end = _numbered_end(query)
+        header, logs = await self.clients[i].batch(
+            [("eth_getBlockByNumber", [end, False]), ("eth_getLogs", [query])]
+        )
+        if header is None or isinstance(header, BaseException):
+            raise _NotReached
+        if isinstance(logs, BaseException):
+            raise logs
+        return logs
+
+    async def _uninstall(self, params: Sequence[Any]) -> Any:
+        """To the filter's owner, whatever its state: a filter is removed where it was made."""
+        pool_id = str(params[0]) if params else ""
+        owner = self._owners.get(pool_id)
+        if owner is None:
+            return False
+        answer = await self.clients[owner[0]].call("eth_uninstallFilter", [owner[1], *params[1:]])
+        self._owners.pop(pool_id, None)
+        self._lost.discard(pool_id)
+        return answer
+
+    def _not_found(self, method: str, pool_id: str, i: int) -> Any:
+        if method == "eth_uninstallFilter":
+            return False
+        return RpcResponseError(
+            "filter not found (it belongs to another endpoint, or its changes were lost)",
+            code=-32000,
+            url=self.clients[i].masked_url,
+            method=method,
+        )
+
+    # --- verifying, probing, bookkeeping ---
+
+    async def _ready(self, i: int, errors: list[tuple[int, RpcError]]) -> bool:
+        """Whether endpoint ``i`` may be used: verified on the pinned chain (asked now if never)."""
+        e = self.chooser.endpoints[i]
+        if e.excluded is not None:
+            return False
+        if e.verified:
+            return True
+        try:
+            await self._verify(i)
+        except RpcError as exc:
+            # Whatever the reason, an endpoint that cannot say which chain it
+            # serves is not used this time.
+            self._failed(i, exc)
+            errors.append((i, exc))
+            return False
+        return e.excluded is None
+
+    async def _verify(self, i: int) -> None:
+        """eth_chainId and block 0 against the pinned chain; the latest head alongside."""
+        started = self._clock()
+        chain_id, genesis, latest = await self.clients[i].batch(
+            [
+                ("eth_chainId", []),
+                ("eth_getBlockByNumber", ["0x0", False]),
+                ("eth_getBlockByNumber", ["latest", False]),
+            ]
+        )
+        for answer in (chain_id, genesis, latest):
+            if isinstance(answer, RpcError):
+                raise answer
+        try:
+            actual = (int(chain_id, 16), str(genesis["hash"]).lower())
+        except (TypeError, ValueError, KeyError):
+            raise RpcProtocolError(
+                f"eth_chainId {chain_id!r:.40} and block 0 {genesis!r:.60} cannot be read",
+                url=self.clients[i].masked_url,
+                method="eth_chainId",
+            ) from None
+        name = self.clients[i].masked_url
+        if self._pin is None:
+            self._pin, self._pinned_by = actual, i
+        elif actual != self._pin:
+            assert self._pinned_by is not None
+            pinned = self.clients[self._pinned_by].masked_url
+            if actual[0] != self._pin[0]:
+                why = f"it serves chain {actual[0]}, not chain {self._pin[0]} that {pinned} serves"
+            else:
+                why = f"its block 0 is {actual[1]}, not {self._pin[1]} as at {pinned} (another network)"
+            log.warning("endpoint %s excluded: %s; it is never followed", name, why)
+            self.chooser.exclude(i, f"excluded: {why}")
+            return
+        self.chooser.verified(i)
+        self.chooser.answered(i, self._clock(), self._clock() - started)
+        if isinstance(latest, dict):
+            self._saw_head(i, latest)
+
+    async def _probe(self, i: int) -> None:
+        self.chooser.probed(i, self._clock())
+        try:
+            if not self.chooser.endpoints[i].verified:
+                await self._verify(i)
+                return
+            started = self._clock()
+            latest = await self.clients[i].call("eth_getBlockByNumber", ["latest", False])
+            self.chooser.answered(i, self._clock(), self._clock() - started)
+            if isinstance(latest, dict):
+                self._saw_head(i, latest)
+        except RpcError as exc:
+            self._failed(i, exc)
+            log.debug("probe of %s failed: %s", self.clients[i].masked_url, describe(exc))
+        finally:
+            self._probes.pop(i, None)
+
+    def _start_probes(self) -> None:
+        for i in self.chooser.probes_due(self._clock()):
+            if i not in self._probes:
+                self._probes[i] = asyncio.get_running_loop().create_task(
+                    self._probe(i), name=f"ogpu.events probe {self.clients[i].masked_url}"
+                )
+
+    def _saw_head(self, i: int, header: dict[str, Any]) -> None:
+        try:
+            number = int(header["number"], 16)
+        except (TypeError, ValueError, KeyError):
+            return
+        self.chooser.answered(i, self._clock(), head=number)
+
+    def _answered(self, i: int, latency: float) -> None:
+        now = self._clock()
+        self.chooser.answered(i, now, latency)
+        previous, self._serving = self._serving, i
+        if previous is not None and previous != i:
+            self.switches += 1
+            old, new = self.clients[previous].masked_url, self.clients[i].masked_url
+            if i < previous:
+                log.info("switched back to endpoint %s from %s: it is healthy and current again", new, old)
+            else:
+                why = self.chooser.why_not(previous, now)
+                log.warning("switched from endpoint %s to %s: %s", old, new, why)
+        self._start_probes()
+
+    def _failed(self, i: int, exc: RpcError) -> None:
+        retry_after = None
+        if isinstance(exc, RpcHttpError) and exc.status == 429:
+            retry_after = exc.retry_after if exc.retry_after is not None else 1.0
+        self.chooser.failed(i, self._clock(), describe(exc), retry_after)
+
+    def _all_failed(self, errors: list[tuple[int, RpcError]], label: str) -> RpcError:
+        """One error naming every endpoint tried, of the kind the most preferred one raised."""
+        if not errors:
+            wait = self.chooser.wait_hint(self._clock())
+            return RpcHttpError(
+                "every endpoint is cooling down after HTTP 429 (too many requests)",
+                status=429,
+                retry_after=wait,
+                url=self.masked_url,
+                method=label,
+            )
+        errors.sort(key=lambda item: item[0])
+        said = "; ".join(f"{self.clients[i].masked_url}: {describe(exc)}" for i, exc in errors)
+        message = f"every endpoint failed ({said})"
+        names = ", ".join(self.clients[i].masked_url for i, _ in errors)
+        first = errors[0][1]
+        if isinstance(first, RpcTransportError):
+            transport = [exc for _, exc in errors if isinstance(exc, RpcTransportError)]
+            return RpcTransportError(
+                message,
+                url=names,
+                method=label,
+                maybe_processed=any(exc.maybe_processed for exc in transport),
+                unreachable=all(exc.unreachable for exc in transport),
+                timed_out=all(exc.timed_out for exc in transport),
+            )
+        if isinstance(first, RpcHttpError):
+            return RpcHttpError(
+                message,
+                status=first.status,
+                retry_after=self.chooser.wait_hint(self._clock()),
+                url=names,
+                method=label,
+            )
+        if isinstance(first, RpcResponseError):
+            return RpcResponseError(message, code=first.code, data=first.data, url=names, method=label)
+        return RpcProtocolError(message, url=names, method=label)
+
+
+def _endpoint_fault(exc: RpcError) -> bool:
+    """A fault of the endpoint (move on to another), not an answer to the call."""
+    if isinstance(exc, RpcTransportError | RpcHttpError | RpcProtocolError):
+        return True
+    if isinstance(exc, RpcResponseError):
+        message = (exc.args[0] if exc.args else "").lower()
+        return exc.code == 429 or any(word in message for word in _RATE_WORDS)
+    return False
+
+
+def _worth_asking_again(exc: RpcError) -> bool:
+    """A refused connection or a 5xx: often a blip. A timeout already took its time; a 429 said wait."""
+    if isinstance(exc, RpcTransportError):
+        return exc.unreachable
+    return isinstance(exc, RpcHttpError) and exc.status >= 500
+
+
+def _may_be_consumed(exc: RpcError) -> bool:
+    if isinstance(exc, RpcTransportError):
+        return exc.maybe_processed
+    if isinstance(exc, RpcHttpError):
+        return exc.status != 429
+    return True
+
+
+def _is_latest(method: str, params: Sequence[Any]) -> bool:
+    return method == "eth_getBlockByNumber" and bool(params) and params[0] == "latest"
+
+
+def _numbered_end(query: object) -> str | None:
+    """The hex ``toBlock`` of an eth_getLogs query, if it names a block by number."""
+    if not isinstance(query, dict):
+        return None
+    end = query.get("toBlock")
+    return end if isinstance(end, str) and end.startswith("0x") else None
