@@ -20,6 +20,8 @@ from ogpu.events._stream import lane as _lane
 pytest_plugins = ["tests.pg_helpers"]
 
 NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
+# Nothing set in code yet: what each test starts from.
+_UNCONFIGURED = ChainConfig.snapshot()
 
 # Every test runs with the cursor rule checked (off for users): a path that moves
 # a lane's cursor over a block no read covered raises at once. Set in the
@@ -39,11 +41,9 @@ def clean_chain_config(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test starts on mainnet defaults with no OGPU_* environment."""
     monkeypatch.delenv("OGPU_RPC_URL", raising=False)
     monkeypatch.delenv("OGPU_CHAIN", raising=False)
-    ChainConfig._current = None
-    ChainConfig._rpc_overrides.clear()
+    ChainConfig.restore(_UNCONFIGURED)
     yield
-    ChainConfig._current = None
-    ChainConfig._rpc_overrides.clear()
+    ChainConfig.restore(_UNCONFIGURED)
 
 
 def start_node(name: str = "anvil") -> DevNode:

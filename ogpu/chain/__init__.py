@@ -10,9 +10,18 @@ from ogpu.chain.config import (
     CHAIN_RPC_URLS,
     ChainConfig,
     ChainId,
+    ConfigSnapshot,
     mask_url,
     parse_chain,
     validate_rpc_url,
 )
 
-__all__ = ["CHAIN_RPC_URLS", "ChainConfig", "ChainId", "mask_url", "parse_chain", "validate_rpc_url"]
+__all__ = [
+    "CHAIN_RPC_URLS",
+    "ChainConfig",
+    "ChainId",
+    "ConfigSnapshot",
+    "mask_url",
+    "parse_chain",
+    "validate_rpc_url",
+]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar
 from urllib.parse import urlsplit
@@ -28,6 +29,7 @@ __all__ = [
     "CHAIN_RPC_URLS",
     "ChainConfig",
     "ChainId",
+    "ConfigSnapshot",
     "mask_url",
     "parse_chain",
     "validate_rpc_url",
@@ -215,6 +217,14 @@ def mask_url(url: str) -> str:
     return masked
 
 
+@dataclass(frozen=True)
+class ConfigSnapshot:
+    """What ``ChainConfig`` was set to in code at one moment; opaque, for ``ChainConfig.restore``."""
+
+    _chain: ChainId | None
+    _rpc: tuple[tuple[ChainId, tuple[str, ...]], ...]
+
+
 class ChainConfig:
     """Process-wide chain selection, compatible with the existing ``ogpu`` API."""
 
@@ -263,6 +273,25 @@ class ChainConfig:
     @classmethod
     def reset_rpc(cls, chain: ChainId | int | str | None = None) -> None:
         cls._rpc_overrides.pop(cls._resolve(chain), None)
+
+    @classmethod
+    def snapshot(cls) -> ConfigSnapshot:
+        """What is set in code now (the chain, each chain's URLs), for :meth:`restore`.
+
+        The environment is not part of it: it is read when asked, as ever.
+        Test fixtures and ``ogpu.events.testing.FakeNode`` put back with it
+        what they changed.
+        """
+        return ConfigSnapshot(cls._current, tuple(cls._rpc_overrides.items()))
+
+    @classmethod
+    def restore(cls, snapshot: ConfigSnapshot) -> None:
+        """Set back what ``snapshot`` saw: what was set since is undone, what was unset is set again."""
+        if not isinstance(snapshot, ConfigSnapshot):
+            raise TypeError(f"restore() takes what ChainConfig.snapshot() returned, got {snapshot!r:.80}")
+        cls._current = snapshot._chain
+        cls._rpc_overrides.clear()
+        cls._rpc_overrides.update(snapshot._rpc)
 
     @classmethod
     def get_contract_address(cls, contract_name: str, chain: ChainId | int | str | None = None) -> str:

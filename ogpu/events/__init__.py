@@ -49,6 +49,9 @@ Durable positions: ``Checkpoint("sqlite:///app.db", "name")`` (or a
 position and commits each event's position, with the service's own writes
 inside ``checkpoint.transaction()``; ``lease=`` lets replicas take turns.
 
+How the streams are doing (a readiness check, a dashboard): ``health()``,
+one ``StreamHealth`` per running stream, with its endpoints, cursor and lag.
+
 From a terminal: ``ogpu-events watch attempted 0xTASK``, ``ogpu-events
 --help``. To test code built on the watchers without a node:
 ``ogpu.events.testing.FakeNode``.
@@ -72,6 +75,8 @@ from ogpu.events._codec.models import (
     TaskStatusChangedEvent,
 )
 from ogpu.events._codec.position import EventPosition
+from ogpu.events._stream.control import health
+from ogpu.events._stream.health import EndpointHealth, StreamHealth
 from ogpu.events._stream.watch import (
     _SHARED_DOC,
     watch_attempted,
@@ -91,6 +96,7 @@ if __doc__ is not None:
 __all__ = [
     "AttemptedEvent",
     "Checkpoint",
+    "EndpointHealth",
     "EventPosition",
     "NexusEvent",
     "OwnershipTransferredEvent",
@@ -101,8 +107,10 @@ __all__ = [
     "SourcePublishedEvent",
     "SourceStatusChangedEvent",
     "SourceUpdatedEvent",
+    "StreamHealth",
     "TaskPublishedEvent",
     "TaskStatusChangedEvent",
+    "health",
     "watch_attempted",
     "watch_nexus",
     "watch_registered",

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import weakref
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -49,12 +48,12 @@ from typing import Any, TypeVar, overload
 import httpx
 
 # Modules, not names: this module's public surface is FakeNode alone.
-from ogpu import _errors
 from ogpu import chain as _chain
+from ogpu import types as _types
 from ogpu.events._fake import logs as _fakelogs
 from ogpu.events._fake import rpc as _fakerpc
 from ogpu.events._net import rpc as _rpc
-from ogpu.events._stream import hub as _hub
+from ogpu.events._stream import control as _control
 
 __all__ = ["FakeNode"]
 
@@ -102,9 +101,7 @@ class FakeNode(_fakerpc.FakeRpc):
     ) -> None:
         played = _chain.ChainConfig.get_current_chain() if chain is None else _chain.parse_chain(chain)
         if not isinstance(start_block, int) or isinstance(start_block, bool) or start_block < 0:
-            raise _errors.InvalidArgumentError(
-                f"start_block must be a block number >= 0, got {start_block!r}"
-            )
+            raise _types.InvalidArgumentError(f"start_block must be a block number >= 0, got {start_block!r}")
         super().__init__(
             url=f"http://fakenode-{next(_NODE_NUMBERS)}.invalid"
             if url is None
@@ -118,9 +115,9 @@ class FakeNode(_fakerpc.FakeRpc):
         self._pin_chain = chain is not None
         # Mining wakes the streams that follow this node (see _chain_moved).
         self.wake_streams = True
-        self._awake_until: weakref.WeakKeyDictionary[_hub.Hub, int] = weakref.WeakKeyDictionary()
+        self._awake_until: dict[_control.RunningStream, int] = {}
         self._transport = _Transport(self)
-        self._saved: tuple[_chain.ChainId | None, tuple[str, ...] | None] | None = None
+        self._saved: _chain.ConfigSnapshot | None = None
 
     # --- building the chain ---
 
@@ -242,7 +239,7 @@ class FakeNode(_fakerpc.FakeRpc):
                 seconds (not started, failed, or pointed at another URL).
         """
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise _errors.InvalidArgumentError(f"count must be an int >= 1, got {count!r}")
+            raise _types.InvalidArgumentError(f"count must be an int >= 1, got {count!r}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while (following := self._following()) < count:
@@ -253,13 +250,7 @@ class FakeNode(_fakerpc.FakeRpc):
             await asyncio.sleep(0.001)
 
     def _following(self) -> int:
-        return sum(
-            1
-            for hub in _hub.hubs_at(self.url)
-            for lane in hub.lanes.values()
-            for sub in lane.subscriptions()
-            if sub.join_cursor is not None
-        )
+        return sum(stream.ready_watchers for stream in _control.streams_at(self.url))
 
     def _chain_moved(self) -> None:
         # A stream sleeping out its poll interval would see the new block
@@ -268,26 +259,25 @@ class FakeNode(_fakerpc.FakeRpc):
         # seen; a lost filter is refilled in the tick after), so it is kept
         # awake for a few more ticks, woken at each request it sends.
         if self.wake_streams:
-            for hub in _hub.hubs_at(self.url):
-                self._awake_until[hub] = hub.ticks + _AWAKE_TICKS
-                hub.poll_now()
+            for stream in _control.streams_at(self.url):
+                self._awake_until[stream] = stream.polls + _AWAKE_TICKS
+                stream.wake()
 
     def _answered(self) -> None:
         """After each request served: keep the streams woken by a change ticking."""
-        for hub, until in list(self._awake_until.items()):
-            if hub.ticks < until:
-                hub.poll_now()
+        for stream, until in list(self._awake_until.items()):
+            if stream.polls < until:
+                stream.wake()
             else:
-                del self._awake_until[hub]
+                del self._awake_until[stream]
 
     # --- being the node ogpu talks to ---
 
     def __enter__(self: _F) -> _F:
         if self._saved is not None:
             raise RuntimeError(f"the FakeNode at {self.url} is already active")
-        # Private to ChainConfig, but the only way to know whether the chain
-        # was set in code at all (rather than by OGPU_CHAIN) and restore that.
-        self._saved = (_chain.ChainConfig._current, _chain.ChainConfig._rpc_overrides.get(self.chain))
+        # Whether the chain was set in code at all (rather than by OGPU_CHAIN) is put back too.
+        self._saved = _chain.ChainConfig.snapshot()
         _rpc.FAKE_TRANSPORTS[self.url] = self._transport
         if self._pin_chain:
             _chain.ChainConfig.set_chain(self.chain)
@@ -319,16 +309,13 @@ class FakeNode(_fakerpc.FakeRpc):
 
     def _leave(self) -> list[asyncio.Task[None]]:
         """Stop the streams bound to this node and put the configuration back; return their tasks."""
-        stopped = [hub.abandon(f"the FakeNode at {self.url} was closed") for hub in _hub.hubs_at(self.url)]
+        reason = f"the FakeNode at {self.url} was closed"
+        stopped = [stream.stop(reason) for stream in _control.streams_at(self.url)]
+        self._awake_until.clear()
         _rpc.FAKE_TRANSPORTS.pop(self.url, None)
         if self._saved is not None:
-            current, rpc = self._saved
+            _chain.ChainConfig.restore(self._saved)
             self._saved = None
-            _chain.ChainConfig._current = current
-            if rpc is None:
-                _chain.ChainConfig.reset_rpc(self.chain)
-            else:
-                _chain.ChainConfig.set_rpc(rpc, self.chain)
         return [task for task in stopped if task is not None]
 
 
@@ -351,10 +338,10 @@ class _Transport(httpx.AsyncBaseTransport):
 def _pairs(items: Sequence[_fakelogs.EventItem], caller: str) -> list[_fakelogs.EventItem]:
     """``items`` checked to be ``(event, {fields})`` pairs, so a mistake names what was wrong."""
     if isinstance(items, str | Mapping) or not isinstance(items, Sequence):
-        raise _errors.InvalidArgumentError(
+        raise _types.InvalidArgumentError(
             f"{caller}() takes a list of (event, {{fields}}) pairs, got {items!r}"
         )
     for item in items:
         if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Mapping)):
-            raise _errors.InvalidArgumentError(f"{caller}() takes (event, {{fields}}) pairs, got {item!r}")
+            raise _types.InvalidArgumentError(f"{caller}() takes (event, {{fields}}) pairs, got {item!r}")
     return list(items)

@@ -40,14 +40,17 @@ from unittest import mock
 
 import httpx
 
+from ogpu.chain import ChainConfig
 from ogpu.events import watch_attempted, watch_nexus, watch_task_status_changed
 from ogpu.events._codec.abi import EVENTS, RawLog
 from ogpu.events._codec.position import EventPosition
+from ogpu.events._net import endpoints as _endpoints
 from ogpu.events._net import faults as _faults
 from ogpu.events._net import rpc as _rpc
 from ogpu.events._stream import lane as _lane
 from ogpu.events._stream.hub import active_hubs
 from tests.fakenode import NEXUS, encode_event, http_response, raw_log
+from tests.sim.endpoints import ENDPOINT_FAULTS, SimFront, is_endpoint_seed, make_fronts, throw
 from tests.sim.loop import VirtualClockLoop, run_virtual
 from tests.sim.node import SimNode
 from tests.sim.oracle import Expectation, Verdict, Yielded, judge, key_of, order_of
@@ -326,6 +329,13 @@ class _Sim:
         self.later: list[asyncio.TimerHandle] = []
         self.calm = False
         self.warnings = _Warnings(self.loop.time, echo)
+        # The multi-endpoint family (tests/sim/endpoints.py): drawn last, so the
+        # schedule of every other seed stays what it was.
+        self.fronts: list[SimFront] = make_fronts(self.node, seed, rng) if is_endpoint_seed(seed) else []
+        if self.fronts:
+            self.settings = ", ".join(
+                filter(None, [self.settings, "endpoints " + "/".join(f.role for f in self.fronts)])
+            )
 
     # --- the chain ---
 
@@ -379,6 +389,9 @@ class _Sim:
 
     def _fault(self) -> None:
         rng, node = self.rng, self.node
+        if self.fronts and rng.random() < 0.5:
+            self._endpoint_fault()
+            return
         kinds = [kind for kind in FAULTS if kind in self.faults and FAULTS[kind] > 0]
         if not kinds:
             return
@@ -476,6 +489,13 @@ class _Sim:
             node.lag_head([1] * rng.randint(2, 4))
             self._mine(1)
             self._later(rng.uniform(0.2, 3.0), lambda: self._reorg(1))
+
+    def _endpoint_fault(self) -> None:
+        kinds = [kind for kind in ENDPOINT_FAULTS if kind in self.faults]
+        if not kinds:
+            return
+        kind = self.rng.choices(kinds, weights=[ENDPOINT_FAULTS[kind] for kind in kinds])[0]
+        self.node.note(throw(kind, self.fronts, self.rng, self._later))
 
     def _foreign(self) -> None:
         rng, node = self.rng, self.node
@@ -708,6 +728,8 @@ class _Sim:
         for handle in self.later:
             handle.cancel()
         node.calm()
+        for front in self.fronts:
+            front.calm()
         node.latency = (0.001, 0.05)
         for task in self.tasks:
             node.add_log("Attempted", task, "0x" + "00" * 20, SENTINEL)
@@ -813,13 +835,35 @@ class _Sim:
         return out
 
     def leaked(self) -> list[str]:
+        # A balancer that sent the stream's eth_uninstallFilter to a backend
+        # that never had the filter: the stream asked, the endpoint lost it.
+        # The same for one that refused every request (down, 429, 503) when asked.
+        misrouted = {
+            fid for front in self.fronts for fid in front.misrouted_uninstalls | front.refused_uninstalls
+        }
         problems = [
             f"filter {fid} left installed on the node"
             for fid in sorted(self.node.filters)
-            if fid not in self.node.lost_filters
+            if fid not in self.node.lost_filters and fid not in misrouted
         ]
         problems += [f"task left running: {task.get_name()}" for task in self._stream_tasks()]
         return problems
+
+
+@contextlib.contextmanager
+def _serving(fronts: list[SimFront]) -> Iterator[None]:
+    """The fronts at their URLs, set as the chain's endpoints in order of preference."""
+    if not fronts:
+        yield
+        return
+    for front in fronts:
+        _rpc.FAKE_TRANSPORTS[front.url] = front
+    ChainConfig.set_rpc([front.url for front in fronts])
+    try:
+        yield
+    finally:
+        for front in fronts:
+            _rpc.FAKE_TRANSPORTS.pop(front.url, None)
 
 
 @contextlib.contextmanager
@@ -838,11 +882,13 @@ def _deterministic(loop: asyncio.AbstractEventLoop, jitter: random.Random) -> It
         kwargs.setdefault("clock", loop.time)
         retrier_init(self, answered, url, **kwargs)
 
-    wall = types.SimpleNamespace(time=lambda: EPOCH + loop.time())
+    # monotonic: the clients time their requests (health()'s latency), on the same virtual clock.
+    wall = types.SimpleNamespace(time=lambda: EPOCH + loop.time(), monotonic=loop.time)
     with (
         mock.patch.object(_faults.Backoff, "__init__", seeded_backoff),
         mock.patch.object(_faults.Retrier, "__init__", virtual_retrier),
         mock.patch.object(_rpc, "time", wall),
+        mock.patch.object(_endpoints, "time", wall),
     ):
         yield
 
@@ -855,7 +901,7 @@ async def _run(seed: int, steps: int, echo: bool, faults: frozenset[str]) -> See
     logger.setLevel(logging.INFO if echo else logging.WARNING)
     logger.propagate = False  # nothing reaches pytest's capture or stderr: a seed logs hundreds
     try:
-        with _deterministic(sim.loop, sim.jitter), sim.node:
+        with _deterministic(sim.loop, sim.jitter), sim.node, _serving(sim.fronts):
             await sim.run()
             expectations = sim.expectations()
             leaked = sim.leaked()
@@ -893,8 +939,9 @@ def run_seed(
     which one a failing seed needs; with none, only the node's per-seed
     quirks remain (the control run that shows the judging is sound).
     """
-    kinds = frozenset(FAULTS if faults is None else faults)
-    unknown = kinds - set(FAULTS)
+    known = {**FAULTS, **ENDPOINT_FAULTS}
+    kinds = frozenset(known if faults is None else faults)
+    unknown = kinds - set(known)
     if unknown:
-        raise ValueError(f"unknown faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
+        raise ValueError(f"unknown faults {sorted(unknown)}; known: {', '.join(known)}")
     return run_virtual(_run(seed, steps, echo, kinds))

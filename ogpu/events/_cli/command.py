@@ -28,7 +28,16 @@ import sys
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ogpu._errors import (
+from ogpu._verbose import set_verbose
+from ogpu.chain import ChainConfig, mask_url, parse_chain, validate_rpc_url
+from ogpu.events._cli.output import CatchUpProgress, fit_width, human_header, human_line, json_line
+from ogpu.events._cli.versions import version_lines
+from ogpu.events._codec.abi import EVENTS, EventSpec, event_named, snake_case
+from ogpu.events._codec.address import normalize_address
+from ogpu.events._net.faults import STARTUP_RETRY, Fault, Retrier, classify
+from ogpu.events._stream.control import failing_now, health, open_stream, startup_deadline
+from ogpu.events._stream.watch import SCOPED_WATCHERS
+from ogpu.types import (
     CheckpointMismatchError,
     CheckpointVersionError,
     ConfigError,
@@ -37,15 +46,6 @@ from ogpu._errors import (
     RpcError,
     RpcResponseError,
 )
-from ogpu._verbose import set_verbose
-from ogpu.chain import ChainConfig, mask_url, parse_chain, validate_rpc_url
-from ogpu.events._cli.output import CatchUpProgress, fit_width, human_header, human_line, json_line
-from ogpu.events._cli.versions import version_lines
-from ogpu.events._codec.abi import EVENTS, EventSpec, event_named, snake_case
-from ogpu.events._codec.address import normalize_address
-from ogpu.events._net import faults as _faults
-from ogpu.events._net.faults import Fault, Retrier, classify
-from ogpu.events._stream.watch import SCOPED_WATCHERS, follow
 
 # The transport (httpx) and the dev nodes are imported where they are used:
 # --help, --version and bad arguments answer without loading them.
@@ -340,10 +340,11 @@ def _configure_chain(args: argparse.Namespace) -> str:
     return validate_rpc_url(ChainConfig.get_rpc())
 
 
-def _startup_deadline() -> None:
+def _startup_deadline() -> float | None:
+    """The operator's OGPU_STARTUP_DEADLINE in seconds; None when unset (the library's 10 s)."""
     text = os.environ.get(STARTUP_DEADLINE_ENV)
     if not text:
-        return
+        return None
     try:
         seconds = float(text)
     except ValueError:
@@ -352,7 +353,7 @@ def _startup_deadline() -> None:
         ) from None
     if not math.isfinite(seconds) or seconds <= 0:
         raise _Failure(f"{STARTUP_DEADLINE_ENV} must be > 0, got {text!r}", EXIT_USAGE)
-    _faults.STARTUP_DEADLINE = seconds
+    return seconds
 
 
 async def _head(client: RpcClient) -> int:
@@ -466,9 +467,9 @@ async def _genesis(client: RpcClient) -> str | None:
 
 def _answered(client: RpcClient) -> bool:
     """Whether the node has given any JSON-RPC answer, to the stream or to the command."""
-    from ogpu.events._stream.hub import active_hubs
-
-    return client.ever_answered or any(hub.client.ever_answered for hub in active_hubs())
+    return client.ever_answered or any(
+        endpoint.answered for stream in health() for endpoint in stream.endpoints
+    )
 
 
 async def _waiting_notice(client: RpcClient, err: TextIO, after: float) -> None:
@@ -630,7 +631,7 @@ async def stream_events(
                 err.write(f"{PROG}: block {from_block} is ahead of the head ({head}); waiting for it\n")
                 err.flush()
         progress = progress if progress is not None else CatchUpProgress(err)
-        events: AsyncGenerator[Any, None] = follow(
+        events: AsyncGenerator[Any, None] = open_stream(
             specs,
             field,
             scope,
@@ -693,10 +694,10 @@ async def _print_events(
             queue, args.timeout, lambda: _answered(client), out, min(args.poll_interval, 1.0)
         )
         if batch is None:
-            failures = _faults.current_failures()
-            if failures:
+            failure = failing_now()
+            if failure is not None:
                 # The node answered once, but is failing now: that is why nothing came.
-                raise failures[-1]
+                raise failure
             progress.clear()
             err.write(f"{PROG}: no event within {args.timeout:g}s\n")
             return EXIT_TIMEOUT
@@ -779,7 +780,7 @@ class _LogGate(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR:
             return False
-        if not self.verbose and getattr(record, _faults.STARTUP_RETRY, False):
+        if not self.verbose and getattr(record, STARTUP_RETRY, False):
             return False
         if self.progress is not None:
             self.progress.clear()
@@ -896,8 +897,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     gate = _setup_logging(verbose)
     try:
-        _startup_deadline()
-        return asyncio.run(_run(args, gate))
+        with startup_deadline(_startup_deadline()):
+            return asyncio.run(_run(args, gate))
     except KeyboardInterrupt:  # Ctrl-C before the loop could take it over
         return EXIT_INTERRUPTED
     except BrokenPipeError:

@@ -20,11 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ogpu.chain import ChainConfig
-from ogpu.events._cli.output import human_line
-from ogpu.events._codec.address import checksum_address
-from ogpu.events._devnode.nodes import ANVIL_VERSION, Anvil
-from ogpu.events._stream.hub import active_hubs
-from ogpu.events._stream.watch import (
+from ogpu.events import (
     watch_attempted,
     watch_registered,
     watch_response_status_changed,
@@ -32,6 +28,10 @@ from ogpu.events._stream.watch import (
     watch_task_published,
     watch_task_status_changed,
 )
+from ogpu.events._cli.output import human_line
+from ogpu.events._codec.address import checksum_address
+from ogpu.events._devnode.nodes import ANVIL_VERSION, Anvil
+from ogpu.events._stream.control import running_streams
 from ogpu.types import Environment, ResponseStatus, TaskStatus
 
 __all__ = ["run_demo"]
@@ -149,7 +149,7 @@ async def run_demo(
         try:
             for step in steps:
                 await asyncio.sleep(pause)
-                filters.update(h.filter_id for h in active_hubs() if h.filter_id)
+                filters.update(s.filter_id for s in running_streams() if s.filter_id)
                 say(f"> {step.story}")
                 tx = await asyncio.to_thread(node.emit, nexus, step.event, *step.values)
                 if step.watcher is not None:

@@ -26,9 +26,10 @@ The rules, in order of preference of the endpoints as the user listed them:
   seconds, whichever comes first): with a 2 s poll that is one probe per
   ten ticks, whatever the number of endpoints, and a stream with three
   endpoints sends at most 1.1 requests per tick. An endpoint whose cool-down
-  just ended, or never verified, is probed at once; so are all standbys when
-  the active head has not moved for ``stall_after`` (the stall rule needs a
-  fresh head to compare).
+  just ended, or never verified, is probed at once. The stall rule compares
+  with these regular probes' heads: a stalled active is found within
+  ``stall_after`` plus one round of probes, and a quiet chain (every head
+  still) costs no extra probe.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class EndpointState:
     failures: int = 0  # in a row
     proven: bool = True  # False from a failure until an answer
     latency_s: float | None = None
-    last_error: str | None = None
+    last_error: str | None = None  # while failing (or why excluded); None once it answers
     answered: int = 0  # answers received (requests and probes)
     probed_at: float | None = None
 
@@ -88,23 +89,23 @@ class EndpointChooser:
         self,
         names: list[str],
         *,
-        max_lag: int = MAX_LAG,
-        stall_after: float = STALL_AFTER,
-        probe_every: int = PROBE_EVERY,
-        probe_period: float = PROBE_PERIOD,
+        max_lag: int | None = None,
+        stall_after: float | None = None,
+        probe_every: int | None = None,
+        probe_period: float | None = None,
     ) -> None:
         if not names:
             raise ValueError("an endpoint chooser needs at least one endpoint")
         self.endpoints = [EndpointState(i, name) for i, name in enumerate(names)]
-        self.max_lag = max_lag
-        self.stall_after = stall_after
-        self.probe_every = probe_every
-        self.probe_period = probe_period
+        # The module's values, read now (not at import) so a test can set them.
+        self.max_lag = MAX_LAG if max_lag is None else max_lag
+        self.stall_after = STALL_AFTER if stall_after is None else stall_after
+        self.probe_every = PROBE_EVERY if probe_every is None else probe_every
+        self.probe_period = PROBE_PERIOD if probe_period is None else probe_period
         self.active_index: int | None = None
         self._requests_since_probe = 0
         self._last_probe_at: float | None = None
         self._next_standby = 0  # round robin over standbys for steady-state probes
-        self._stall_probed_at: float | None = None
 
     # --- observations ---
 
@@ -123,6 +124,7 @@ class EndpointChooser:
         e.answered += 1
         e.failures = 0
         e.proven = True
+        e.last_error = None
         e.server_cooled = False
         e.cool_until = min(e.cool_until, now)
         if latency is not None:
@@ -293,16 +295,6 @@ class EndpointChooser:
                 continue
             if not e.verified or (not e.proven and (e.probed_at is None or e.probed_at < e.cool_until)):
                 due.append(e.index)  # never verified, or cooled off and not yet asked again
-        if active is not None:
-            a = self.endpoints[active]
-            stalled_since = None if a.moved_at is None else now - a.moved_at
-            if (
-                stalled_since is not None
-                and stalled_since >= self.stall_after
-                and (self._stall_probed_at is None or now - self._stall_probed_at >= self.stall_after)
-            ):
-                self._stall_probed_at = now
-                due.extend(e.index for e in others if self.usable(e.index, now) and e.index not in due)
         if due:
             return sorted(set(due))
         regular = self._requests_since_probe >= self.probe_every or (

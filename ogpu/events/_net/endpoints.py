@@ -58,6 +58,8 @@ _FILTER_METHODS = ("eth_getFilterChanges", "eth_uninstallFilter")
 # A refused connection or a 5xx is asked once more, this much later, before
 # the request moves on: a blip should not cost a switch and a refill.
 _SHORT_RETRY = 0.1
+# How long closing waits for an endpoint that failed to take back its filters.
+_CLOSING_UNINSTALL = 1.0
 _RATE_WORDS = ("rate limit", "rate-limit", "too many requests", "throttl")
 
 
@@ -78,20 +80,24 @@ class EndpointPool:
         self,
         urls: Sequence[str],
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         chooser: EndpointChooser | None = None,
     ) -> None:
         self.urls = tuple(urls)
         self.clients = [RpcClient(url) for url in self.urls]
         self.masked_url = ", ".join(client.masked_url for client in self.clients)
         self.chooser = chooser or EndpointChooser([client.masked_url for client in self.clients])
-        self._clock = clock
+        # Looked up here, not at import: the simulation runs the pool on virtual time.
+        self._clock = clock if clock is not None else time.monotonic
         # (chain id, block 0 hash) of the first endpoint verified: every other must match.
         self._pin: tuple[int, str] | None = None
         self._pinned_by: int | None = None
         # Pool filter id -> (endpoint, the node's own id).
         self._owners: dict[str, tuple[int, str]] = {}
         self._lost: set[str] = set()
+        # Node filter ids to uninstall once their endpoint answers again (it was failing).
+        self._orphans: dict[int, set[str]] = {}
+        self._creating: set[asyncio.Future[list[Any]]] = set()
         self._probes: dict[int, asyncio.Task[None]] = {}
         self._serving: int | None = None  # the endpoint that answered last
         self.switches = 0
@@ -105,6 +111,12 @@ class EndpointPool:
     @property
     def ever_answered(self) -> bool:
         return any(client.ever_answered for client in self.clients)
+
+    @property
+    def latency_s(self) -> float | None:
+        """The last request's time at the endpoint that answers now."""
+        serving = self._serving
+        return None if serving is None else self.clients[serving].latency_s
 
     @property
     def serving(self) -> int | None:
@@ -122,8 +134,26 @@ class EndpointPool:
             task.cancel()
         if probes:
             await asyncio.wait(probes)
-        for client in self.clients:
-            await client.aclose()
+        if self._creating:
+            # A filter being made for a caller that left: its id, then its uninstall.
+            await asyncio.wait(list(self._creating), timeout=_CLOSING_UNINSTALL)
+        # Whatever is still installed is polled by no one from here.
+        for pool_id in list(self._owners):
+            self._orphan(pool_id)
+        try:
+            for i in list(self._orphans):
+                try:
+                    await asyncio.wait_for(self._uninstall_orphans(i), _CLOSING_UNINSTALL)
+                except (RpcError, asyncio.TimeoutError):
+                    for raw in self._orphans.pop(i, set()):
+                        log.warning(
+                            "could not uninstall filter %s at %s; the node expires it",
+                            raw,
+                            self.clients[i].masked_url,
+                        )
+        finally:
+            for client in self.clients:
+                await client.aclose()
 
     # --- requests ---
 
@@ -137,10 +167,32 @@ class EndpointPool:
             return answer
         if method == "eth_getLogs" and params and _numbered_end(params[0]) is not None:
             return await self._on_some_endpoint(lambda i: self._logs_at(i, params[0]), method)
-        answers = await self._on_some_endpoint(lambda i: self._batch_at(i, [(method, params)]), method)
+        ask = self._on_some_endpoint(lambda i: self._batch_at(i, [(method, params)]), method)
+        answers = await (self._create_filter(ask) if method == "eth_newFilter" else ask)
         if isinstance(answers[0], RpcResponseError):
             raise answers[0]
         return answers[0]
+
+    async def _create_filter(self, ask: Awaitable[list[Any]]) -> list[Any]:
+        """eth_newFilter that, if its caller gives up, still ends with the filter uninstalled.
+
+        Failing over can make a creation slow (an endpoint that never answers
+        costs a timeout before the next is asked): a stream closing meanwhile
+        must not leave behind the filter the next endpoint then makes.
+        """
+        task = asyncio.ensure_future(ask)
+        self._creating.add(task)
+        task.add_done_callback(self._creating.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(self._orphan_created)
+            raise
+
+    def _orphan_created(self, task: asyncio.Future[list[Any]]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        self._orphan(str(task.result()[0]))
 
     async def batch(self, calls: Sequence[Call]) -> list[Any]:
         return await self._on_some_endpoint(lambda i: self._batch_at(i, calls), batch_label(calls))
@@ -229,15 +281,47 @@ class EndpointPool:
         return logs
 
     async def _uninstall(self, params: Sequence[Any]) -> Any:
-        """To the filter's owner, whatever its state: a filter is removed where it was made."""
+        """At the filter's owner: a filter is removed where it was made.
+
+        An owner that is failing (cooling, a Retry-After running) is not
+        pressed: the filter is uninstalled when it answers again, or when the
+        pool closes. The stream is told it is done either way.
+        """
         pool_id = str(params[0]) if params else ""
         owner = self._owners.get(pool_id)
         if owner is None:
             return False
-        answer = await self.clients[owner[0]].call("eth_uninstallFilter", [owner[1], *params[1:]])
+        i, raw = owner
+        if not self.chooser.endpoints[i].proven:
+            self._orphan(pool_id)
+            return True
+        try:
+            answer = await self.clients[i].call("eth_uninstallFilter", [raw, *params[1:]])
+        except RpcError as exc:
+            if not _endpoint_fault(exc):
+                raise
+            self._failed(i, exc)
+            self._orphan(pool_id)
+            return True
+        # Forgotten only now: a caller cancelled during the call (a time box)
+        # leaves it to the next try, or to aclose.
         self._owners.pop(pool_id, None)
         self._lost.discard(pool_id)
         return answer
+
+    def _orphan(self, pool_id: str) -> None:
+        """No stream polls this filter again: uninstalled when its endpoint answers, or at close."""
+        owner = self._owners.pop(pool_id, None)
+        self._lost.discard(pool_id)
+        if owner is not None:
+            self._orphans.setdefault(owner[0], set()).add(owner[1])
+
+    async def _uninstall_orphans(self, i: int) -> None:
+        """The filters endpoint ``i`` still holds from before it failed, now that it answers."""
+        for raw in sorted(self._orphans.get(i, set())):
+            await self.clients[i].call("eth_uninstallFilter", [raw])
+            self._orphans[i].discard(raw)
+        self._orphans.pop(i, None)
 
     def _not_found(self, method: str, pool_id: str, i: int) -> Any:
         if method == "eth_uninstallFilter":
@@ -318,9 +402,15 @@ class EndpointPool:
             self.chooser.answered(i, self._clock(), self._clock() - started)
             if isinstance(latest, dict):
                 self._saw_head(i, latest)
+            if self._orphans.get(i):
+                await self._uninstall_orphans(i)
         except RpcError as exc:
             self._failed(i, exc)
             log.debug("probe of %s failed: %s", self.clients[i].masked_url, describe(exc))
+        except Exception as exc:
+            # Nobody awaits a probe: what escapes here would vanish unseen.
+            log.warning("probe of %s failed unexpectedly: %r", self.clients[i].masked_url, exc)
+            self.chooser.failed(i, self._clock(), describe(exc))
         finally:
             self._probes.pop(i, None)
 
@@ -353,6 +443,10 @@ class EndpointPool:
         self._start_probes()
 
     def _failed(self, i: int, exc: RpcError) -> None:
+        # An endpoint that failed may come back restarted, its filters gone
+        # (and some nodes then answer [] for them, not "not found"): the
+        # stream's filters there are not polled again; new ones refill.
+        self._lost.update(pool_id for pool_id, (owner, _) in self._owners.items() if owner == i)
         retry_after = None
         if isinstance(exc, RpcHttpError) and exc.status == 429:
             retry_after = exc.retry_after if exc.retry_after is not None else 1.0

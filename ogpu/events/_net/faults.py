@@ -7,13 +7,15 @@ history reader treat the same error the same way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import random
 import re
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 
 from ogpu._errors import (
     ChainChangedError,
@@ -37,6 +39,7 @@ __all__ = [
     "current_failures",
     "describe",
     "startup_deadline",
+    "startup_deadline_within",
     "suggested_span",
 ]
 
@@ -48,6 +51,10 @@ STARTUP_RETRY = "ogpu_startup_retry"
 # for misconfiguration (wrong URL, nothing listening) and raised. The kinds
 # of fault below give up sooner: each says more plainly that nobody is there.
 STARTUP_DEADLINE = 10.0
+# Another start-up deadline for one caller and the tasks it starts (the
+# command's OGPU_STARTUP_DEADLINE); None: STARTUP_DEADLINE. A context
+# variable, not a global: a stream opened elsewhere in the process keeps 10 s.
+_startup_override: ContextVar[float | None] = ContextVar("ogpu_startup_deadline", default=None)
 # Refused or unresolvable: retried briefly only, for a node that is still
 # starting (a devnode launched beside the watcher).
 UNREACHABLE_DEADLINE = 1.5
@@ -195,14 +202,26 @@ def startup_deadline(exc: BaseException) -> float:
     A timeout gets no retry at all: waiting for it already took the whole
     time the caller allowed for an answer.
     """
+    limit = _startup_override.get()
+    longest = STARTUP_DEADLINE if limit is None else limit
     if isinstance(exc, RpcTransportError):
         if exc.unreachable:
-            return min(UNREACHABLE_DEADLINE, STARTUP_DEADLINE)
+            return min(UNREACHABLE_DEADLINE, longest)
         if exc.timed_out:
             return 0.0
     if isinstance(exc, RpcProtocolError) or (isinstance(exc, RpcHttpError) and exc.status != 429):
-        return min(NOT_JSONRPC_DEADLINE, STARTUP_DEADLINE)
-    return STARTUP_DEADLINE
+        return min(NOT_JSONRPC_DEADLINE, longest)
+    return longest
+
+
+@contextlib.contextmanager
+def startup_deadline_within(seconds: float) -> Iterator[None]:
+    """Within the block, ``seconds`` replaces ``STARTUP_DEADLINE`` for this task and the tasks it starts."""
+    token = _startup_override.set(seconds)
+    try:
+        yield
+    finally:
+        _startup_override.reset(token)
 
 
 def describe(exc: BaseException) -> str:

@@ -145,6 +145,9 @@ class JsonRpc(Protocol):
     @property
     def requests_sent(self) -> int: ...
 
+    @property
+    def latency_s(self) -> float | None: ...
+
     async def call(self, method: str, params: Sequence[Any] = ()) -> Any: ...
 
     async def batch(self, calls: Sequence[Call]) -> list[Any]: ...
@@ -182,6 +185,8 @@ class RpcClient:
         # Set after the first well-formed JSON-RPC answer: until then a
         # persistent failure more likely means a wrong URL than a bad moment.
         self.ever_answered = False
+        # Seconds the last HTTP request that got a response took (for health()).
+        self.latency_s: float | None = None
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -243,6 +248,7 @@ class RpcClient:
         # Until the endpoint has answered once, a silent one is more likely a
         # wrong URL than a slow node: it gets less time (see STARTUP_TIMEOUT).
         timeout = self._startup_timeout if not self.ever_answered else None
+        sent = time.monotonic()
         try:
             if timeout is None:
                 response = await self._http.post(self.url, content=json.dumps(body))
@@ -250,6 +256,7 @@ class RpcClient:
                 response = await self._http.post(self.url, content=json.dumps(body), timeout=timeout)
         except httpx.HTTPError as exc:
             raise _transport_error(exc, self.masked_url, method) from exc
+        self.latency_s = time.monotonic() - sent
         status = response.status_code
         if status == 429 or status >= 500:
             raise RpcHttpError(

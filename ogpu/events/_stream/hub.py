@@ -65,7 +65,7 @@ from ogpu.events._stream.lane import Lane, Subscription
 from ogpu.events._stream.livefilter import LiveFilter
 from ogpu.events._stream.screen import first_contradicted, triage
 
-__all__ = ["Hub", "active_hubs", "hub_for", "hubs_at"]
+__all__ = ["Hub", "active_hubs", "every_hub", "hub_for", "hubs_at"]
 
 log = logging.getLogger("ogpu.events")
 
@@ -137,6 +137,11 @@ class Hub:
     @property
     def filter_id(self) -> str | None:
         return self.filter.id
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error the poll loop is retrying now; None once a poll succeeds."""
+        return self._retrier.failure
 
     @property
     def steady(self) -> bool:
@@ -681,6 +686,11 @@ def hub_for(urls: str | tuple[str, ...], nexus: str) -> Hub:
 def hubs_at(url: str) -> list[Hub]:
     """Hubs following ``url`` among their URLs, on every event loop (``ogpu.events.testing`` stops them)."""
     return [hub for registry in list(_HUBS.values()) for hub in registry.values() if url in hub.urls]
+
+
+def every_hub() -> list[Hub]:
+    """Hubs of every event loop: ``ogpu.events.health()`` may be asked from any thread."""
+    return [hub for registry in list(_HUBS.values()) for hub in list(registry.values())]
 
 
 def active_hubs() -> list[Hub]:

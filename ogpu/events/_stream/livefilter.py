@@ -226,7 +226,11 @@ class LiveFilter:
         headers = {n: maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
         if headers[last] is None:
             return False  # the answering backend lacks it: read again later
-        if not self._chain.holds(first - 1, headers.get(first - 1)):
+        # The last block too, where pinned: a read retried after the chain was
+        # replaced (another endpoint, a restarted node) may span heights no
+        # header pinned below it, and only the top shows the move.
+        below_ok = self._chain.holds(first - 1, headers.get(first - 1))
+        if not below_ok or not self._chain.holds(last, headers[last]):
             log.info("blocks below %d..%d changed while it was read; read again once followed", first, last)
             return False
         return True
