@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from unittest import mock
 
 import httpx
 import pytest
@@ -25,6 +27,8 @@ from ogpu import ChainConfig
 from ogpu.chain import mask_url
 from ogpu.events import AttemptedEvent, EndpointHealth, health, watch_attempted
 from ogpu.events._devnode.nodes import Anvil
+from ogpu.events._net import endpoints as _endpoints
+from ogpu.events._net.rpc import RpcClient
 from tests.anvil_helpers import Collector, Emitter, random_address, wait_until
 from tests.conftest import NEXUS
 from tests.faultproxy import FaultProxy
@@ -40,6 +44,7 @@ __all__ = [
     "leaked_filters",
     "said",
     "secrets_shown",
+    "short_request_timeout",
     "state_of",
     "switches",
     "wait_state",
@@ -74,6 +79,19 @@ async def endpoints(upstream: str, *names: str) -> AsyncIterator[list[Endpoint]]
     async with contextlib.AsyncExitStack() as stack:
         proxies = [await stack.enter_async_context(FaultProxy(upstream, seed=i)) for i in range(len(names))]
         yield [Endpoint(proxy, name) for proxy, name in zip(proxies, names, strict=True)]
+
+
+@contextlib.contextmanager
+def short_request_timeout(seconds: float) -> Iterator[None]:
+    """Streams started inside give each endpoint's client this timeout (10 s by default).
+
+    An endpoint that never answers costs the stream one timeout before it moves
+    on; a short one keeps such a scenario short. The pool builds its clients by
+    calling ``RpcClient`` in ``_net/endpoints.py``: replacing that name is the seam.
+    """
+    short = functools.partial(RpcClient, timeout=httpx.Timeout(seconds))
+    with mock.patch.object(_endpoints, "RpcClient", short):
+        yield
 
 
 def foreign_anvil(chain_id: int = 1071) -> Anvil:
@@ -127,10 +145,17 @@ class Run:
     yields can be compared with what was sent: :meth:`finish` returns both.
     """
 
-    def __init__(self, node: Anvil, ends: Sequence[Endpoint], poll_interval: float = POLL) -> None:
+    def __init__(
+        self,
+        node: Anvil,
+        ends: Sequence[Endpoint],
+        poll_interval: float = POLL,
+        emit_every: float = EMIT_EVERY,
+    ) -> None:
         self.node = node
         self.ends = ends
         self.poll_interval = poll_interval
+        self.emit_every = emit_every
         self.task = random_address()
         self._collector: Collector[AttemptedEvent] | None = None
         self._emitter: Emitter | None = None
@@ -141,7 +166,7 @@ class Run:
         start = self.node.block_number() + 1
         stream = watch_attempted(self.task, from_block=start, poll_interval=self.poll_interval)
         self._collector = Collector(stream)
-        self._emitter = Emitter(self.node, NEXUS, self.task, random_address(), EMIT_EVERY)
+        self._emitter = Emitter(self.node, NEXUS, self.task, random_address(), self.emit_every)
         return self
 
     async def __aexit__(self, *_: object) -> None:

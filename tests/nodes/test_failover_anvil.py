@@ -19,11 +19,13 @@ from ogpu.events._devnode.nodes import Anvil
 from tests.conftest import NEXUS
 from tests.failover_helpers import (
     Run,
+    endpoint_health,
     endpoints,
     foreign_anvil,
     leaked_filters,
     said,
     secrets_shown,
+    short_request_timeout,
     state_of,
     switches,
     wait_state,
@@ -71,6 +73,38 @@ async def test_primary_killed_mid_stream_then_back(
     # Away (a WARNING: the stream lost its preferred endpoint) and back (INFO): two lines.
     assert len(switches(lines, primary, secondary)) == 2, lines
     assert len(switches(said(caplog, logging.WARNING), primary, secondary)) == 1, lines
+    assert not secrets_shown(lines, [primary, secondary])
+    assert not leaked, "a filter was left installed"
+
+
+async def test_primary_silent_while_the_chain_runs_ahead(
+    shared_anvil: Anvil, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No answer at all (requests taken, never answered) while blocks come fast.
+
+    Each request the silent primary takes costs a whole request timeout, and
+    the chain runs far ahead of the head the stream believed meanwhile (more
+    than ``chain.SPIKE`` blocks): the stream must still hand over every event
+    once, and come back to the primary without skipping what came in between.
+    """
+    with short_request_timeout(2.0):
+        async with endpoints(shared_anvil.url, "primary", "secondary") as (primary, secondary):
+            # About a block every 10 ms: a timeout's worth is well over a hundred blocks.
+            async with Run(shared_anvil, [primary, secondary], emit_every=0.005) as run:
+                await run.more(20)
+                primary.proxy.hang = True
+                await run.more(300, timeout=30.0)
+                assert state_of(primary) == "cooling" and state_of(secondary) == "active"
+                assert endpoint_health(primary).last_error is not None
+                primary.proxy.hang = False
+                await wait_state(primary, "active", timeout=30.0)
+                await run.more(50)
+                delivered, sent = await run.finish()
+            leaked = await leaked_filters(shared_anvil.url, [primary.proxy, secondary.proxy])
+
+    assert delivered == list(range(sent))
+    lines = said(caplog)
+    assert len(switches(lines, primary, secondary)) == 2, lines
     assert not secrets_shown(lines, [primary, secondary])
     assert not leaked, "a filter was left installed"
 
