@@ -25,7 +25,7 @@ import pytest
 
 from ogpu import ChainConfig
 from ogpu.chain import mask_url
-from ogpu.events import AttemptedEvent, EndpointHealth, health, watch_attempted
+from ogpu.events import AttemptedEvent, EndpointHealth, StreamHealth, health, watch_attempted
 from ogpu.events._devnode.nodes import Anvil
 from ogpu.events._net import endpoints as _endpoints
 from ogpu.events._net.rpc import RpcClient
@@ -47,6 +47,7 @@ __all__ = [
     "short_request_timeout",
     "state_of",
     "switches",
+    "the_stream",
     "wait_state",
 ]
 
@@ -197,12 +198,18 @@ class Run:
         return delivered, sent
 
 
-def endpoint_health(end: Endpoint) -> EndpointHealth:
-    """What ``ogpu.events.health()`` says of ``end`` (by its masked URL) in the one running stream."""
+def the_stream() -> StreamHealth:
+    """What ``ogpu.events.health()`` says of the one running stream."""
     streams = health()
     assert len(streams) == 1, streams
-    found = [e for e in streams[0].endpoints if e.url == end.masked]
-    assert len(found) == 1, (end.masked, [e.url for e in streams[0].endpoints])
+    return streams[0]
+
+
+def endpoint_health(end: Endpoint) -> EndpointHealth:
+    """What ``ogpu.events.health()`` says of ``end`` (by its masked URL) in the one running stream."""
+    stream = the_stream()
+    found = [e for e in stream.endpoints if e.url == end.masked]
+    assert len(found) == 1, (end.masked, [e.url for e in stream.endpoints])
     return found[0]
 
 

@@ -12,6 +12,7 @@ and no filter left installed on the node.
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
@@ -28,9 +29,11 @@ from tests.failover_helpers import (
     short_request_timeout,
     state_of,
     switches,
+    the_stream,
     wait_state,
 )
 from tests.faultproxy import Fault, Rule
+from tests.faultscenarios import REFILL
 
 pytestmark = pytest.mark.anyio
 
@@ -54,8 +57,12 @@ async def test_primary_killed_mid_stream_then_back(
 
             await primary.proxy.kill()
             await run.more(10)
-            assert state_of(secondary) == "active"
-            assert state_of(primary) != "active"
+            stream = the_stream()
+            # The one in use first; the dead one cooling, with what its request got.
+            assert [e.url for e in stream.endpoints] == [secondary.masked, primary.masked]
+            assert [e.state for e in stream.endpoints] == ["active", "cooling"]
+            assert stream.endpoints[1].last_error is not None
+            assert stream.watchers == 1 and stream.head is not None and stream.cursor is not None
             assert secondary.polls > 0
 
             await primary.proxy.revive()
@@ -145,6 +152,8 @@ async def test_rate_limited_primary_is_left_at_once_and_cools_down(
             # Well within the 30 s the primary asked for: the stream did not sit it out.
             await run.more(10, timeout=8.0)
             assert state_of(primary) == "cooling" and state_of(secondary) == "active"
+            why = endpoint_health(primary).last_error
+            assert why is not None and "429" in why
             # One answer of 429 was enough to leave, and the cool-down is honoured:
             # nothing more was sent to the primary (no retry, no probe).
             assert limit.fired == 1
@@ -170,12 +179,19 @@ async def test_filter_poll_on_a_backend_that_never_saw_the_filter(
             stranger = Rule(Fault.UNKNOWN_FILTER, _CHANGES, every=3, times=5, style=answer)
             balanced.proxy.add(stranger)
             await run.more(15)
+            # A filter lost is no reason to leave an endpoint that answers.
+            assert state_of(balanced) == "active" and state_of(secondary) == "standby"
             delivered, sent = await run.finish()
         leaked = await leaked_filters(shared_anvil.url, [balanced.proxy, secondary.proxy])
 
     assert stranger.fired > 0, "the fault never fired, so this run proves nothing"
     assert delivered == list(range(sent))
-    assert not secrets_shown(said(caplog), [balanced, secondary])
+    lines = said(caplog)
+    assert not switches(lines, balanced, secondary), lines
+    assert secondary.polls == 0
+    if answer == "error":
+        assert any(re.search(REFILL, line) for line in lines), lines
+    assert not secrets_shown(lines, [balanced, secondary])
     assert not leaked, "a filter was left installed"
 
 
@@ -204,6 +220,8 @@ async def test_another_chain_with_the_same_chain_id_is_excluded(
                     stranger_node.emit(NEXUS, "Attempted", run.task, NEXUS, 10**9 + n)
                 await run.more(5)
                 assert state_of(backup) == "active" and state_of(stranger) == "excluded"
+                why = endpoint_health(stranger).last_error
+                assert why is not None and stranger.secret not in why
                 delivered, sent = await run.finish()
             # The primary died holding a filter nobody can reach; the others' are gone.
             leaked = await leaked_filters(shared_anvil.url, [backup.proxy])
