@@ -26,8 +26,8 @@ import httpx
 from ogpu import ChainConfig
 from ogpu.events import AttemptedEvent, watch_attempted
 from ogpu.events._devnode.nodes import EMITTER_CODE, event_calldata
+from ogpu.events._net import endpoints as _endpoints
 from ogpu.events._net.rpc import RpcClient
-from ogpu.events._stream import hub as _hub
 from tests.faultproxy import FILTER_METHODS, Fault, FaultProxy, Rule
 
 __all__ = ["ISSUE8_SCENARIOS", "SCENARIOS", "Outcome", "Scenario", "run_scenario"]
@@ -295,10 +295,11 @@ def _client_timeout(seconds: float | None) -> Iterator[None]:
     if seconds is None:
         yield
         return
-    # The hub builds its client with RpcClient's default timeout, bound when
-    # the class was defined; replacing the name the hub calls is the seam.
+    # The hub opens its client (one URL) or pool (several) through
+    # _net/endpoints.py with RpcClient's default timeout, bound when the class
+    # was defined; replacing the name that module calls is the seam.
     short = functools.partial(RpcClient, timeout=httpx.Timeout(seconds))
-    with mock.patch.object(_hub, "RpcClient", short):
+    with mock.patch.object(_endpoints, "RpcClient", short):
         yield
 
 
