@@ -3,7 +3,7 @@
 Run from the repository root (``make faults``)::
 
     .venv/bin/python scripts/fault_matrix.py [-v] [-k SUBSTRING] [--sim N] [--sim-from SEED]
-        [--jobs N] [--sim-only] [--anvil-soak N] [--anvil-soak-from SEED]
+        [--jobs N] [--sim-only] [--sim-endpoints N] [--anvil-soak N] [--anvil-soak-from SEED]
 
 Then runs ``N`` seeds (default 10,000; 0 skips it) of the deterministic
 simulation (``tests/sim``: the whole stream on virtual time against the
@@ -34,6 +34,7 @@ from ogpu.events._devnode.nodes import Anvil
 from tests.anvilsoak import run_anvil_seed
 from tests.faultscenarios import ISSUE8_SCENARIOS, SCENARIOS, Outcome, run_scenario
 from tests.sim import FAULTS
+from tests.sim.endpoints import ENDPOINT_FAULTS, ENDPOINT_SEEDS_FROM
 from tests.sim.runner import run_many, summary_line
 from tests.soak import SoakResult
 
@@ -105,6 +106,13 @@ def main() -> int:
     )
     parser.add_argument("--sim-from", type=int, default=1, metavar="SEED", help="first simulation seed")
     parser.add_argument(
+        "--sim-endpoints",
+        type=int,
+        default=2_000,
+        metavar="N",
+        help="seeds of the multi-endpoint family to run too (from seed 1,000,000; default 2,000; 0: none)",
+    )
+    parser.add_argument(
         "--sim-faults",
         default=",".join(FAULTS),
         metavar="KINDS",
@@ -154,6 +162,13 @@ def main() -> int:
         totals = run_many(seeds, jobs=args.jobs, faults=kinds)
         sim_failed = len(totals.failed)
         print(summary_line(totals))
+    if args.sim_endpoints > 0:
+        # Several endpoints of one chain, each failing its own way (tests/sim/endpoints.py).
+        kinds = (*(k for k in args.sim_faults.split(",") if k), *ENDPOINT_FAULTS)
+        seeds = range(ENDPOINT_SEEDS_FROM, ENDPOINT_SEEDS_FROM + args.sim_endpoints)
+        totals = run_many(seeds, jobs=args.jobs, faults=kinds)
+        sim_failed += len(totals.failed)
+        print("endpoints " + summary_line(totals))
     anvil_failed = 0
     if args.anvil_soak > 0:
         seeds = range(args.anvil_soak_from, args.anvil_soak_from + args.anvil_soak)

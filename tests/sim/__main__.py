@@ -1,5 +1,8 @@
 """Run the simulation: ``python -m tests.sim --seed 148 -v`` replays one seed, ``--seeds N`` runs many.
 
+Seeds from 1,000,000 on are the multi-endpoint family (``tests/sim/endpoints.py``):
+``--endpoints --seeds 2000`` runs its first 2,000.
+
 Run from the repository root. One seed prints its verdict (and with ``-v``
 every fault as it fires and the stream's log, on virtual time); many seeds
 print one summary line and, for each failing seed, its verdict and the
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tests.sim.endpoints import ENDPOINT_SEEDS_FROM
 from tests.sim.runner import run_many, summary_line
 from tests.sim.scenario import FAULTS, KNOWN_FAILURES_FILE, STEPS, run_seed, write_known_failures
 
@@ -23,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", type=int, default=100, metavar="N", help="seeds to run (default 100)")
     parser.add_argument("--from", dest="first", type=int, default=1, metavar="SEED", help="first seed")
+    parser.add_argument(
+        "--endpoints",
+        action="store_true",
+        help=f"the multi-endpoint family: --from counts from seed {ENDPOINT_SEEDS_FROM:,}",
+    )
     parser.add_argument("--jobs", type=int, default=2, metavar="N", help="processes (default 2)")
     parser.add_argument("--steps", type=int, default=STEPS, help=f"schedule steps per seed (default {STEPS})")
     parser.add_argument(
@@ -40,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     faults = None if args.faults is None else [kind for kind in args.faults.split(",") if kind]
+    if args.endpoints and args.first < ENDPOINT_SEEDS_FROM:
+        args.first += ENDPOINT_SEEDS_FROM - 1
     if args.seed is not None:
         result = run_seed(args.seed, steps=args.steps, echo=args.verbose and not args.digest, faults=faults)
         if args.digest:

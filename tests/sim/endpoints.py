@@ -79,6 +79,9 @@ class SimFront(httpx.AsyncBaseTransport):
         # refused everything (down, 429, 503): it asked; the endpoint expires them.
         self.misrouted_uninstalls: set[str] = set()
         self.refused_uninstalls: set[str] = set()
+        # Whether a running stream has had an answer: a request that times out
+        # before one is taken for a wrong URL (README), so silence is then a refusal.
+        self.answered: Callable[[], bool] = lambda: True
 
     # --- what the schedule does to it ---
 
@@ -104,15 +107,15 @@ class SimFront(httpx.AsyncBaseTransport):
         node.transcript.append(f"{node._clock():.6f} {self.url} ".encode() + body)
         if self.down is not None or self.status is not None:
             self._note_refused_uninstalls(json.loads(body))
-        if self.down == "refused":
+        if self.down == "silent" and self.answered():
+            await asyncio.sleep(self._net.uniform(1.0, 10.0))
+            raise httpx.ReadTimeout("the answer never arrived", request=request)
+        if self.down == "refused" or self.down == "silent":
             await asyncio.sleep(self._net.uniform(*node.latency))
             try:
                 raise ConnectionRefusedError(111, "Connection refused")
             except ConnectionRefusedError as refused:
                 raise httpx.ConnectError("connection refused", request=request) from refused
-        if self.down == "silent":
-            await asyncio.sleep(self._net.uniform(1.0, 10.0))
-            raise httpx.ReadTimeout("the answer never arrived", request=request)
         status = self.status  # as the request arrived: the fault may end while it is answered
         if status is not None:
             await asyncio.sleep(self._net.uniform(*node.latency))
@@ -227,6 +230,11 @@ def make_fronts(node: SimNode, seed: int, rng: random.Random) -> list[SimFront]:
     for front in fronts:
         if front.role == "lags":
             front.lag = rng.randint(1, 6)
+        if not node.batch_supported:
+            # A balancer that spreads even a head and a read of the same moment
+            # over backends at different heights, one call per request, cannot
+            # be checked by anyone: its backends are kept level.
+            front.backend_lag = [0, 0]
     return fronts
 
 

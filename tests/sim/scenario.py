@@ -217,10 +217,10 @@ def replay_command(seed: int) -> str:
 KNOWN_FAILURES_FILE = Path(__file__).with_name("known_failures.txt")
 
 
-def known_failures() -> set[int]:
-    if not KNOWN_FAILURES_FILE.exists():
+def known_failures(path: Path = KNOWN_FAILURES_FILE) -> set[int]:
+    if not path.exists():
         return set()
-    words = (line.split("#", 1)[0].split() for line in KNOWN_FAILURES_FILE.read_text().splitlines())
+    words = (line.split("#", 1)[0].split() for line in path.read_text().splitlines())
     return {int(word) for line in words for word in line}
 
 
@@ -332,6 +332,8 @@ class _Sim:
         # The multi-endpoint family (tests/sim/endpoints.py): drawn last, so the
         # schedule of every other seed stays what it was.
         self.fronts: list[SimFront] = make_fronts(self.node, seed, rng) if is_endpoint_seed(seed) else []
+        for front in self.fronts:
+            front.answered = self._answered
         if self.fronts:
             self.settings = ", ".join(
                 filter(None, [self.settings, "endpoints " + "/".join(f.role for f in self.fronts)])

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ogpu._errors import RpcError
-from ogpu.events._net.rpc import RpcClient
+from ogpu.events._net.rpc import JsonRpc
 
 __all__ = ["BlockTimes"]
 
@@ -31,7 +31,7 @@ _LOOKUP_TIMEOUT = 5.0
 class BlockTimes:
     """Unix timestamps of blocks by hash, fetched in batches and cached."""
 
-    def __init__(self, client: RpcClient, *, timeout: float = _LOOKUP_TIMEOUT) -> None:
+    def __init__(self, client: JsonRpc, *, timeout: float = _LOOKUP_TIMEOUT) -> None:
         self._client = client
         self._timeout = timeout
         self._cache: OrderedDict[str, int] = OrderedDict()

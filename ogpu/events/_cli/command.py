@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from ogpu.events._checkpoint.store import Checkpoint
     from ogpu.events._cli.state import StateFile, Stream
     from ogpu.events._codec.position import EventPosition
-    from ogpu.events._net.rpc import RpcClient
+    from ogpu.events._net.rpc import JsonRpc
 
 __all__ = [
     "EXIT_FAILED",
@@ -356,12 +356,12 @@ def _startup_deadline() -> float | None:
     return seconds
 
 
-async def _head(client: RpcClient) -> int:
+async def _head(client: JsonRpc) -> int:
     """The node's head block, retried like the stream retries until the startup deadline."""
     return await _quantity(client, "eth_blockNumber", "reading the head block")
 
 
-async def _quantity(client: RpcClient, method: str, doing: str) -> int:
+async def _quantity(client: JsonRpc, method: str, doing: str) -> int:
     """A number the node answers ``method`` with, retried until the startup deadline."""
     retrier = Retrier(lambda: client.ever_answered, client.masked_url)
     while True:
@@ -382,7 +382,7 @@ async def _quantity(client: RpcClient, method: str, doing: str) -> int:
 
 async def _resume_from_state(
     args: argparse.Namespace,
-    client: RpcClient,
+    client: JsonRpc,
     specs: tuple[EventSpec, ...],
     field: str | None,
     scope: str | None,
@@ -433,7 +433,7 @@ async def _resume_from_state(
 STATE_REACH_WAIT = 10.0
 
 
-async def _ends_below(client: RpcClient, position: EventPosition) -> bool:
+async def _ends_below(client: JsonRpc, position: EventPosition) -> bool:
     """Whether the node's chain stays below ``position``'s block and does not know that block.
 
     A backend behind catches up within seconds; a development node restarted
@@ -452,7 +452,7 @@ async def _ends_below(client: RpcClient, position: EventPosition) -> bool:
     return False
 
 
-async def _genesis(client: RpcClient) -> str | None:
+async def _genesis(client: JsonRpc) -> str | None:
     """Block 0's hash, or None if the node will not say (a pruned node): then it is not compared."""
     from ogpu.events._stream.chain import maybe_header
 
@@ -465,14 +465,14 @@ async def _genesis(client: RpcClient) -> str | None:
     return None if header is None else header.hash
 
 
-def _answered(client: RpcClient) -> bool:
+def _answered(client: JsonRpc) -> bool:
     """Whether the node has given any JSON-RPC answer, to the stream or to the command."""
     return client.ever_answered or any(
         endpoint.answered for stream in health() for endpoint in stream.endpoints
     )
 
 
-async def _waiting_notice(client: RpcClient, err: TextIO, after: float) -> None:
+async def _waiting_notice(client: JsonRpc, err: TextIO, after: float) -> None:
     """One line on a terminal when the node keeps the user waiting for its first answer."""
     await asyncio.sleep(after)
     if not _answered(client):
@@ -480,7 +480,7 @@ async def _waiting_notice(client: RpcClient, err: TextIO, after: float) -> None:
         err.flush()
 
 
-async def _chain_notice(client: RpcClient, err: TextIO, served: int | None) -> None:
+async def _chain_notice(client: JsonRpc, err: TextIO, served: int | None) -> None:
     """One line when the node serves another chain than the configured one.
 
     Legitimate (a local node under the mainnet configuration, as the demo
@@ -603,11 +603,13 @@ async def stream_events(
     whether ``out`` and ``err`` are terminals.
     """
     specs, field, scope, label = _target(args)
-    url = _configure_chain(args)
+    _configure_chain(args)
     checkpoint = _checkpoint_for(args, specs, field, scope)
-    from ogpu.events._net.rpc import RpcClient  # after the input is checked: bad input never loads httpx
+    # After the input is checked: bad input never loads httpx. Every URL given,
+    # as the stream has them: a --rpc A --rpc B command goes on when A dies.
+    from ogpu.events._net.endpoints import open_client
 
-    client = RpcClient(url)
+    client = open_client(ChainConfig.get_rpcs(), announce=False)
     notice: asyncio.Task[None] | None = None
     chain_notice: asyncio.Task[None] | None = None
     pump: asyncio.Task[None] | None = None
@@ -676,7 +678,7 @@ async def stream_events(
 async def _print_events(
     args: argparse.Namespace,
     queue: asyncio.Queue[Any],
-    client: RpcClient,
+    client: JsonRpc,
     out: TextIO,
     err: TextIO,
     progress: CatchUpProgress,

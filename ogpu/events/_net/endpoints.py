@@ -55,6 +55,7 @@ log = logging.getLogger("ogpu.events")
 
 _T = TypeVar("_T")
 _FILTER_METHODS = ("eth_getFilterChanges", "eth_uninstallFilter")
+_BLOCK_LOOKUPS = ("eth_getBlockByNumber", "eth_getBlockByHash")
 # A refused connection or a 5xx is asked once more, this much later, before
 # the request moves on: a blip should not cost a switch and a refill.
 _SHORT_RETRY = 0.1
@@ -63,10 +64,14 @@ _CLOSING_UNINSTALL = 1.0
 _RATE_WORDS = ("rate limit", "rate-limit", "too many requests", "throttl")
 
 
-def open_client(urls: str | Sequence[str]) -> JsonRpc:
-    """A client for one URL, a pool for several (one URL behaves exactly as before pools existed)."""
+def open_client(urls: str | Sequence[str], *, announce: bool = True) -> JsonRpc:
+    """A client for one URL, a pool for several (one URL behaves exactly as before pools existed).
+
+    ``announce=False``: a side client (the command's own few calls beside
+    the stream) that leaves telling of switches to the stream's pool.
+    """
     urls = (urls,) if isinstance(urls, str) else tuple(urls)
-    return RpcClient(urls[0]) if len(urls) == 1 else EndpointPool(urls)
+    return RpcClient(urls[0]) if len(urls) == 1 else EndpointPool(urls, announce=announce)
 
 
 class _NotReached(Exception):
@@ -82,6 +87,7 @@ class EndpointPool:
         *,
         clock: Callable[[], float] | None = None,
         chooser: EndpointChooser | None = None,
+        announce: bool = True,
     ) -> None:
         self.urls = tuple(urls)
         self.clients = [RpcClient(url) for url in self.urls]
@@ -101,6 +107,7 @@ class EndpointPool:
         self._probes: dict[int, asyncio.Task[None]] = {}
         self._serving: int | None = None  # the endpoint that answered last
         self.switches = 0
+        self._announce = announce  # log switches at WARNING/INFO (else DEBUG)
 
     # --- what the hub reads of a client ---
 
@@ -171,7 +178,29 @@ class EndpointPool:
         answers = await (self._create_filter(ask) if method == "eth_newFilter" else ask)
         if isinstance(answers[0], RpcResponseError):
             raise answers[0]
+        if answers[0] is None and method in _BLOCK_LOOKUPS and params and params[0] != "latest":
+            return await self._found_elsewhere(method, params)
         return answers[0]
+
+    async def _found_elsewhere(self, method: str, params: Sequence[Any]) -> Any:
+        """A block one endpoint lacks (null), from another that has it, if any does.
+
+        A block by hash is the same block wherever it is found, and one by
+        number is judged against the pinned chain by its caller: asking the
+        others only spares a caller (an after= check) from taking a lagging
+        endpoint's "not there" for "no longer on the chain".
+        """
+        now = self._clock()
+        for i in self.chooser.order(now):
+            if i == self._serving or not self.chooser.endpoints[i].verified:
+                continue
+            try:
+                answer = await self.clients[i].call(method, list(params))
+            except RpcError:
+                continue
+            if answer is not None:
+                return answer
+        return None
 
     async def _create_filter(self, ask: Awaitable[list[Any]]) -> list[Any]:
         """eth_newFilter that, if its caller gives up, still ends with the filter uninstalled.
@@ -376,6 +405,14 @@ class EndpointPool:
         name = self.clients[i].masked_url
         if self._pin is None:
             self._pin, self._pinned_by = actual, i
+            # What -v shows of the endpoints (the command logs INFO there).
+            log.info(
+                "following chain %d through %d endpoints, in order of preference: %s (chain pinned by %s)",
+                actual[0],
+                len(self.clients),
+                self.masked_url,
+                name,
+            )
         elif actual != self._pin:
             assert self._pinned_by is not None
             pinned = self.clients[self._pinned_by].masked_url
@@ -432,14 +469,30 @@ class EndpointPool:
         now = self._clock()
         self.chooser.answered(i, now, latency)
         previous, self._serving = self._serving, i
+        loud = logging.WARNING if self._announce else logging.DEBUG
+        if previous is None and i != 0:
+            # Not a switch, but the user listed another endpoint first: say why it is not used.
+            first = self.chooser.endpoints[0]
+            log.log(
+                loud,
+                "using endpoint %s: %s %s",
+                self.clients[i].masked_url,
+                first.name,
+                "is excluded" if first.excluded else f"failed ({first.last_error or 'no answer'})",
+            )
         if previous is not None and previous != i:
             self.switches += 1
             old, new = self.clients[previous].masked_url, self.clients[i].masked_url
             if i < previous:
-                log.info("switched back to endpoint %s from %s: it is healthy and current again", new, old)
+                log.log(
+                    logging.INFO if self._announce else logging.DEBUG,
+                    "switched back to endpoint %s from %s: it is healthy and current again",
+                    new,
+                    old,
+                )
             else:
                 why = self.chooser.why_not(previous, now)
-                log.warning("switched from endpoint %s to %s: %s", old, new, why)
+                log.log(loud, "switched from endpoint %s to %s: %s", old, new, why)
         self._start_probes()
 
     def _failed(self, i: int, exc: RpcError) -> None:
