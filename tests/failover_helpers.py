@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from unittest import mock
@@ -123,8 +124,15 @@ def said(caplog: pytest.LogCaptureFixture, level: int = logging.INFO) -> list[st
 
 
 def switches(lines: Sequence[str], one: Endpoint, other: Endpoint) -> list[str]:
-    """The lines that name both endpoints (masked): a switch between them, either way."""
-    return [line for line in lines if one.masked in line and other.masked in line]
+    """The lines that say the stream switched between two endpoints, either way, naming both masked.
+
+    (Other lines may name both too: the list of endpoints a stream starts with.)
+    """
+    return [
+        line
+        for line in lines
+        if one.masked in line and other.masked in line and re.search(r"\bswitch", line, re.IGNORECASE)
+    ]
 
 
 def secrets_shown(lines: Sequence[str], ends: Iterable[Endpoint]) -> list[str]:
