@@ -185,7 +185,7 @@ class FaultProxy:
         # Be a node this many blocks behind the real one (0: current).
         self.lag = 0
         # Called with the methods of each JSON-RPC request as it arrives (a benchmark's clock).
-        self.on_request: Callable[[list[str]], None] | None = None
+        self.on_request: Callable[[list[str]], object] | None = None
         # Filter changes a lagging node has not reached yet, by filter id.
         self._held: dict[str, list[dict[str, Any]]] = {}
         self._alive = False

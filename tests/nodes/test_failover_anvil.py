@@ -17,6 +17,7 @@ import re
 import pytest
 
 from ogpu.events._devnode.nodes import Anvil
+from ogpu.events._stream.hub import active_hubs
 from tests.conftest import NEXUS
 from tests.failover_helpers import (
     Run,
@@ -147,10 +148,18 @@ async def test_rate_limited_primary_is_left_at_once_and_cools_down(
     async with endpoints(shared_anvil.url, "primary", "secondary") as (primary, secondary):
         async with Run(shared_anvil, [primary, secondary]) as run:
             await run.more(5)
+            [hub] = active_hubs()
+            # The stream's ticks when the primary first said 429, and when the
+            # secondary was next asked anything.
+            ticks: dict[str, int] = {}
             limit = Rule(Fault.RATE_LIMIT, retry_after="30")
+            primary.proxy.on_request = lambda _: ticks.setdefault("429", hub.ticks)
+            secondary.proxy.on_request = lambda _: "429" in ticks and ticks.setdefault("left", hub.ticks)
             primary.proxy.add(limit)
             # Well within the 30 s the primary asked for: the stream did not sit it out.
             await run.more(10, timeout=8.0)
+            # Left within a poll interval: the secondary was asked in the same tick or the next.
+            assert ticks["left"] - ticks["429"] <= 1, ticks
             assert state_of(primary) == "cooling" and state_of(secondary) == "active"
             why = endpoint_health(primary).last_error
             assert why is not None and "429" in why
