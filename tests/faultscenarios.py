@@ -295,9 +295,9 @@ def _client_timeout(seconds: float | None) -> Iterator[None]:
     if seconds is None:
         yield
         return
-    # The hub opens its client (one URL) or pool (several) through
-    # _net/endpoints.py with RpcClient's default timeout, bound when the class
-    # was defined; replacing the name that module calls is the seam.
+    # The hub builds its client (through open_client) with RpcClient's default
+    # timeout, bound when the class was defined; replacing the name open_client
+    # calls is the seam.
     short = functools.partial(RpcClient, timeout=httpx.Timeout(seconds))
     with mock.patch.object(_endpoints, "RpcClient", short):
         yield

@@ -39,4 +39,4 @@ def test_a_dead_first_rpc_is_passed_over_with_one_line(capsys: pytest.CaptureFix
     assert json.loads(line)["suggested_payment"] == 7
     said = [line for line in err.splitlines() if dead in line]
     assert len(said) == 1, err
-    assert f"using endpoint {node.url}" in said[0] and "connection refused" in said[0]
+    assert f"switched from endpoint {dead} to {node.url}: connection refused" in said[0]

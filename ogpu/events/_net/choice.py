@@ -69,6 +69,8 @@ class EndpointState:
     verified: bool = False
     excluded: str | None = None  # why, once excluded (for good)
     head: int | None = None
+    top: int | None = None  # the highest head it showed (a balancer's heads bounce) ...
+    top_at: float | None = None  # ... last shown at this time
     head_at: float | None = None
     moved_at: float | None = None  # when its head last rose
     behind: int = 0  # blocks below the best head known when its head was seen
@@ -160,6 +162,8 @@ class EndpointChooser:
         if e.head is None or head > e.head:
             e.moved_at = now
         e.head = head
+        if e.top is None or head >= e.top:
+            e.top, e.top_at = head, now
         e.head_at = now
         best = self.best_head(excluding=e.index)
         e.behind = 0 if best is None else max(0, best - head)
@@ -168,9 +172,9 @@ class EndpointChooser:
 
     def best_head(self, excluding: int | None = None) -> int | None:
         heads = [
-            e.head
+            e.top
             for e in self.endpoints
-            if e.head is not None and e.excluded is None and e.index != excluding and e.verified
+            if e.top is not None and e.excluded is None and e.index != excluding and e.verified
         ]
         return max(heads, default=None)
 

@@ -59,6 +59,9 @@ _BLOCK_LOOKUPS = ("eth_getBlockByNumber", "eth_getBlockByHash")
 # A refused connection or a 5xx is asked once more, this much later, before
 # the request moves on: a blip should not cost a switch and a refill.
 _SHORT_RETRY = 0.1
+# How recently another endpoint must have shown a block for its absence at
+# the answering one to be a lag rather than a chain that ended lower.
+_SHOWN_LATELY = 30.0
 # How long closing waits for an endpoint that failed to take back its filters.
 _CLOSING_UNINSTALL = 1.0
 _RATE_WORDS = ("rate limit", "rate-limit", "too many requests", "throttl")
@@ -107,7 +110,8 @@ class EndpointPool:
         self._probes: dict[int, asyncio.Task[None]] = {}
         self._serving: int | None = None  # the endpoint that answered last
         self.switches = 0
-        self._announce = announce  # log switches at WARNING/INFO (else DEBUG)
+        self._announce_switches = announce  # log switches at WARNING/INFO (else DEBUG)
+        self._announced: int | None = None  # the active endpoint last told of
 
     # --- what the hub reads of a client ---
 
@@ -129,6 +133,27 @@ class EndpointPool:
     def serving(self) -> int | None:
         """The endpoint that answered the latest request."""
         return self._serving
+
+    def serving_lags(self, height: int) -> bool:
+        """Whether the endpoint answering lacks ``height``, which an endpoint of this chain showed lately."""
+        serving = self._serving
+        if serving is None:
+            return False
+        own = self.chooser.endpoints[serving].head
+        if own is None or own >= height:
+            return False
+        # Any endpoint of this chain, this one included: a balancer whose
+        # backends differ showed the block before, from its other backend.
+        # Lately: a chain replaced by a shorter one (a development node
+        # restarted) must not be taken for a lag for ever.
+        since = self._clock() - _SHOWN_LATELY
+        return any(
+            e.verified
+            and e.excluded is None
+            and (e.top if e.top is not None else -1) >= height
+            and (e.top_at if e.top_at is not None else since - 1) >= since
+            for e in self.chooser.endpoints
+        )
 
     def endpoint_states(self) -> list[tuple[EndpointState, State]]:
         """Each endpoint's record and state, in order of preference (for ``health()``)."""
@@ -191,9 +216,15 @@ class EndpointPool:
         endpoint's "not there" for "no longer on the chain".
         """
         now = self._clock()
-        for i in self.chooser.order(now):
-            if i == self._serving or not self.chooser.endpoints[i].verified:
-                continue
+        serving = self._serving
+        tries = [i for i in self.chooser.order(now) if i != serving and self.chooser.endpoints[i].verified]
+        if serving is not None and method == "eth_getBlockByNumber" and str(params[0]).startswith("0x"):
+            top = self.chooser.endpoints[serving].top
+            if top is not None and top >= int(str(params[0]), 16):
+                # It showed a head at or above that block: a balancer's backend
+                # behind answered. Asked again, another backend may answer.
+                tries = [serving, serving, *tries]
+        for i in tries:
             try:
                 answer = await self.clients[i].call(method, list(params))
             except RpcError:
@@ -230,7 +261,9 @@ class EndpointPool:
         """``send`` to the active endpoint; on an endpoint's fault, to the next, at once."""
         errors: list[tuple[int, RpcError]] = []
         lacking: list[int] = []
-        for i in self.chooser.order(self._clock()):
+        order = self.chooser.order(self._clock())
+        self._announce()
+        for i in order:
             if not await self._ready(i, errors):
                 continue
             for attempt in range(2):
@@ -466,34 +499,33 @@ class EndpointPool:
         self.chooser.answered(i, self._clock(), head=number)
 
     def _answered(self, i: int, latency: float) -> None:
-        now = self._clock()
-        self.chooser.answered(i, now, latency)
-        previous, self._serving = self._serving, i
-        loud = logging.WARNING if self._announce else logging.DEBUG
-        if previous is None and i != 0:
-            # Not a switch, but the user listed another endpoint first: say why it is not used.
-            first = self.chooser.endpoints[0]
-            log.log(
-                loud,
-                "using endpoint %s: %s %s",
-                self.clients[i].masked_url,
-                first.name,
-                "is excluded" if first.excluded else f"failed ({first.last_error or 'no answer'})",
-            )
-        if previous is not None and previous != i:
-            self.switches += 1
-            old, new = self.clients[previous].masked_url, self.clients[i].masked_url
-            if i < previous:
-                log.log(
-                    logging.INFO if self._announce else logging.DEBUG,
-                    "switched back to endpoint %s from %s: it is healthy and current again",
-                    new,
-                    old,
-                )
-            else:
-                why = self.chooser.why_not(previous, now)
-                log.log(loud, "switched from endpoint %s to %s: %s", old, new, why)
+        self.chooser.answered(i, self._clock(), latency)
+        self._serving = i
         self._start_probes()
+
+    def _announce(self) -> None:
+        """One line when the active endpoint changes (not for one request that went elsewhere)."""
+        active = self.chooser.active_index
+        if active is None or active == self._announced:
+            return
+        previous, self._announced = self._announced, active
+        loud = logging.WARNING if self._announce_switches else logging.DEBUG
+        new = self.clients[active].masked_url
+        if previous is None:
+            if active != 0:
+                # Not a switch, but the user listed another endpoint first: say why it is not used.
+                first = self.chooser.endpoints[0]
+                why = "is excluded" if first.excluded else f"failed ({first.last_error or 'no answer'})"
+                log.log(loud, "using endpoint %s: %s %s", new, first.name, why)
+            return
+        self.switches += 1
+        old = self.clients[previous].masked_url
+        if active < previous:
+            quiet = logging.INFO if self._announce_switches else logging.DEBUG
+            log.log(quiet, "switched back to endpoint %s from %s: it is healthy and current again", new, old)
+        else:
+            why = self.chooser.why_not(previous, self._clock())
+            log.log(loud, "switched from endpoint %s to %s: %s", old, new, why)
 
     def _failed(self, i: int, exc: RpcError) -> None:
         # An endpoint that failed may come back restarted, its filters gone

@@ -469,6 +469,17 @@ class Hub:
                     method="eth_chainId",
                 )
         headers = {n: maybe_header(a, hex(n)) for n, a in zip(numbers, answers, strict=True)}
+        pool, head = self.pool, self.chain.head
+        if (
+            pool is not None
+            and head is not None
+            and pool.serving_lags(head)
+            and all(h is None or self.chain.pinned(n) in (None, h.hash) for n, h in headers.items())
+        ):
+            # Only missing blocks, from an endpoint behind another that showed
+            # them: a lagging endpoint (the others being down), not a made-up tip.
+            log.info("the endpoint answering lags block %s that another showed; nothing moves", head)
+            return Seen.BEHIND
         fork = self.chain.locate_fork(headers, delivered)
         if fork.lagging:
             log.info("a backend behind block %s answered; nothing moves", self.chain.head)
