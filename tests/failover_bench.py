@@ -263,7 +263,7 @@ async def _figures(node: Anvil) -> list[Figure]:
         figures.append(
             (
                 f"failover: dead endpoint ({what}) to next event",
-                f"{_spread(times)} ({samples} samples)",
+                f"{_spread(times)} ({samples} samples; worst {max(times) / SWITCH_POLL:.1f} poll intervals)",
                 f"<= {bound:g} s",
                 max(times) <= bound,
             )
