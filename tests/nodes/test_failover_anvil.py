@@ -142,6 +142,40 @@ async def test_primary_lagging_five_blocks_is_left(
     assert not leaked, "a filter was left installed"
 
 
+async def test_primary_killed_with_only_a_lagging_endpoint_left(
+    shared_anvil: Anvil, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The one endpoint left lags 5 blocks: its ``[]`` for blocks it has not reached must not be believed.
+
+    It answers heads, headers, ``eth_getLogs`` and filter changes as of 5 blocks
+    ago, as a node behind does; the stream rides it rather than stop, and
+    takes from it only what it has reached.
+    """
+    async with endpoints(shared_anvil.url, "primary", "behind") as (primary, behind):
+        behind.proxy.lag = 5
+        async with Run(shared_anvil, [primary, behind]) as run:
+            await run.more(5)
+            await wait_state(behind, "lagging")  # once a probe has shown it behind
+            assert state_of(primary) == "active"
+
+            await primary.proxy.kill()
+            polled = behind.polls
+            await run.more(15)
+            assert state_of(behind) == "active" and behind.polls > polled
+
+            await primary.proxy.revive()
+            await wait_state(primary, "active", timeout=30.0)
+            await run.more(5)
+            delivered, sent = await run.finish()
+        leaked = await leaked_filters(shared_anvil.url, [primary.proxy, behind.proxy])
+
+    assert delivered == list(range(sent))
+    lines = said(caplog)
+    assert len(switches(lines, primary, behind)) == 2, lines
+    assert not secrets_shown(lines, [primary, behind])
+    assert not leaked, "a filter was left installed"
+
+
 async def test_rate_limited_primary_is_left_at_once_and_cools_down(
     shared_anvil: Anvil, caplog: pytest.LogCaptureFixture
 ) -> None:
