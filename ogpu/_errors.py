@@ -32,6 +32,8 @@ nothing above that layer sees an ``httpx`` exception.
 
 from __future__ import annotations
 
+from ogpu._masking import mask_url
+
 __all__ = [
     "ChainChangedError",
     "ChainNotSupportedError",
@@ -83,10 +85,7 @@ class InvalidRpcUrlError(ConfigError):
     """
 
     def __init__(self, message: str | None = None, *, url: object = None) -> None:
-        # A local import: ogpu.chain imports this module. The URL is masked
-        # here too, as everywhere the library shows one: errors end up in logs.
-        from ogpu.chain.config import mask_url
-
+        # The URL is masked here too, as everywhere the library shows one: errors end up in logs.
         shown = mask_url(url) if isinstance(url, str) else None if url is None else repr(url)
         super().__init__(f"invalid RPC URL {shown!r}" if message is None else message)
         self.url: str | None = shown

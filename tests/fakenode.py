@@ -25,19 +25,22 @@ import respx
 
 from ogpu.chain import ChainConfig
 from ogpu.events._codec.abi import RawLog
-from ogpu.events._fake.chain import EncodedLog, encode_event, fake_hash
+from ogpu.events._codec.encode import encode_event
+from ogpu.events._fake.chain import EncodedLog, fake_hash
 from ogpu.events._fake.logs import decoded
-from ogpu.events._fake.rpc import RpcFault, http_response
+from ogpu.events._fake.rpc import FakeRpc, RpcFault, http_response
 from ogpu.events.testing import FakeNode as KitNode
 
 __all__ = [
     "NEXUS",
     "URL",
     "FakeNode",
+    "ProjectRpc",
     "RpcFault",
     "encode_event",
     "html_response",
     "http_response",
+    "inner",
     "mounted",
     "raw_log",
     "wait_until",
@@ -47,51 +50,11 @@ URL = "http://127.0.0.1:8545/fake-node"
 NEXUS = ChainConfig.get_contract_address("NEXUS", "mainnet")
 
 
-class FakeNode(KitNode):
-    """The kit's node on mainnet at ``URL``, knobs settable at construction (see ``_fakerpc``)."""
+class ProjectRpc(FakeRpc):
+    """The kit's JSON-RPC front, with the faults only this project's adversarial tests want."""
 
-    def __init__(
-        self,
-        *,
-        url: str = URL,
-        chain_id: int = 1071,
-        filter_history: bool = False,
-        filters_supported: bool = True,
-        batch_supported: bool = True,
-        reverse_answers: bool = False,
-        max_range: int | None = None,
-        range_error: str = "block range too large",
-        range_code: int = -32005,
-        max_results: int | None = None,
-        results_error: str = "query returned more than {limit} results",
-        results_code: int = -32005,
-        filter_lost_code: int = -32000,
-        filter_lost_message: str = "filter not found",
-        null_for_unknown_filter: bool = False,
-        report_removed: bool = False,
-        get_logs_overreach: bool = False,
-        orphans_by_hash: bool = True,
-        start_block: int = 0,
-    ) -> None:
-        super().__init__(chain="mainnet", url=url, start_block=start_block)
-        self._pin_chain = False  # tests decide the current chain themselves (OGPU_CHAIN, set_chain)
-        self.chain_id = chain_id
-        self.filter_history = filter_history
-        self.filters_supported = filters_supported
-        self.batch_supported = batch_supported
-        self.reverse_answers = reverse_answers
-        self.max_range = max_range
-        self.range_error = range_error
-        self.range_code = range_code
-        self.max_results = max_results
-        self.results_error = results_error
-        self.results_code = results_code
-        self.filter_lost_code = filter_lost_code
-        self.filter_lost_message = filter_lost_message
-        self.null_for_unknown_filter = null_for_unknown_filter
-        self.report_removed = report_removed
-        self.get_logs_overreach = get_logs_overreach
-        self.orphans_by_hash = orphans_by_hash
+    def __init__(self, *, url: str, chain_id: int, nexus: str, start_block: int = 0) -> None:
+        super().__init__(url=url, chain_id=chain_id, nexus=nexus, start_block=start_block)
         self._nulls: dict[str, int] = {}
         self._behind = (0, 0)
         self._lag_now = 0
@@ -162,6 +125,84 @@ class FakeNode(KitNode):
         topics, data = encode_event(event, *values)
         self.add_raw(topics, data, address)
 
+
+# The kit node's own state, kept on it; every other attribute a test sets or
+# reads is the inner node's (knobs, records, the chain).
+_KIT_OWN = frozenset(
+    {"_rpc", "_played", "_pin_chain", "_wake_streams", "_awake_until", "_transport", "_saved"}
+)
+
+
+class FakeNode(KitNode):
+    """The kit's node on mainnet at ``URL``, knobs settable at construction (see ``_fake/rpc.py``).
+
+    The kit keeps its in-memory node private; this one hands a test every
+    knob and record of it (``node.max_range = 5``, ``node.calls``,
+    ``node.lag_head([2])``) as if they were its own.
+    """
+
+    _rpc_type = ProjectRpc
+
+    def __init__(
+        self,
+        *,
+        url: str = URL,
+        chain_id: int = 1071,
+        filter_history: bool = False,
+        filters_supported: bool = True,
+        batch_supported: bool = True,
+        reverse_answers: bool = False,
+        max_range: int | None = None,
+        range_error: str = "block range too large",
+        range_code: int = -32005,
+        max_results: int | None = None,
+        results_error: str = "query returned more than {limit} results",
+        results_code: int = -32005,
+        filter_lost_code: int = -32000,
+        filter_lost_message: str = "filter not found",
+        null_for_unknown_filter: bool = False,
+        report_removed: bool = False,
+        get_logs_overreach: bool = False,
+        orphans_by_hash: bool = True,
+        start_block: int = 0,
+    ) -> None:
+        super().__init__(chain="mainnet", url=url, start_block=start_block)
+        self._pin_chain = False  # tests decide the current chain themselves (OGPU_CHAIN, set_chain)
+        rpc = self._rpc
+        rpc.chain_id = chain_id
+        rpc.filter_history = filter_history
+        rpc.filters_supported = filters_supported
+        rpc.batch_supported = batch_supported
+        rpc.reverse_answers = reverse_answers
+        rpc.max_range = max_range
+        rpc.range_error = range_error
+        rpc.range_code = range_code
+        rpc.max_results = max_results
+        rpc.results_error = results_error
+        rpc.results_code = results_code
+        rpc.filter_lost_code = filter_lost_code
+        rpc.filter_lost_message = filter_lost_message
+        rpc.null_for_unknown_filter = null_for_unknown_filter
+        rpc.report_removed = report_removed
+        rpc.get_logs_overreach = get_logs_overreach
+        rpc.orphans_by_hash = orphans_by_hash
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for names the kit node lacks: the inner node's.
+        if name in _KIT_OWN:
+            raise AttributeError(name)
+        return getattr(self._rpc, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _KIT_OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._rpc, name, value)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        """Answer one HTTP request, as respx's side effect (``mounted``) or a transport calls it."""
+        return self._rpc(request)
+
     def reorg(
         self,
         depth: int,
@@ -178,9 +219,14 @@ class FakeNode(KitNode):
             not _is_pair(entry) for entries in events.values() for entry in entries
         ):
             logs = {offset: [_encoded(entry) for entry in entries] for offset, entries in events.items()}
-            return decoded(self.replace_blocks(depth, logs, length))
+            return decoded(self._rpc.replace_blocks(depth, logs, length))
         pairs: Any = events  # (event, {fields}) pairs, as the kit takes them
         return super().reorg(depth, pairs, length=length)
+
+
+def inner(node: KitNode) -> FakeRpc:
+    """The in-memory node (chain and JSON-RPC front) inside any kit ``FakeNode``, for assertions on it."""
+    return node._rpc
 
 
 def _is_pair(entry: tuple[Any, ...]) -> bool:

@@ -270,7 +270,7 @@ async def test_history_read_in_chunks_follows_the_chain_when_it_changes_between_
         def get_logs(params: list[Any]) -> list[Any]:
             nonlocal history_reads
             query = params[0] if params else {}
-            answer = plain(params)
+            answer: list[Any] = plain(params)
             if "topics" in query and "blockHash" not in query:
                 history_reads += 1
                 if history_reads == 2:  # served the second chunk: the chain changes before the third
@@ -283,7 +283,7 @@ async def test_history_read_in_chunks_follows_the_chain_when_it_changes_between_
                         node.reorg(30, {i: [("Attempted", task, address(), 101 + i)] for i in range(30)})
             return answer
 
-        node._get_logs = get_logs  # type: ignore[method-assign]
+        node._get_logs = get_logs
         c = Collector(watch_attempted(task, from_block=1, poll_interval=FAST))
         await c.until(lambda: 130 in payments(c), "the new chain's events")
         node.add_log("Attempted", task, address(), SENTINEL)

@@ -43,7 +43,7 @@ from ogpu.types import (
     ResponseStatus,
     TaskStatus,
 )
-from tests.fakenode import wait_until
+from tests.fakenode import inner, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -117,7 +117,7 @@ async def test_a_chain_given_is_current_while_active_and_logs_sit_at_its_nexus()
         node.emit("TaskStatusChanged", task=T, status=TaskStatus.NEW)
         await seen.count(1)
         await seen.stop()
-        assert node.all_logs()[0]["address"] == node.nexus.lower()
+        assert inner(node).all_logs()[0]["address"] == node.nexus.lower()
     assert ChainConfig.get_current_chain() is ChainId.OGPU_MAINNET
 
 
@@ -154,10 +154,10 @@ async def test_leaving_stops_a_watcher_still_running_and_uninstalls_its_filter()
     async with FakeNode() as node:
         seen = Seen(watch_attempted(T, poll_interval=FAST))
         await node.wait_for_watchers()
-        assert node.filters
+        assert inner(node).filters
     with pytest.raises(OGPUError, match=r"FakeNode .* was closed"):
         await seen.task
-    assert node.filters == {}
+    assert inner(node).filters == {}
     assert ogpu_tasks() == []
 
 
@@ -168,7 +168,7 @@ async def test_leaving_a_plain_with_block_stops_a_running_watcher_too() -> None:
     with pytest.raises(OGPUError, match=r"FakeNode .* was closed"):
         await seen.task
     await wait_until(lambda: not ogpu_tasks(), "the stopped stream's task to end")
-    assert node.filters == {}
+    assert inner(node).filters == {}
 
 
 async def test_a_watcher_with_the_default_poll_interval_sees_an_event_without_waiting_for_it() -> None:
@@ -336,7 +336,7 @@ async def test_failed_requests_and_a_lost_answer_are_retried_and_lose_nothing(
         node.lose_next_answer()
         second = node.emit("Attempted", task=T, provider=P, suggested_payment=2)
         assert await seen.count(2) == [first, second]
-        await wait_until(lambda: len(seen.events) == 2 and node.filters != {}, "a steady stream")
+        await wait_until(lambda: len(seen.events) == 2 and inner(node).filters != {}, "a steady stream")
         await seen.stop()
     assert "HTTP 502" in caplog.text
 
@@ -356,7 +356,7 @@ async def test_a_node_without_filters_is_followed_with_get_logs() -> None:
         assert await seen.count(1) == [emitted]
         await seen.stop()
     assert node.count("eth_getLogs") >= 1
-    assert node.filters == {}
+    assert inner(node).filters == {}
 
 
 async def test_a_reorg_brings_its_new_branch_and_confirmations_hide_what_it_removed(

@@ -24,6 +24,7 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 from ogpu._errors import ChainNotSupportedError, InvalidRpcUrlError, UnknownContractError
+from ogpu._masking import mask_url
 
 __all__ = [
     "CHAIN_RPC_URLS",
@@ -177,44 +178,6 @@ def _same_endpoint_key(url: str) -> tuple[str, ...]:
     host = (parts.hostname or "").lower()
     user = f"{parts.username or ''}:{parts.password or ''}"
     return (scheme, user, host, str(port), parts.path.rstrip("/"), parts.query)
-
-
-def _looks_like_key(segment: str) -> bool:
-    """A path segment that may be an API key: long, or letters mixed with digits."""
-    if len(segment) >= 16:
-        return True
-    return len(segment) >= 8 and any(c.isalpha() for c in segment) and any(c.isdigit() for c in segment)
-
-
-def mask_url(url: str) -> str:
-    """Hide credentials for logs: user info, API-key-looking path segments, the query.
-
-    Hosted nodes put the key in the path (``/v3/MYAPIKEY123``) or the query
-    (``?apikey=...``); words like ``rpc`` or ``v3`` stay readable.
-    """
-    if "://" not in url and not url.startswith("//"):
-        # No scheme ("localhost:8555", "node.example/v3/KEY"): read what comes
-        # first as the host, as a person would, and show it as it was given.
-        return mask_url("//" + url)[2:]
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    path = "/".join("***" if _looks_like_key(seg) else seg for seg in parts.path.split("/"))
-    # As given: "localhost:8555" parses as scheme "localhost", and a "://"
-    # added here would show the user a URL they never wrote.
-    masked = f"{parts.scheme}:" if parts.scheme else ""
-    if netloc or url[len(masked) :].startswith("//"):
-        masked += f"//{netloc}"
-    masked += path
-    if parts.query:
-        masked += "?***"
-    if parts.fragment:
-        masked += "#***"
-    return masked
 
 
 @dataclass(frozen=True)

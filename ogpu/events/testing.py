@@ -43,7 +43,7 @@ import asyncio
 import itertools
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, ClassVar, TypeVar, overload
 
 import httpx
 
@@ -66,7 +66,7 @@ _TEARDOWN_TIMEOUT = 2.0
 _AWAKE_TICKS = 3
 
 
-class FakeNode(_fakerpc.FakeRpc):
+class FakeNode:
     """An in-memory Ethereum node with the Nexus contract's events, for unit tests.
 
     Args:
@@ -87,10 +87,13 @@ class FakeNode(_fakerpc.FakeRpc):
     methods of each HTTP request). ``url``, ``chain``, ``chain_id`` and
     ``nexus`` say where it is.
 
-    Other attributes and methods come from the in-memory node this project
-    tests its own stream with (lagging heads, provider limits, ...); they
-    are not part of the stable API.
+    That is all of it: the in-memory chain and its JSON-RPC front are held
+    inside, not inherited, so nothing else is public.
     """
+
+    # The JSON-RPC front it holds; this project's own tests put a subclass
+    # with more knobs here (tests/fakenode.py).
+    _rpc_type: ClassVar[type[_fakerpc.FakeRpc]] = _fakerpc.FakeRpc
 
     def __init__(
         self,
@@ -102,7 +105,7 @@ class FakeNode(_fakerpc.FakeRpc):
         played = _chain.ChainConfig.get_current_chain() if chain is None else _chain.parse_chain(chain)
         if not isinstance(start_block, int) or isinstance(start_block, bool) or start_block < 0:
             raise _types.InvalidArgumentError(f"start_block must be a block number >= 0, got {start_block!r}")
-        super().__init__(
+        self._rpc = self._rpc_type(
             url=f"http://fakenode-{next(_NODE_NUMBERS)}.invalid"
             if url is None
             else _chain.validate_rpc_url(url),
@@ -110,14 +113,42 @@ class FakeNode(_fakerpc.FakeRpc):
             nexus=_chain.ChainConfig.get_contract_address("NEXUS", played),
             start_block=start_block,
         )
-        self.chain = played
+        self._played = played
         # A chain asked for is made current while active; otherwise the current one is left alone.
         self._pin_chain = chain is not None
         # Mining wakes the streams that follow this node (see _chain_moved).
-        self.wake_streams = True
+        self._wake_streams = True
         self._awake_until: dict[_control.RunningStream, int] = {}
-        self._transport = _Transport(self)
+        self._transport: httpx.AsyncBaseTransport = _Transport(self)
         self._saved: _chain.ConfigSnapshot | None = None
+        self._rpc.on_change = self._chain_moved
+
+    # --- where it is ---
+
+    @property
+    def url(self) -> str:
+        """The URL it answers at while active."""
+        return self._rpc.url
+
+    @property
+    def chain(self) -> _chain.ChainId:
+        """The chain it plays."""
+        return self._played
+
+    @property
+    def chain_id(self) -> int:
+        """The chain id it reports (``eth_chainId``)."""
+        return self._rpc.chain_id
+
+    @property
+    def nexus(self) -> str:
+        """The Nexus address of :attr:`chain`, where :meth:`emit` puts the logs."""
+        return self._rpc.nexus
+
+    @property
+    def head(self) -> int:
+        """The number of the newest block."""
+        return self._rpc.head
 
     # --- building the chain ---
 
@@ -162,9 +193,7 @@ class FakeNode(_fakerpc.FakeRpc):
         logs = [
             _fakelogs.encode_fields(name, fields, self.nexus) for name, fields in _pairs(events, "emit_many")
         ]
-        block = self._seal(logs)
-        self._chain_moved()
-        return _fakelogs.decoded([block])
+        return _fakelogs.decoded([self._rpc.mine_block(logs)])
 
     def reorg(
         self,
@@ -200,9 +229,11 @@ class FakeNode(_fakerpc.FakeRpc):
             ]
             for offset, items in by_offset.items()
         }
-        return _fakelogs.decoded(self.replace_blocks(depth, logs, length))
+        return _fakelogs.decoded(self._rpc.replace_blocks(depth, logs, length))
 
-    # mine(count=1) and head come from the chain: see their docstrings.
+    def mine(self, count: int = 1) -> int:
+        """Mine ``count`` empty blocks; return the new head."""
+        return self._rpc.mine(count)
 
     # --- faults ---
 
@@ -212,7 +243,7 @@ class FakeNode(_fakerpc.FakeRpc):
         The stream's next poll gets "filter not found"; it installs a new
         filter and reads the gap with ``eth_getLogs``, losing nothing.
         """
-        self.forget_filters()
+        self._rpc.forget_filters()
 
     def without_filters(self: _F) -> _F:
         """From now on, have no log filters at all (method not found), like many public endpoints.
@@ -220,11 +251,38 @@ class FakeNode(_fakerpc.FakeRpc):
         The stream then follows the node with ``eth_getLogs`` every tick.
         Returns the node, so ``with FakeNode().without_filters() as node:`` reads well.
         """
-        self.filters_supported = False
-        self.forget_filters()
+        self._rpc.filters_supported = False
+        self._rpc.forget_filters()
         return self
 
-    # fail_next(status=503, times=1) and lose_next_answer() come from the node front.
+    def fail_next(self, *answers: _fakerpc.HttpFault, status: int | None = None, times: int = 1) -> None:
+        """Fail the next ``times`` HTTP requests: with HTTP ``status`` (default 503), or with ``answers``.
+
+        Each of ``answers`` is an ``httpx.Response`` to give, an exception to
+        raise as a transport would (``httpx.ConnectError("refused")``), or a
+        function of the ``httpx.Request`` returning a response; they are used
+        in turn, ``times`` over. The node never sees a request failed this way.
+        """
+        self._rpc.fail_next(*answers, status=status, times=times)
+
+    def lose_next_answer(self) -> None:
+        """Process the next request as usual, then lose the answer on the way back (a read timeout).
+
+        Before the stream's first answer, this is a node that never answers,
+        and the watcher raises ``RpcTransportError`` as it would in production.
+        """
+        self._rpc.lose_next_answer()
+
+    # --- what it was asked ---
+
+    def count(self, method: str) -> int:
+        """How many calls of ``method`` the node received (inside batches too)."""
+        return self._rpc.count(method)
+
+    @property
+    def requests(self) -> list[list[str]]:
+        """The JSON-RPC methods of each HTTP request it got, in order (a batch: several)."""
+        return self._rpc.requests
 
     # --- waiting ---
 
@@ -258,7 +316,7 @@ class FakeNode(_fakerpc.FakeRpc):
         # not always enough (a range ends at the lower of the last two heads
         # seen; a lost filter is refilled in the tick after), so it is kept
         # awake for a few more ticks, woken at each request it sends.
-        if self.wake_streams:
+        if self._wake_streams:
             for stream in _control.streams_at(self.url):
                 self._awake_until[stream] = stream.polls + _AWAKE_TICKS
                 stream.wake()
@@ -330,7 +388,7 @@ class _Transport(httpx.AsyncBaseTransport):
         # Real I/O lets other tasks run: a stream looping over requests must stay cancellable.
         await asyncio.sleep(0)
         try:
-            return self._node(request)
+            return self._node._rpc(request)
         finally:
             self._node._answered()
 

@@ -33,27 +33,23 @@ from typing import Any
 import httpx
 
 from ogpu.events._codec.abi import RawLog
-from ogpu.events.testing import _Transport
-from tests.fakenode import FakeNode, RpcFault
+from tests.fakenode import FakeNode, ProjectRpc, RpcFault
 
-__all__ = ["Hook", "SimNode"]
+__all__ = ["Hook", "SimNode", "SimRpc"]
 
 # (which request triggers it, what to do to the node, a name for the log of faults);
 # the predicate gets the request's calls (JSON-RPC objects) and whether it was a batch.
 Hook = tuple[Callable[[list[dict[str, Any]], bool], bool], Callable[[], None], str]
 
 
-class SimNode(FakeNode):
-    """``tests.fakenode.FakeNode`` behind a simulated network, with the simulation's extra faults."""
+class SimRpc(ProjectRpc):
+    """The JSON-RPC front inside ``SimNode``: the simulation's extra faults and records."""
 
-    def __init__(self, rng: random.Random, clock: Callable[[], float], **knobs: Any) -> None:
-        super().__init__(**knobs)
-        # Streams follow their own poll clock: waking them on every block
-        # would hide the interleavings of a real node, and costs nothing to skip.
-        self.wake_streams = False
-        self._net_rng = rng
-        self._clock = clock
-        self._transport = _SimTransport(self)
+    def __init__(self, *, url: str, chain_id: int, nexus: str, start_block: int = 0) -> None:
+        super().__init__(url=url, chain_id=chain_id, nexus=nexus, start_block=start_block)
+        # The seed's network generator and the virtual clock: SimNode sets both.
+        self._net_rng = random.Random()
+        self._clock: Callable[[], float] = lambda: 0.0
         self.transcript: list[bytes] = []
         self.latency = (0.001, 0.05)  # seconds each way, uniform
         self.null_headers = 0  # the next N eth_getBlockByNumber answers are null
@@ -157,11 +153,27 @@ class SimNode(FakeNode):
         return found
 
 
-class _SimTransport(_Transport):
+class SimNode(FakeNode):
+    """``tests.fakenode.FakeNode`` behind a simulated network, with the simulation's extra faults."""
+
+    _rpc_type = SimRpc
+
+    def __init__(self, rng: random.Random, clock: Callable[[], float], **knobs: Any) -> None:
+        super().__init__(**knobs)
+        # Streams follow their own poll clock: waking them on every block
+        # would hide the interleavings of a real node, and costs nothing to skip.
+        self._wake_streams = False
+        self._transport = _SimTransport(self)
+        sim = self._rpc
+        assert isinstance(sim, SimRpc)
+        sim._net_rng = rng
+        sim._clock = clock
+
+
+class _SimTransport(httpx.AsyncBaseTransport):
     """The network between the stream and the node: a latency each way, in virtual time."""
 
     def __init__(self, node: SimNode) -> None:
-        super().__init__(node)
         self._sim = node
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -55,9 +55,25 @@ class Front(httpx.AsyncBaseTransport):
         if self.lag:
             self.node.behind(self.lag, 1)  # this request only: the node serves it at once
         try:
-            return self.node(request)
+            response = self.node(request)
         finally:
             self.node._answered()
+        if self.lag and response.status_code == 200:
+            response = self._without_unreached(items, response, self.node.head - self.lag)
+        return response
+
+    @staticmethod
+    def _without_unreached(
+        items: list[dict[str, object]], response: httpx.Response, head: int
+    ) -> httpx.Response:
+        """A node behind answers eth_getLogs with nothing of blocks it has not reached."""
+        answer = response.json()
+        answers = answer if isinstance(answer, list) else [answer]
+        asked = {item.get("id"): item.get("method") for item in items}
+        for entry in answers:
+            if asked.get(entry.get("id")) == "eth_getLogs" and isinstance(entry.get("result"), list):
+                entry["result"] = [raw for raw in entry["result"] if int(raw["blockNumber"], 16) <= head]
+        return httpx.Response(200, json=answer)
 
     def served(self, *methods: str) -> int:
         """How many calls of ``methods`` (any if none named) this front served."""

@@ -243,3 +243,21 @@ async def test_when_every_endpoint_is_down_the_error_names_each() -> None:
     message = str(watcher.error)
     assert a.url in message and b.url in message
     assert "connection refused" in message
+
+
+async def test_a_lagging_replacement_is_not_believed_for_blocks_it_has_not_reached() -> None:
+    node = FakeNode()
+    with fronts(node, 2) as (a, b):
+        watcher, hub = await started(node)
+        node.mine(10)
+        await ticks(hub, 3)
+        a.down = True
+        b.lag = 5  # the only endpoint left knows nothing of the next blocks: eth_getLogs answers []
+        emit(node, 1, 2, 3)
+        await ticks(hub, 30)
+        assert watcher.got == [0]  # nothing yet, and nothing skipped: the cursor waits below them
+        b.lag = 0
+        await watcher.until(4)
+        a.down = False
+        await watcher.close()
+    assert watcher.got == [0, 1, 2, 3]

@@ -28,15 +28,21 @@ import sys
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ogpu._verbose import set_verbose
+from ogpu import set_verbose
 from ogpu.chain import ChainConfig, mask_url, parse_chain, validate_rpc_url
 from ogpu.events._cli.output import CatchUpProgress, fit_width, human_header, human_line, json_line
 from ogpu.events._cli.versions import version_lines
-from ogpu.events._codec.abi import EVENTS, EventSpec, event_named, snake_case
+from ogpu.events._codec.abi import EVENTS, EventSpec, event_named, snake_case, spelling_key
 from ogpu.events._codec.address import normalize_address
 from ogpu.events._net.faults import STARTUP_RETRY, Fault, Retrier, classify
-from ogpu.events._stream.control import failing_now, health, open_stream, startup_deadline
-from ogpu.events._stream.watch import SCOPED_WATCHERS
+from ogpu.events._stream.control import (
+    SCOPED_WATCHERS,
+    failing_now,
+    health,
+    maybe_header,
+    open_stream,
+    startup_deadline,
+)
 from ogpu.types import (
     CheckpointMismatchError,
     CheckpointVersionError,
@@ -51,7 +57,7 @@ from ogpu.types import (
 # --help, --version and bad arguments answer without loading them.
 if TYPE_CHECKING:
     from ogpu.events._checkpoint.store import Checkpoint
-    from ogpu.events._cli.state import StateFile, Stream
+    from ogpu.events._cli.state import FollowedEvents, StateFile
     from ogpu.events._codec.position import EventPosition
     from ogpu.events._net.rpc import JsonRpc
 
@@ -300,11 +306,6 @@ def build_parser() -> argparse.ArgumentParser:
 # --- what to follow ---
 
 
-def _spelling(name: str) -> str:
-    """One key for kebab-case, snake_case, CamelCase and any letter case."""
-    return name.replace("-", "").replace("_", "").lower()
-
-
 def _event_spec(name: str) -> EventSpec:
     spec = event_named(name)
     if spec is not None:
@@ -315,7 +316,7 @@ def _event_spec(name: str) -> EventSpec:
 
 def _watcher_for(kind: str) -> str:
     for known, watcher in KINDS.items():
-        if _spelling(known) == _spelling(kind):
+        if spelling_key(known) == spelling_key(kind):
             return watcher
     raise _Failure(f"unknown KIND {kind!r} for watch; known: {', '.join(KINDS)}", EXIT_USAGE)
 
@@ -358,10 +359,10 @@ def _startup_deadline() -> float | None:
 
 async def _head(client: JsonRpc) -> int:
     """The node's head block, retried like the stream retries until the startup deadline."""
-    return await _quantity(client, "eth_blockNumber", "reading the head block")
+    return await _ask_number(client, "eth_blockNumber", "reading the head block")
 
 
-async def _quantity(client: JsonRpc, method: str, doing: str) -> int:
+async def _ask_number(client: JsonRpc, method: str, doing: str) -> int:
     """A number the node answers ``method`` with, retried until the startup deadline."""
     retrier = Retrier(lambda: client.ever_answered, client.masked_url)
     while True:
@@ -386,46 +387,46 @@ async def _resume_from_state(
     specs: tuple[EventSpec, ...],
     field: str | None,
     scope: str | None,
-) -> tuple[StateFile, Stream, EventPosition | None]:
-    """The --state file, the stream it belongs to, and the position saved in it (None: a new file).
+) -> tuple[StateFile, FollowedEvents, EventPosition | None]:
+    """The --state file, what it follows, and the position saved in it (None: a new file).
 
     The file is read before anything touches the network (an unreadable one
     is bad input, whatever the node says), then checked against the chain
     the node serves.
     """
-    from ogpu.events._cli.state import StateFile, Stream
+    from ogpu.events._cli.state import FollowedEvents, StateFile
 
     state = StateFile(args.state)
     state.lock()  # before anything else: a second command on the file is refused at once
     try:
         saved = state.load()
-        chain_id = await _quantity(client, "eth_chainId", "reading the chain id")
+        chain_id = await _ask_number(client, "eth_chainId", "reading the chain id")
         genesis = await _genesis(client)
         nexus = ChainConfig.get_contract_address("NEXUS").lower()
-        stream = Stream(chain_id, nexus, tuple(spec.name for spec in specs), field, scope, genesis)
+        followed = FollowedEvents(chain_id, nexus, tuple(spec.name for spec in specs), field, scope, genesis)
         if saved is not None:
-            state.check(saved[0], stream)
+            state.check(saved[0], followed)
             # Another block 0, or (a development node restarted with a fixed
             # genesis) a chain that stays below the saved block and does not
             # know it by hash: the saved position belongs to no block of it.
-            if StateFile.replaced(saved[0], stream) or await _ends_below(client, saved[1]):
+            if StateFile.replaced(saved[0], followed) or await _ends_below(client, saved[1]):
                 start = args.from_block if args.from_block is not None and args.from_block >= 0 else 0
                 logging.getLogger("ogpu.events").warning(
                     "the state file %s was saved on a chain the node no longer serves (block 0 %s; "
                     "the saved block %d is above its head and unknown to it: a development node "
                     "restarted?); its position %s no longer applies: following the new chain from block %d",
                     args.state,
-                    "differs" if StateFile.replaced(saved[0], stream) else "is the same",
+                    "differs" if StateFile.replaced(saved[0], followed) else "is the same",
                     saved[1].block_number,
                     saved[1],
                     start,
                 )
                 args.from_block = start
-                return state, stream, None
+                return state, followed, None
     except BaseException:
         state.release()
         raise
-    return state, stream, None if saved is None else saved[1]
+    return state, followed, None if saved is None else saved[1]
 
 
 # How long a node whose head is below a --state file's block is waited for
@@ -454,8 +455,6 @@ async def _ends_below(client: JsonRpc, position: EventPosition) -> bool:
 
 async def _genesis(client: JsonRpc) -> str | None:
     """Block 0's hash, or None if the node will not say (a pruned node): then it is not compared."""
-    from ogpu.events._stream.chain import maybe_header
-
     try:
         header = maybe_header(await client.call("eth_getBlockByNumber", ["0x0", False]), "0x0")
     except RpcError as exc:
@@ -615,12 +614,12 @@ async def stream_events(
     pump: asyncio.Task[None] | None = None
     if terminal if terminal is not None else err.isatty():
         notice = asyncio.create_task(_waiting_notice(client, err, WAITING_NOTICE_AFTER))
-    state: tuple[StateFile, Stream] | None = None
+    state: tuple[StateFile, FollowedEvents] | None = None
     try:
         after: EventPosition | None = None
         if args.state is not None and checkpoint is None:
-            state_file, stream, after = await _resume_from_state(args, client, specs, field, scope)
-            state = (state_file, stream)
+            state_file, followed, after = await _resume_from_state(args, client, specs, field, scope)
+            state = (state_file, followed)
         served = state[1].chain_id if state is not None else None
         chain_notice = asyncio.create_task(_chain_notice(client, err, served), name="ogpu-events chain")
         # A saved position says where to go on; --from-block only starts a new FILE.
@@ -683,7 +682,7 @@ async def _print_events(
     err: TextIO,
     progress: CatchUpProgress,
     show_header: bool,
-    state: tuple[StateFile, Stream] | None = None,
+    state: tuple[StateFile, FollowedEvents] | None = None,
     fit: bool = False,
     checkpoint: Checkpoint | None = None,
 ) -> int:
@@ -803,7 +802,7 @@ def _setup_logging(verbose: bool) -> _LogGate:
     return gate
 
 
-def _describe(exc: BaseException) -> tuple[str, int]:
+def _error_report(exc: BaseException) -> tuple[str, int]:
     """One line saying what failed, and the exit code for it."""
     if isinstance(exc, _Failure):
         return str(exc), exc.code
@@ -910,7 +909,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
     except Exception as exc:
-        message, code = _describe(exc)
+        message, code = _error_report(exc)
         print(f"{PROG}: error: {_scrub(message)}", file=sys.stderr)
         return code
 

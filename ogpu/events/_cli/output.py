@@ -21,6 +21,8 @@ from collections.abc import Callable
 from enum import Enum, IntFlag
 from typing import Any, TextIO
 
+from ogpu.events._codec.models import CHAIN_FIELDS
+
 __all__ = [
     "CatchUpProgress",
     "event_record",
@@ -40,7 +42,6 @@ TIME_WIDTH = 19
 MAX_HUMAN_STRING = 96
 
 _HEX = re.compile(r"^0x[0-9a-fA-F]*$")  # addresses and hashes: shown bare
-_CHAIN_FIELDS = ("block_number", "transaction_hash", "log_index", "block_hash")
 # Fields that hold an amount of OGPU in wei (18 decimals, like ether).
 _AMOUNT_FIELDS = frozenset({"suggested_payment", "min_payment", "min_available_lockup"})
 WEI_PER_OGPU = 10**18
@@ -88,9 +89,9 @@ def event_record(event: Any, block_timestamp: int | None = None) -> dict[str, An
     """
     record: dict[str, Any] = {"event": type(event).event_name}
     for field in dataclasses.fields(event):
-        if field.name not in _CHAIN_FIELDS:
+        if field.name not in CHAIN_FIELDS:
             record[field.name] = _plain(getattr(event, field.name))
-    for name in _CHAIN_FIELDS:
+    for name in CHAIN_FIELDS:
         record[name] = getattr(event, name)
     if block_timestamp is not None:
         record["block_timestamp"] = block_timestamp
@@ -119,7 +120,7 @@ def _human_value(value: Any) -> str:
 def _human_fields(event: Any) -> list[str]:
     parts: list[str] = []
     for field in dataclasses.fields(event):
-        if field.name in _CHAIN_FIELDS:
+        if field.name in CHAIN_FIELDS:
             continue
         value = getattr(event, field.name)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):

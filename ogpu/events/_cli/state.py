@@ -38,7 +38,7 @@ from typing import Any
 from ogpu._errors import InvalidArgumentError
 from ogpu.events._codec.position import EventPosition
 
-__all__ = ["STATE_VERSION", "StateFile", "StateFileError", "Stream"]
+__all__ = ["STATE_VERSION", "FollowedEvents", "StateFile", "StateFileError"]
 
 STATE_VERSION = 1
 
@@ -48,8 +48,8 @@ class StateFileError(InvalidArgumentError):
 
 
 @dataclass(frozen=True, slots=True)
-class Stream:
-    """What a position in a state file belongs to: chain, Nexus, events and scope."""
+class FollowedEvents:
+    """What the command follows, and a position in a state file belongs to: chain, Nexus, events and scope."""
 
     chain_id: int
     nexus: str
@@ -60,7 +60,7 @@ class Stream:
     # serves a new chain under the same id. None in files written before it.
     genesis: str | None = None
 
-    def describe(self) -> str:
+    def in_words(self) -> str:
         if self.field is not None:
             return f"{', '.join(self.events)} events of {self.field} 0x{self.scope}"
         return f"unscoped {', '.join(self.events)} events"
@@ -128,8 +128,8 @@ class StateFile:
         os.close(self._lock_fd)
         self._lock_fd = None
 
-    def load(self) -> tuple[Stream, EventPosition] | None:
-        """The stream and position saved in the file; ``None`` when the file does not exist yet."""
+    def load(self) -> tuple[FollowedEvents, EventPosition] | None:
+        """What was followed and the position saved in the file; ``None`` when the file does not exist yet."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -143,7 +143,7 @@ class StateFile:
             if data.get("version") != STATE_VERSION:
                 raise ValueError(f"version {data.get('version')!r}, this command reads {STATE_VERSION}")
             scope = data["scope"]
-            stream = Stream(
+            followed = FollowedEvents(
                 chain_id=_int(data["chain_id"]),
                 nexus=str(data["nexus"]).lower(),
                 events=tuple(str(name) for name in data["events"]),
@@ -157,14 +157,14 @@ class StateFile:
                 f"the state file {self.path} is not one ogpu-events wrote ({exc}); "
                 "move it away to start afresh"
             ) from None
-        return stream, position
+        return followed, position
 
     @staticmethod
-    def replaced(saved: Stream, wanted: Stream) -> bool:
+    def replaced(saved: FollowedEvents, wanted: FollowedEvents) -> bool:
         """Whether the node's chain is not the one the position was saved on (another block 0)."""
         return saved.genesis is not None and wanted.genesis is not None and saved.genesis != wanted.genesis
 
-    def check(self, saved: Stream, wanted: Stream) -> None:
+    def check(self, saved: FollowedEvents, wanted: FollowedEvents) -> None:
         """Refuse a position saved for another chain or another kind of command."""
         if (saved.chain_id, saved.nexus) != (wanted.chain_id, wanted.nexus):
             raise StateFileError(
@@ -177,24 +177,24 @@ class StateFile:
             wanted.scope,
         ):
             raise StateFileError(
-                f"the state file {self.path} was written for {saved.describe()}, "
-                f"not for {wanted.describe()} as this command asks"
+                f"the state file {self.path} was written for {saved.in_words()}, "
+                f"not for {wanted.in_words()} as this command asks"
             )
 
-    def save(self, stream: Stream, position: EventPosition) -> None:
+    def save(self, followed: FollowedEvents, position: EventPosition) -> None:
         """Replace the file's content atomically: temporary file, fsync, rename, fsync of the folder."""
         record: dict[str, Any] = {
             "version": STATE_VERSION,
-            "chain_id": stream.chain_id,
-            "nexus": stream.nexus,
-            "events": list(stream.events),
+            "chain_id": followed.chain_id,
+            "nexus": followed.nexus,
+            "events": list(followed.events),
             "scope": None
-            if stream.field is None
-            else {"field": stream.field, "address": f"0x{stream.scope}"},
+            if followed.field is None
+            else {"field": followed.field, "address": f"0x{followed.scope}"},
             "position": str(position),
         }
-        if stream.genesis is not None:
-            record["genesis"] = stream.genesis
+        if followed.genesis is not None:
+            record["genesis"] = followed.genesis
         folder = self.path.parent
         fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{self.path.name}.", suffix=".tmp")
         try:

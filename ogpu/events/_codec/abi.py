@@ -30,7 +30,7 @@ from typing import Any
 
 from Crypto.Hash import keccak
 
-from ogpu._errors import LogDecodeError
+from ogpu._errors import InvalidArgumentError, LogDecodeError
 from ogpu.events._codec import models as models
 from ogpu.events._codec.address import checksum_address
 from ogpu.types import DeliveryMethod, Environment, ResponseStatus, SourceStatus, TaskStatus
@@ -282,7 +282,7 @@ class EventSpec:
                 return self.event_class(*payload, *where)
             return self.event_class(
                 **dict(zip(self.field_names, payload, strict=True)),
-                **dict(zip(_CHAIN_FIELDS, where, strict=True)),
+                **dict(zip(models.CHAIN_FIELDS, where, strict=True)),
             )
         except LogDecodeError as exc:
             raise LogDecodeError(f"{self.name} log {_where(log)}: {exc}") from None
@@ -297,9 +297,6 @@ class EventSpec:
         """Where :meth:`scope_hex` finds ``field`` in a log's ``data``."""
         start = 2 + 64 * self.data_word_of_field[field] + 24
         return slice(start, start + 40)
-
-
-_CHAIN_FIELDS = ("block_number", "transaction_hash", "log_index", "block_hash")
 
 
 def _where(log: RawLog) -> str:
@@ -377,7 +374,7 @@ def _build_spec(entry: dict[str, Any]) -> EventSpec:
         field_names=field_names,
         data_word_of_field=word_of_field,
         decode_payload=decode_payload,
-        payload_first=class_order == (*field_names, *_CHAIN_FIELDS),
+        payload_first=class_order == (*field_names, *models.CHAIN_FIELDS),
     )
 
 
@@ -387,14 +384,27 @@ EVENTS: dict[str, EventSpec] = {
 EVENTS_BY_TOPIC: dict[str, EventSpec] = {spec.topic0: spec for spec in EVENTS.values()}
 
 
-def _spelling(name: str) -> str:
+def spelling_key(name: str) -> str:
+    """One key for a name in kebab-case, snake_case, CamelCase or any letter case."""
     return name.replace("-", "").replace("_", "").lower()
 
 
-_EVENTS_BY_SPELLING: dict[str, EventSpec] = {_spelling(name): spec for name, spec in EVENTS.items()}
+_EVENTS_BY_SPELLING: dict[str, EventSpec] = {spelling_key(name): spec for name, spec in EVENTS.items()}
 
 
 def event_named(name: str) -> EventSpec | None:
     """The Nexus event called ``name`` in any spelling: ``TaskPublished``, ``task-published``,
     ``task_published``, ``TASKPUBLISHED``; ``None`` if there is none."""
-    return _EVENTS_BY_SPELLING.get(_spelling(name))
+    return _EVENTS_BY_SPELLING.get(spelling_key(name))
+
+
+def spec_of(event: object) -> EventSpec:
+    """The Nexus event named ``event`` (any spelling) or whose class it is (``AttemptedEvent``).
+
+    Raises ``InvalidArgumentError`` naming the known events for anything else.
+    """
+    name = event if isinstance(event, str) else getattr(event, "event_name", None)
+    spec = event_named(name) if isinstance(name, str) else None
+    if spec is None:
+        raise InvalidArgumentError(f"unknown Nexus event {event!r}; known: {', '.join(EVENTS)}")
+    return spec

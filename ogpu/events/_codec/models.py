@@ -22,6 +22,7 @@ from ogpu.events._codec.position import OnChain
 from ogpu.types import DeliveryMethod, Environment, ResponseStatus, SourceStatus, TaskStatus
 
 __all__ = [
+    "CHAIN_FIELDS",
     "AttemptedEvent",
     "NexusEvent",
     "OwnershipTransferredEvent",
@@ -36,6 +37,10 @@ __all__ = [
     "TaskStatusChangedEvent",
 ]
 
+
+# The fields that say where an event sits on chain, in dataclass order: set
+# by the node that mined the log, after the payload of every event.
+CHAIN_FIELDS = ("block_number", "transaction_hash", "log_index", "block_hash")
 
 # Where every event sits on chain, written once and appended to each event's
 # docstring, so help() on any of them reads whole.

@@ -23,8 +23,6 @@ from typing import IO, Any, ClassVar, TypeVar
 
 import httpx
 
-from ogpu.events._codec.abi import EVENTS, canonical_type, load_abi
-
 __all__ = ["EMITTER_CODE", "DevNode", "DevNodeNotFoundError", "cache_dirs", "event_calldata", "free_port"]
 
 EMITTER_CODE = "0x366000600037600051602036036020a100"
@@ -242,12 +240,16 @@ class DevNode:
 
 
 def event_calldata(event: str, *values: Any) -> str:
-    """Calldata for the emitter: topic0 of ``event`` followed by its ABI-encoded fields."""
-    from eth_abi.abi import encode as abi_encode  # heavy (pydantic): loaded when something is sent
+    """Calldata for the emitter: topic0 of ``event`` followed by its ABI-encoded fields.
 
-    entry = next(e for e in load_abi() if e.get("name") == event and e["type"] == "event")
-    types = [canonical_type(p) for p in entry["inputs"] if not p["indexed"]]
-    return EVENTS[event].topic0 + abi_encode(types, list(values)).hex()
+    The emitter logs one topic (``LOG1``): an event with indexed fields cannot be sent through it.
+    """
+    from ogpu.events._codec.encode import encode_event  # eth-abi (pydantic) loads when something is sent
+
+    topics, data = encode_event(event, *values)
+    if len(topics) != 1:
+        raise ValueError(f"{event} has indexed fields; the log emitter logs topic0 only")
+    return topics[0] + data[2:]
 
 
 def free_port() -> int:

@@ -14,53 +14,23 @@ decoder rather than mirroring it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from eth_abi.abi import encode as abi_encode
 
 from ogpu._errors import InvalidArgumentError
-from ogpu.events._codec.abi import EVENTS, RawLog, canonical_type, load_abi
+from ogpu.events._codec.abi import RawLog
 
 __all__ = [
-    "ABI_EVENTS",
     "Block",
     "EncodedLog",
     "FakeChain",
     "Filter",
     "address_matches",
-    "encode_event",
     "fake_hash",
 ]
 
 # (topics, data, lowercase contract address) of a log waiting for its block.
 EncodedLog = tuple[list[str], str, str]
-
-ABI_EVENTS: dict[str, dict[str, Any]] = {
-    entry["name"]: entry for entry in load_abi() if entry["type"] == "event"
-}
-
-
-def encode_event(event: str, *values: Any) -> tuple[list[str], str]:
-    """``(topics, data)`` of a Nexus event log with ``values`` in ABI order.
-
-    Indexed values go to topics, the rest to ``data``; eth-abi's own errors
-    (a value of the wrong type or size) pass through.
-    """
-    inputs = ABI_EVENTS[event]["inputs"]
-    if len(values) != len(inputs):
-        raise TypeError(f"{event} takes {len(inputs)} values, got {len(values)}")
-    topics = [EVENTS[event].topic0]
-    types: list[str] = []
-    plain: list[Any] = []
-    for param, value in zip(inputs, values, strict=True):
-        if param["indexed"]:
-            topics.append("0x" + abi_encode([canonical_type(param)], [value]).hex())
-        else:
-            types.append(canonical_type(param))
-            plain.append(value)
-    return topics, "0x" + abi_encode(types, plain).hex()
 
 
 def fake_hash(*parts: object) -> str:
@@ -112,6 +82,8 @@ class FakeChain:
         # Blocks (and their logs) that left the chain in a reorg or restart,
         # by hash: what a confirmations=0 watcher may have yielded legitimately.
         self.orphans: dict[str, Block] = {}
+        # Called after every change of the chain (mined, reorged, restarted).
+        self.on_change: Callable[[], None] | None = None
 
     @property
     def head(self) -> int:
@@ -129,7 +101,9 @@ class FakeChain:
         return block
 
     def _chain_moved(self) -> None:
-        """Called after every change of the chain; the node front wakes its streams here."""
+        """Called after every change of the chain: tells ``on_change`` (the kit wakes its streams)."""
+        if self.on_change is not None:
+            self.on_change()
 
     def add_raw(self, topics: list[str], data: str, address: str | None = None) -> None:
         """Queue a log with any topics and data (one that does not decode, say) for the next block."""
@@ -144,6 +118,12 @@ class FakeChain:
             self._pending = []
         self._chain_moved()
         return self.head
+
+    def mine_block(self, logs: Sequence[EncodedLog]) -> Block:
+        """Seal one new block holding exactly ``logs`` (queued ones stay queued); return it."""
+        block = self._seal(logs)
+        self._chain_moved()
+        return block
 
     def _seal(self, queued: Sequence[EncodedLog]) -> Block:
         block = self._append_block(self.head + 1)

@@ -17,27 +17,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from ogpu._errors import InvalidArgumentError, LogDecodeError
-from ogpu.events._codec.abi import EVENTS, EVENTS_BY_TOPIC, EventSpec, event_named
+from ogpu.events._codec.abi import EVENTS_BY_TOPIC, spec_of
 from ogpu.events._codec.address import normalize_address
-from ogpu.events._codec.models import NexusEvent
-from ogpu.events._fake.chain import ABI_EVENTS, Block, EncodedLog, encode_event
+from ogpu.events._codec.encode import ABI_EVENTS, encode_event
+from ogpu.events._codec.models import CHAIN_FIELDS, NexusEvent
+from ogpu.events._fake.chain import Block, EncodedLog
 
-__all__ = ["EventItem", "decoded", "encode_fields", "spec_of"]
+__all__ = ["EventItem", "decoded", "encode_fields"]
 
 # One event to mine: its name (or class) and its payload fields by name.
 EventItem = tuple[str | type[Any], Mapping[str, Any]]
-
-# Where a log sits on chain is the node's to decide, not the caller's.
-_ON_CHAIN = ("block_number", "transaction_hash", "log_index", "block_hash")
-
-
-def spec_of(event: object) -> EventSpec:
-    """The Nexus event named ``event`` (any spelling) or whose class it is."""
-    name = event if isinstance(event, str) else getattr(event, "event_name", None)
-    spec = event_named(name) if isinstance(name, str) else None
-    if spec is None:
-        raise InvalidArgumentError(f"unknown Nexus event {event!r}; known: {', '.join(EVENTS)}")
-    return spec
 
 
 def encode_fields(event: object, fields: Mapping[str, Any], address: str) -> EncodedLog:
@@ -46,7 +35,8 @@ def encode_fields(event: object, fields: Mapping[str, Any], address: str) -> Enc
     wanted = ", ".join(spec.field_names)
     unknown = [name for name in fields if name not in spec.field_names]
     if unknown:
-        placed = [name for name in unknown if name in _ON_CHAIN]
+        # Where a log sits on chain is the node's to decide, not the caller's.
+        placed = [name for name in unknown if name in CHAIN_FIELDS]
         why = f" ({', '.join(placed)}: set by the node when it mines)" if placed else ""
         raise InvalidArgumentError(
             f"{spec.name} has no field {', '.join(unknown)}{why}; its fields are {wanted}"

@@ -9,6 +9,7 @@ choice belongs to the stream.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
 import itertools
@@ -248,7 +249,8 @@ class RpcClient:
         # Until the endpoint has answered once, a silent one is more likely a
         # wrong URL than a slow node: it gets less time (see STARTUP_TIMEOUT).
         timeout = self._startup_timeout if not self.ever_answered else None
-        sent = time.monotonic()
+        clock = asyncio.get_running_loop().time  # the loop's clock: virtual in the simulator
+        sent = clock()
         try:
             if timeout is None:
                 response = await self._http.post(self.url, content=json.dumps(body))
@@ -256,7 +258,7 @@ class RpcClient:
                 response = await self._http.post(self.url, content=json.dumps(body), timeout=timeout)
         except httpx.HTTPError as exc:
             raise _transport_error(exc, self.masked_url, method) from exc
-        self.latency_s = time.monotonic() - sent
+        self.latency_s = clock() - sent
         status = response.status_code
         if status == 429 or status >= 500:
             raise RpcHttpError(

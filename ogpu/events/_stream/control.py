@@ -6,6 +6,8 @@ and a start-up deadline of their own, ask how a stream is doing, wake it,
 stop it. They get them here and only here, so the stream's insides (hubs,
 lanes, retriers, module settings) can change without breaking them.
 
+Also passed on: ``SCOPED_WATCHERS`` (the command's ``watch KIND`` table) and
+``maybe_header`` (the command reads block 0 as the stream reads any header).
 Nothing here loads httpx at import: ``ogpu.events`` re-exports :func:`health`.
 """
 
@@ -19,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from ogpu.chain import ChainConfig, ChainId, mask_url
 from ogpu.events._net.faults import current_failures, startup_deadline_within
+from ogpu.events._stream.chain import maybe_header
 from ogpu.events._stream.health import EndpointHealth, StreamHealth, endpoint_state
+from ogpu.events._stream.watch import SCOPED_WATCHERS, follow
 
 if TYPE_CHECKING:
     from ogpu.events._codec.abi import EventSpec
@@ -28,14 +32,19 @@ if TYPE_CHECKING:
     from ogpu.events._stream.hub import Hub
 
 __all__ = [
+    "SCOPED_WATCHERS",
     "RunningStream",
     "failing_now",
     "health",
+    "maybe_header",
     "open_stream",
     "running_streams",
     "startup_deadline",
     "streams_at",
 ]
+
+# Tries at listing the streams while event loops in other threads change the list.
+_READ_TRIES = 5
 
 
 def open_stream(
@@ -59,8 +68,6 @@ def open_stream(
     leaves a checkpoint's commits to the caller. Options are checked here,
     the node is first asked at the first ``__anext__``.
     """
-    from ogpu.events._stream.watch import follow
-
     return follow(
         specs,
         field,
@@ -188,7 +195,12 @@ def running_streams() -> list[RunningStream]:
         return []
     from ogpu.events._stream.hub import every_hub
 
-    return [RunningStream(hub) for hub in every_hub()]
+    for _ in range(_READ_TRIES):
+        try:
+            return [RunningStream(hub) for hub in every_hub()]
+        except RuntimeError:  # asked from another thread while a loop added or dropped a stream
+            continue
+    return []
 
 
 def health() -> tuple[StreamHealth, ...]:

@@ -217,7 +217,7 @@ async def _handled_on(
                 if lowest < after.block_number
                 else []
             )
-            return [*below, _describe(after)]
+            return [*below, _position_in_words(after)]
         for raw in logs:
             try:
                 spec = by_topic.get(str(raw["topics"][0]).lower())
@@ -229,7 +229,7 @@ async def _handled_on(
                 found.append(f"block {block.number} index {index} tx {raw.get('transactionHash')}")
             except (KeyError, IndexError, TypeError, ValueError):
                 continue
-    return found or [_describe(after)]
+    return found or [_position_in_words(after)]
 
 
 async def _branch_below(asker: _Asker, top: Header) -> dict[int, str]:
@@ -293,7 +293,7 @@ async def _when_reached(asker: _Asker, number: int, label: str) -> Header | None
         await asyncio.sleep(backoff.next_delay())
 
 
-def _describe(after: EventPosition) -> str:
+def _position_in_words(after: EventPosition) -> str:
     return f"block {after.block_number} index {after.log_index} and any before it in that block"
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ogpu._errors import InvalidAddressError, InvalidArgumentError
 from ogpu.chain import ChainConfig
-from ogpu.events._codec.abi import EVENTS, EventSpec, event_named
+from ogpu.events._codec.abi import EVENTS, EventSpec, spec_of
 from ogpu.events._codec.address import normalize_address
 from ogpu.events._codec.models import (
     AttemptedEvent,
@@ -417,7 +417,7 @@ def watch_nexus(
         async for event in watch_nexus("SourceUpdated", SourcePublishedEvent):
             print(event.event_name, event.source)
     """
-    specs = tuple(_spec_of(t) for t in event_types) or tuple(EVENTS.values())
+    specs = tuple(spec_of(t) for t in event_types) or tuple(EVENTS.values())
     return follow(
         specs,
         None,
@@ -471,15 +471,6 @@ def _scoped(
         after=after,
         checkpoint=checkpoint,
     )
-
-
-def _spec_of(event_type: str | type[Any]) -> EventSpec:
-    name = event_type if isinstance(event_type, str) else getattr(event_type, "event_name", None)
-    spec = event_named(name) if isinstance(name, str) else None
-    if spec is None:
-        known = ", ".join(EVENTS)
-        raise InvalidArgumentError(f"unknown Nexus event {event_type!r}; known: {known}")
-    return spec
 
 
 def _check_options(from_block: object, poll_interval: object, confirmations: object) -> None:
