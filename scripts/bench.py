@@ -11,7 +11,8 @@ and timings of whole operations take medians.
 
 Run from the repository root: ``.venv/bin/python scripts/bench.py`` (``--kit``: only the
 testing kit's figures, in a few seconds; ``--caps``: only the range-cap figures, in about one;
-``--checkpoint``: only the checkpoint's, in about a minute).
+``--checkpoint``: only the checkpoint's, in about a minute; ``--failover``: only the failover
+figures of issue 18, in about two).
 """
 
 from __future__ import annotations
@@ -1004,12 +1005,14 @@ def run_all() -> int:
     step("testing kit", testing_kit)
     step("range caps", range_caps)
     step("checkpoint", checkpoint)
+    step("failover", failover)
 
     print()
     print_table(rows)
     from tests.support.checkpoint_bench import CHECKPOINT_NOTES
+    from tests.support.failover_bench import FAILOVER_NOTES
 
-    print(NOTES + CHECKPOINT_NOTES)
+    print(NOTES + CHECKPOINT_NOTES + FAILOVER_NOTES)
     for row in rows:
         if row.ok is not None:
             print(f"{_verdict(row.ok)}  {row.figure}: {row.measured.split(' (')[0]} (target {row.target})")
@@ -1023,7 +1026,28 @@ def checkpoint() -> list[Row]:
     return [Row(*figure) for figure in checkpoint_figures()]
 
 
+def failover() -> list[Row]:
+    from tests.failover_bench import failover_figures
+
+    with quiet_library():  # the switches' log lines are what the figures time, not what they print
+        return [Row(*figure) for figure in failover_figures()]
+
+
+def _print_verdicts(rows: list[Row]) -> None:
+    for row in rows:
+        if row.ok is not None:
+            print(f"{_verdict(row.ok)}  {row.figure}: {row.measured.split(' (')[0]} (target {row.target})")
+
+
 def main(argv: list[str]) -> int:
+    if argv == ["--failover"]:  # issue 18's figures alone: three endpoints in front of an anvil
+        from tests.failover_bench import FAILOVER_NOTES
+
+        rows = failover()
+        print_table(rows)
+        print(FAILOVER_NOTES)
+        _print_verdicts(rows)
+        return 0
     if argv == ["--checkpoint"]:  # the checkpoint's figures alone (Postgres, anvil, replicas)
         from tests.support.checkpoint_bench import CHECKPOINT_NOTES
 

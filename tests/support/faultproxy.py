@@ -16,6 +16,15 @@ Run it in the test's own event loop::
     async with FaultProxy(anvil.url) as proxy:
         proxy.add(Rule(Fault.DROP_AFTER, methods=frozenset({"eth_getFilterChanges"}), every=3))
         ChainConfig.set_rpc(proxy.url)
+
+Several proxies in front of one node are several endpoints of one chain, each
+with faults of its own that a test switches at runtime (issue 18's failover):
+:meth:`FaultProxy.kill` refuses connections until :meth:`FaultProxy.revive`;
+``hang = True`` takes requests and never answers; ``lag = k`` makes it a node
+``k`` blocks behind (heads, headers, ``eth_getLogs`` and filter changes as of
+``k`` blocks ago); ``Fault.RATE_LIMIT`` and ``Fault.UNKNOWN_FILTER`` (a poll
+load-balanced to a backend that never saw the filter) are rules. ``requests``,
+``calls`` and ``installed`` count what each endpoint was asked.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ import dataclasses
 import enum
 import json
 import random
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -71,6 +82,7 @@ class Fault(enum.Enum):
     HEAD_SPIKE = "report the head (eth_blockNumber, the latest block) far ahead of the real one"
     FOREIGN_LOG = "add another contract's copy of a log to an eth_getFilterChanges answer"
     OVERREACH = "forward eth_getLogs with toBlock 'latest': logs beyond the asked range"
+    UNKNOWN_FILTER = "answer a filter poll as a backend that never saw the filter (the node keeps it)"
 
 
 _PER_CALL = frozenset(
@@ -84,6 +96,7 @@ _PER_CALL = frozenset(
         Fault.HEAD_SPIKE,
         Fault.FOREIGN_LOG,
         Fault.OVERREACH,
+        Fault.UNKNOWN_FILTER,
     }
 )
 # Where a FOREIGN_LOG comes from: no contract the watchers follow.
@@ -116,7 +129,8 @@ class Rule:
     # FILTER_NOT_FOUND: error codes used in turn (nodes disagree on the code)
     codes: tuple[int, ...] = (-32000,)
     # CAP_LOGS: the limits, and how the refusal reads: "plain" names no range,
-    # "size" names a block count, "range" names a block range to retry with
+    # "size" names a block count, "range" names a block range to retry with;
+    # UNKNOWN_FILTER: "error" answers "filter not found", "empty" answers [] as erigon does
     max_blocks: int | None = None
     max_results: int | None = None
     style: str = "plain"
@@ -149,6 +163,10 @@ class _Drop(Exception):
     """Raised inside request handling to cut the connection without an answer."""
 
 
+class _Hang(Exception):
+    """Raised inside request handling to hold the connection, unanswered, until the client leaves."""
+
+
 class FaultProxy:
     """HTTP/1.1 JSON-RPC proxy on ``127.0.0.1:<free port>`` in the running event loop."""
 
@@ -156,8 +174,21 @@ class FaultProxy:
         self.upstream = upstream
         self.rules: list[Rule] = []
         self.requests = 0
+        # JSON-RPC calls by method (each call of a batch counts).
+        self.calls: Counter[str] = Counter()
         # Filters the node created through the proxy and nobody uninstalled yet.
         self.filters: set[str] = set()
+        # Every filter the node created through the proxy, in order.
+        self.installed: list[str] = []
+        # Take requests and never answer them (no answer at all, not even a closed connection).
+        self.hang = False
+        # Be a node this many blocks behind the real one (0: current).
+        self.lag = 0
+        # Called with the methods of each JSON-RPC request as it arrives (a benchmark's clock).
+        self.on_request: Callable[[list[str]], object] | None = None
+        # Filter changes a lagging node has not reached yet, by filter id.
+        self._held: dict[str, list[dict[str, Any]]] = {}
+        self._alive = False
         # Filters a NULL_FILTER forgot: like hardhat, every later poll of them answers null.
         self._nulled: set[str] = set()
         self._rng = random.Random(seed)
@@ -175,6 +206,11 @@ class FaultProxy:
     def fired(self) -> int:
         return sum(rule.fired for rule in self.rules)
 
+    @property
+    def alive(self) -> bool:
+        """Whether the proxy accepts connections (not killed)."""
+        return self._alive
+
     def add(self, *rules: Rule) -> None:
         self.rules.extend(rules)
 
@@ -191,12 +227,33 @@ class FaultProxy:
     async def start(self) -> None:
         # anvil refuses a body that is not declared as JSON.
         self._http = httpx.AsyncClient(timeout=30.0, headers={"content-type": "application/json"})
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        await self._listen()
+
+    async def _listen(self) -> None:
+        self._closing = False
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
+        self._alive = True
+
+    async def kill(self) -> None:
+        """Die as a node process does: open connections cut, new ones refused, until :meth:`revive`."""
+        await self._stop_listening()
+
+    async def revive(self) -> None:
+        """Accept connections again, on the same port (the node behind kept running)."""
+        if not self._alive:
+            await self._listen()
 
     async def aclose(self) -> None:
+        await self._stop_listening()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def _stop_listening(self) -> None:
         server, self._server = self._server, None
         self._closing = True
+        self._alive = False
         if server is not None:
             server.close()
         # Handlers may be parked in a delay or waiting on an idle keep-alive
@@ -208,9 +265,6 @@ class FaultProxy:
                 await task
         if server is not None:
             await server.wait_closed()
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
 
     # --- HTTP ---
 
@@ -227,6 +281,11 @@ class FaultProxy:
                 try:
                     status, headers, answer = await self._answer(body)
                 except _Drop:
+                    break
+                except _Hang:
+                    # Read on (nothing should come) until the client gives up and closes.
+                    while await reader.read(65536):
+                        pass
                     break
                 except httpx.HTTPError:
                     # The node itself did not answer: say so as a gateway would.
@@ -275,6 +334,11 @@ class FaultProxy:
         if not calls:
             return await self._forward_raw(body)  # not JSON-RPC: let the node say what it thinks
         methods = [c.get("method") for c in calls]
+        self.calls.update(str(m) for m in methods)
+        if self.on_request is not None:
+            self.on_request([str(m) for m in methods])
+        if self.hang:
+            raise _Hang
 
         whole = self._whole_request_fault(methods)
         kind = whole.fault if whole is not None else None
@@ -317,9 +381,13 @@ class FaultProxy:
         """Answers to ``calls`` in order: single-call faults applied, the rest from the node."""
         answers: list[Any] = [None] * len(calls)
         sent: list[tuple[int, dict[str, Any]]] = []
+        # A lagging node's head, read once for the whole request.
+        lagged = await self._lagged_head() if self.lag > 0 or self._held else None
         for i, call in enumerate(calls):
             call = calls[i] = self._rewrite(call)
-            replaced = self._before_node(call)
+            replaced = self._behind(call, lagged) if lagged is not None else None
+            if replaced is None:
+                replaced = self._before_node(call)
             if isinstance(replaced, _Synthetic):
                 answers[i] = replaced.answer
                 if replaced.send is not None:
@@ -334,7 +402,58 @@ class FaultProxy:
                     answers[i] = by_id.get(call.get("id")) or _error(call, -32603, "no answer from upstream")
         for i, call in enumerate(calls):
             answers[i] = await self._after_node(call, answers[i])
+            if lagged is not None:
+                answers[i] = await self._behind_answer(call, answers[i], lagged)
         return answers
+
+    # --- a node k blocks behind ---
+
+    async def _lagged_head(self) -> int:
+        return max(0, await self._block("latest") - self.lag)
+
+    def _behind(self, call: dict[str, Any], lagged: int) -> _Synthetic | None:
+        """What a node at ``lagged`` answers without asking the real one (else None: forward)."""
+        method = call.get("method")
+        params = call.get("params") or []
+        if method == "eth_blockNumber":
+            return _Synthetic({"jsonrpc": "2.0", "id": call.get("id"), "result": hex(lagged)})
+        if method == "eth_getBlockByNumber" and params:
+            tag = params[0]
+            if tag in ("latest", "pending", "safe", "finalized"):
+                call["params"] = [hex(lagged), *params[1:]]
+            elif isinstance(tag, str) and tag.startswith("0x") and int(tag, 16) > lagged:
+                return _Synthetic({"jsonrpc": "2.0", "id": call.get("id"), "result": None})
+        ranged = method == "eth_getLogs" and params and isinstance(params[0], dict)
+        if ranged and "blockHash" not in params[0]:
+            query = dict(params[0])
+            first = _number(query.get("fromBlock", "latest"), lagged)
+            last = min(_number(query.get("toBlock", "latest"), lagged), lagged)
+            if first > last:
+                return _Synthetic({"jsonrpc": "2.0", "id": call.get("id"), "result": []})
+            query["fromBlock"], query["toBlock"] = hex(first), hex(last)
+            call["params"] = [query, *params[1:]]
+        return None
+
+    async def _behind_answer(self, call: dict[str, Any], answer: Any, lagged: int) -> Any:
+        """``answer`` cut to what a node at ``lagged`` has: newer blocks unknown, newer changes held back."""
+        if not isinstance(answer, dict) or not isinstance(answer.get("result"), dict | list):
+            return answer
+        method = call.get("method")
+        result = answer["result"]
+        if method == "eth_getBlockByHash" and isinstance(result, dict):
+            return answer if _number(result.get("number"), 0) <= lagged else {**answer, "result": None}
+        if method == "eth_getLogs" and isinstance(result, list):
+            # Logs of blocks this node has not reached (a blockHash query) are not there.
+            return {**answer, "result": [raw for raw in result if _log_block(raw) <= lagged]}
+        if method == "eth_getFilterChanges" and isinstance(result, list):
+            key = str((call.get("params") or [None])[0])
+            pending = self._held.pop(key, []) + result
+            ready = [raw for raw in pending if not isinstance(raw, dict) or _log_block(raw) <= lagged]
+            later = [raw for raw in pending if isinstance(raw, dict) and _log_block(raw) > lagged]
+            if later:
+                self._held[key] = later
+            return {**answer, "result": ready}
+        return answer
 
     def _rewrite(self, call: dict[str, Any]) -> dict[str, Any]:
         """``call`` as forwarded: OVERREACH widens eth_getLogs to the head (the answer keeps its id)."""
@@ -355,6 +474,13 @@ class FaultProxy:
         for rule in self.rules:
             if not rule.matches(method):
                 continue
+            unknown = rule.fault is Fault.UNKNOWN_FILTER and method == "eth_getFilterChanges"
+            if unknown and rule.fires(self._rng):
+                # Another backend behind the same URL: it never saw the filter, which
+                # stays installed, changes and all, on the node that created it.
+                if rule.style == "empty":
+                    return _Synthetic({"jsonrpc": "2.0", "id": call.get("id"), "result": []})
+                return _Synthetic(_error(call, rule.codes[0], "filter not found"))
             if rule.fault is Fault.RPC_ERROR and rule.fires(self._rng):
                 return _Synthetic(_error(call, rule.code, rule.message))
             if rule.fault is Fault.NO_FILTERS and method in FILTER_METHODS and rule.fires(self._rng):
@@ -392,6 +518,7 @@ class FaultProxy:
             return answer
         if method == "eth_newFilter" and isinstance(answer["result"], str):
             self.filters.add(answer["result"])
+            self.installed.append(answer["result"])
         if method == "eth_uninstallFilter" and answer["result"] is True:
             self.filters.discard(str((call.get("params") or [None])[0]))
         for rule in self.rules:
@@ -508,6 +635,18 @@ def _is_head(call: dict[str, Any]) -> bool:
         return True
     params = call.get("params") or []
     return call.get("method") == "eth_getBlockByNumber" and bool(params) and params[0] == "latest"
+
+
+def _number(tag: Any, latest: int) -> int:
+    """A block tag or quantity as a number, ``latest`` standing for the head."""
+    if isinstance(tag, str) and tag.startswith("0x"):
+        return int(tag, 16)
+    return 0 if tag == "earliest" else latest
+
+
+def _log_block(raw: dict[str, Any]) -> int:
+    number = raw.get("blockNumber")
+    return int(number, 16) if isinstance(number, str) else 0
 
 
 def _error(call: dict[str, Any], code: int, message: str) -> dict[str, Any]:
