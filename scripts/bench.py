@@ -1027,7 +1027,7 @@ def checkpoint() -> list[Row]:
 
 
 def failover() -> list[Row]:
-    from tests.failover_bench import failover_figures
+    from tests.support.failover_bench import failover_figures
 
     with quiet_library():  # the switches' log lines are what the figures time, not what they print
         return [Row(*figure) for figure in failover_figures()]
@@ -1041,7 +1041,7 @@ def _print_verdicts(rows: list[Row]) -> None:
 
 def main(argv: list[str]) -> int:
     if argv == ["--failover"]:  # issue 18's figures alone: three endpoints in front of an anvil
-        from tests.failover_bench import FAILOVER_NOTES
+        from tests.support.failover_bench import FAILOVER_NOTES
 
         rows = failover()
         print_table(rows)

@@ -94,12 +94,6 @@ def test_the_switch_is_said_in_one_line_naming_both_endpoints_masked(outcome: _O
     assert not secrets_shown(said, [outcome.first, outcome.second])
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="engine (branch failover, c68b217): after the switch line the CLI also prints the stream's "
-    "repairs as WARNINGs: 'filter ...@0 dropped: the node no longer knows it (... it belongs to another "
-    "endpoint ...)' and 'could not uninstall filter ... at <dead endpoint>; the node expires it'",
-)
 def test_a_switch_costs_the_user_one_line(outcome: _Outcome) -> None:
     """The issue's promise: the CLI prints one line when it switches, not the stream's repairs too."""
     assert len(outcome.stderr.splitlines()) == 1, outcome.stderr

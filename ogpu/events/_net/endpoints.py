@@ -49,7 +49,7 @@ from ogpu.events._net.choice import EndpointChooser, EndpointState, State
 from ogpu.events._net.faults import describe
 from ogpu.events._net.rpc import Call, JsonRpc, RpcClient, batch_label
 
-__all__ = ["EndpointPool", "open_client"]
+__all__ = ["EndpointPool", "FilterOnOtherEndpoint", "open_client"]
 
 log = logging.getLogger("ogpu.events")
 
@@ -79,6 +79,14 @@ def open_client(urls: str | Sequence[str], *, announce: bool = True) -> JsonRpc:
 
 class _NotReached(Exception):
     """The endpoint lacks the last block of an eth_getLogs range: try another, blame nobody."""
+
+
+class FilterOnOtherEndpoint(RpcResponseError):
+    """A poll of a filter the pool can no longer ask: its endpoint was left, or its answer lost.
+
+    A "filter not found" like any node's, so the stream installs a new filter
+    and reads the gap; a switch's expected consequence, not a node's fault.
+    """
 
 
 class EndpointPool:
@@ -178,7 +186,8 @@ class EndpointPool:
                     await asyncio.wait_for(self._uninstall_orphans(i), _CLOSING_UNINSTALL)
                 except (RpcError, asyncio.TimeoutError):
                     for raw in self._orphans.pop(i, set()):
-                        log.warning(
+                        # An endpoint left for failing: nothing the user can do, and the node expires it.
+                        log.info(
                             "could not uninstall filter %s at %s; the node expires it",
                             raw,
                             self.clients[i].masked_url,
@@ -388,7 +397,7 @@ class EndpointPool:
     def _not_found(self, method: str, pool_id: str, i: int) -> Any:
         if method == "eth_uninstallFilter":
             return False
-        return RpcResponseError(
+        return FilterOnOtherEndpoint(
             "filter not found (it belongs to another endpoint, or its changes were lost)",
             code=-32000,
             url=self.clients[i].masked_url,

@@ -19,6 +19,7 @@ from typing import Any
 from ogpu._errors import RpcError, RpcResponseError
 from ogpu.events._codec.abi import RawLog
 from ogpu.events._net.answers import chain_order, filter_changes, logs_in_range
+from ogpu.events._net.endpoints import FilterOnOtherEndpoint
 from ogpu.events._net.faults import Backoff, Fault, classify
 from ogpu.events._net.headers import header_calls, headers_by_number
 from ogpu.events._net.ranges import LogRangeReader
@@ -275,7 +276,11 @@ class LiveFilter:
         if isinstance(answer, RpcResponseError):
             fault = classify(answer)
             if fault is Fault.FILTER_LOST:
-                self.lose(f"the node no longer knows it ({answer})")
+                if isinstance(answer, FilterOnOtherEndpoint):
+                    # Another endpoint serves the stream now: a new filter there, the gap read.
+                    self.lose(f"another endpoint serves the stream now ({answer})", expected=True)
+                else:
+                    self.lose(f"the node no longer knows it ({answer})")
                 return
             if fault is Fault.UNSUPPORTED:
                 log.info("node rejects eth_getFilterChanges (%s); switching to eth_getLogs", answer)
@@ -364,13 +369,18 @@ class LiveFilter:
         self._told = True
         self._cover(live, first, last, logs)
 
-    def lose(self, why: str) -> None:
-        """The filter is gone or its answer was: recreate it on the next tick and refill the gap."""
+    def lose(self, why: str, *, expected: bool = False) -> None:
+        """The filter is gone or its answer was: recreate it on the next tick and refill the gap.
+
+        ``expected``: the consequence of a switch of endpoints, which was
+        logged already; said at INFO.
+        """
         if self.id is None:
             return  # already dropped: its live lane emptied while a call was out
         live = self._live_lane()
         cursor = live.cursor if live is not None else None
-        log.warning(
+        log.log(
+            logging.INFO if expected else logging.WARNING,
             "filter %s dropped: %s; will recreate it and refill from block %s",
             self.id,
             why,
