@@ -81,9 +81,6 @@ HOLE_SEEDS = {
     # stream ran to see it: history now reads from below the fork, by hash.
     8848: "reorg below the fork right after the after= check",
     6665: "after= resumed from the fork alone",
-    # Reading below the position where the chains part is unknown brought a
-    # replaced chain's events out of order: not read there (the WARNING says so).
-    3843: "after= with the fork unknown on a replaced chain",
 }
 
 

@@ -228,8 +228,7 @@ async def resume_point(
     # History is read from the lowest of them (at most _BRANCH_DEPTH below
     # the start): a reorg below the fork after this check, which no stream
     # may see, then brings its new branch (other hashes) instead of passing under it.
-    # Where the chains part is unknown, the WARNING above says what is not read.
-    reread = [n for n in covered if start - _BRANCH_DEPTH <= n < start] if fork is not None else []
+    reread = [n for n in covered if start - _BRANCH_DEPTH <= n < start]
     return ResumePoint(min([start, *reread]), None, covered)
 
 
