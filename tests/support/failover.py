@@ -226,5 +226,7 @@ def state_of(end: Endpoint) -> str:
     return endpoint_health(end).state
 
 
-async def wait_state(end: Endpoint, state: str, timeout: float = 20.0) -> None:
+async def wait_state(end: Endpoint, state: str, timeout: float = 60.0) -> None:
+    # A give-up bound, not a timing: a standby is probed once per dozen requests,
+    # which on a loaded 2-core machine can take a good part of 20 s.
     await wait_until(lambda: state_of(end) == state, f"{end.name} to be {state}", timeout)
