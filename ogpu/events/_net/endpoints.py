@@ -206,7 +206,7 @@ class EndpointPool:
             if isinstance(answer, RpcResponseError):
                 raise answer
             return answer
-        if method == "eth_getLogs" and params and _numbered_end(params[0]) is not None:
+        if method == "eth_getLogs" and params and _block_guard(params[0]) is not None:
             return await self._on_some_endpoint(lambda i: self._logs_at(i, params[0]), method)
         ask = self._on_some_endpoint(lambda i: self._batch_at(i, [(method, params)]), method)
         answers = await (self._create_filter(ask) if method == "eth_newFilter" else ask)
@@ -340,11 +340,11 @@ class EndpointPool:
         return out
 
     async def _logs_at(self, i: int, query: dict[str, Any]) -> Any:
-        """eth_getLogs with the header of its last block asked first, from the same endpoint."""
-        end = _numbered_end(query)
-        header, logs = await self.clients[i].batch(
-            [("eth_getBlockByNumber", [end, False]), ("eth_getLogs", [query])]
-        )
+        """eth_getLogs with the header of its last block (or of the block it names by hash) asked
+        first, from the same endpoint: an endpoint that lacks the block answers ``[]`` for it."""
+        guard = _block_guard(query)
+        assert guard is not None
+        header, logs = await self.clients[i].batch([guard, ("eth_getLogs", [query])])
         if header is None or isinstance(header, BaseException):
             raise _NotReached
         if isinstance(logs, BaseException):
@@ -612,6 +612,17 @@ def _may_be_consumed(exc: RpcError) -> bool:
 
 def _is_latest(method: str, params: Sequence[Any]) -> bool:
     return method == "eth_getBlockByNumber" and bool(params) and params[0] == "latest"
+
+
+def _block_guard(query: object) -> tuple[str, list[Any]] | None:
+    """The header call that shows an endpoint has the block an eth_getLogs query ends at, if any."""
+    end = _numbered_end(query)
+    if end is not None:
+        return ("eth_getBlockByNumber", [end, False])
+    block_hash = query.get("blockHash") if isinstance(query, dict) else None
+    if isinstance(block_hash, str):
+        return ("eth_getBlockByHash", [block_hash, False])
+    return None
 
 
 def _numbered_end(query: object) -> str | None:
