@@ -111,11 +111,6 @@ class Subscription:
         self._error: BaseException | None = None
         self._warn_at = _FIRST_BACKLOG_WARNING
 
-    @property
-    def join_cursor(self) -> int | None:
-        """The old name of ``joined_at``, still read by ``ogpu.events.testing`` (until its seam lands)."""
-        return self.joined_at
-
     def push(self, event: Any) -> None:
         self._queue.append(event)
         if self._waiter is not None and not self._waiter.done():

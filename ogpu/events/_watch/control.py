@@ -101,7 +101,7 @@ class RunningStream:
             1
             for lane in list(self._hub.lanes.values())
             for sub in lane.subscriptions()
-            if sub.join_cursor is not None
+            if sub.joined_at is not None
         )
 
     @property
