@@ -385,9 +385,7 @@ class Hub:
             latest = header_of(answers[0], "latest")
             # A check the node refused (an error, not null) says nothing either
             # way: the block is asked for again next tick.
-            refused = [
-                n for n, a in zip(checks, answers[1:], strict=False) if isinstance(a, RpcResponseError)
-            ]
+            refused = _refused(checks, answers[1:])
             if refused:
                 log.info(
                     "could not check blocks %s this tick (%s); asking again",
@@ -607,7 +605,7 @@ class Hub:
         # reorg right after the start find the blocks in common.
         numbers = list(range(latest.number, max(0, latest.number - _PINNED_AT_START) - 1, -1))
         answers = await self.client.batch(header_calls(numbers))
-        refused = [n for n, a in zip(numbers, answers, strict=True) if isinstance(a, RpcResponseError)]
+        refused = _refused(numbers, answers)
         if refused:
             log.info(
                 "could not check blocks %s below the first head (%s); the blocks above them are pinned",
@@ -697,6 +695,11 @@ def _quantity(value: Any, method: str) -> int:
         return int(value, 16)
     except (TypeError, ValueError):
         raise RpcProtocolError(f"{method} answered {value!r}, not a hex quantity") from None
+
+
+def _refused(numbers: Sequence[int], answers: Sequence[Any]) -> list[int]:
+    """The block numbers whose header calls the node refused (an error, not null): said, and asked again."""
+    return [n for n, a in zip(numbers, answers, strict=False) if isinstance(a, RpcResponseError)]
 
 
 def _answer_may_be_lost(exc: RpcError) -> bool:

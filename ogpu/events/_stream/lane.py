@@ -365,18 +365,12 @@ class Lane:
 
     def delivered_hashes(self, limit: int) -> dict[int, set[str]]:
         """Block hashes of the logs delivered lately, by height: the ``limit`` highest heights."""
-        found: dict[int, set[str]] = {}
-        for block, key in self._seen_order:
-            if key in self._seen:
-                found.setdefault(block, set()).add(key[0])
+        found = self._delivered_by_height()
         return {n: found[n] for n in sorted(found)[-limit:]}
 
     def blocks_handed_out(self) -> dict[int, set[str]]:
         """Block hashes, by height, of logs this lane delivered or its watchers read from history lately."""
-        found: dict[int, set[str]] = {}
-        for block, key in self._seen_order:
-            if key in self._seen:
-                found.setdefault(block, set()).add(key[0])
+        found = self._delivered_by_height()
         for block_hash, (block, _) in self._from_history.items():
             found.setdefault(block, set()).add(block_hash)
         return found
@@ -385,6 +379,13 @@ class Lane:
         """Heights above ``fork`` of the logs this lane delivered or its watchers got from history."""
         delivered = {block for block, _ in self._seen_order if block > fork}
         return delivered | {block for block, _ in self._from_history.values() if block > fork}
+
+    def _delivered_by_height(self) -> dict[int, set[str]]:
+        found: dict[int, set[str]] = {}
+        for block, key in self._seen_order:
+            if key in self._seen:
+                found.setdefault(block, set()).add(key[0])
+        return found
 
     def remember_all(self, logs: list[RawLog]) -> None:
         """Note logs a watcher got from history, so a reorg that takes one off the chain names it.
